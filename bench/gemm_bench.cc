@@ -1,0 +1,370 @@
+// GEMM and softmax benchmarks: attn's Highway kernels against the machine's
+// FP32 FMA peak and, when found at configure time, OpenBLAS (cblas_sgemm)
+// and oneDNN (dnnl_sgemm).
+//
+// Run (OpenBLAS reads its core type when it is loaded, so set it outside):
+//   OPENBLAS_CORETYPE=SkylakeX build/bench/attn_gemm_bench
+// Counters: GFLOP/s = 2*M*N*K per second (wall clock); peak% = GFLOP/s over
+// the FMA peak measured at start-up for the same thread count. Labels name
+// the dispatched Highway target (or the peer's kernel).
+//
+// Shapes (M x N x K, C = A · op(B)): GPT-2 small projections with T = 8192
+// tokens (qkv 8192x2304x768 and out_proj 8192x768x768, A · Wᵀ with the
+// nn.Linear weight W of shape (N, K)), attention scores Q·Kᵀ 1024x1024x64,
+// weights·V 1024x64x1024 (A · B), and small odd shapes.
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "parallel/matmul_parallel.h"
+#include "parallel/parallel_for.h"
+#include "simd/matmul.h"
+#include "simd/softmax.h"
+
+#if ATTN_BENCH_OPENBLAS
+#include <cblas.h>
+#endif
+#if ATTN_BENCH_DNNL
+#include <omp.h>
+
+#include "oneapi/dnnl/dnnl.h"
+#endif
+
+// The FMA-peak kernel is compiled per Highway target, like the library.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "bench/gemm_bench.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace attn {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// `iters` rounds of kChains independent MulAdd chains (FMA latency 4 x 2
+// ports = 8 in flight at least; 12 leaves slack and fits 16 registers).
+// Returns a value depending on all chains; flops = iters * 12 * 2 * lanes.
+float FmaPeakKernelT(size_t iters, float seed) {
+  const hn::ScalableTag<float> d;
+  const auto mul = hn::Set(d, 0.999999f);
+  const auto add = hn::Set(d, 1e-7f);
+  auto a0 = hn::Set(d, seed), a1 = hn::Add(a0, add), a2 = hn::Add(a1, add);
+  auto a3 = hn::Add(a2, add), a4 = hn::Add(a3, add), a5 = hn::Add(a4, add);
+  auto a6 = hn::Add(a5, add), a7 = hn::Add(a6, add), a8 = hn::Add(a7, add);
+  auto a9 = hn::Add(a8, add), a10 = hn::Add(a9, add), a11 = hn::Add(a10, add);
+  for (size_t i = 0; i < iters; ++i) {
+    a0 = hn::MulAdd(a0, mul, add);
+    a1 = hn::MulAdd(a1, mul, add);
+    a2 = hn::MulAdd(a2, mul, add);
+    a3 = hn::MulAdd(a3, mul, add);
+    a4 = hn::MulAdd(a4, mul, add);
+    a5 = hn::MulAdd(a5, mul, add);
+    a6 = hn::MulAdd(a6, mul, add);
+    a7 = hn::MulAdd(a7, mul, add);
+    a8 = hn::MulAdd(a8, mul, add);
+    a9 = hn::MulAdd(a9, mul, add);
+    a10 = hn::MulAdd(a10, mul, add);
+    a11 = hn::MulAdd(a11, mul, add);
+  }
+  const auto s = hn::Add(
+      hn::Add(hn::Add(hn::Add(a0, a1), hn::Add(a2, a3)), hn::Add(hn::Add(a4, a5), hn::Add(a6, a7))),
+      hn::Add(hn::Add(a8, a9), hn::Add(a10, a11)));
+  return hn::GetLane(hn::SumOfLanes(d, s));
+}
+
+size_t LanesT() { return hn::Lanes(hn::ScalableTag<float>()); }
+
+}  // namespace HWY_NAMESPACE
+}  // namespace attn
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace attn {
+namespace {
+
+HWY_EXPORT(FmaPeakKernelT);
+HWY_EXPORT(LanesT);
+
+constexpr size_t kFmaChains = 12;
+
+// Runs the peak kernel on `threads` threads; returns GFLOP/s.
+double FmaPeakOnce(int threads, size_t iters, float* sink) {
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<float> out(threads);
+  parallel::ParallelFor(threads, 1, [&](size_t begin, size_t end) {
+    for (size_t t = begin; t < end; ++t) {
+      out[t] = HWY_DYNAMIC_DISPATCH(FmaPeakKernelT)(iters, 1.0f + float(t));
+    }
+  });
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (float v : out) *sink += v;
+  const double flops =
+      double(threads) * double(iters) * kFmaChains * 2.0 * HWY_DYNAMIC_DISPATCH(LanesT)();
+  return flops / seconds * 1e-9;
+}
+
+// The best of a few runs of ~50 ms: the FP32 peak for this thread count.
+double MeasurePeak(int threads) {
+  set_num_threads(threads);
+  float sink = 0.0f;
+  double best = 0.0;
+  for (int rep = 0; rep < 5; ++rep) best = std::max(best, FmaPeakOnce(threads, 2000000, &sink));
+  benchmark::DoNotOptimize(sink);
+  return best;
+}
+
+double g_peak[3] = {0.0, 0.0, 0.0};  // by thread count 1, 2
+
+double Peak(int threads) {
+  if (threads < 1 || threads > 2) return 0.0;
+  if (g_peak[threads] == 0.0) g_peak[threads] = MeasurePeak(threads);
+  return g_peak[threads];
+}
+
+void BM_FmaPeak(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  set_num_threads(threads);
+  const size_t iters = 1000000;
+  float sink = 0.0f;
+  for (auto _ : state) FmaPeakOnce(threads, iters, &sink);
+  benchmark::DoNotOptimize(sink);
+  const double flops =
+      double(threads) * double(iters) * kFmaChains * 2.0 * HWY_DYNAMIC_DISPATCH(LanesT)();
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(simd::MatMulTargetName());
+}
+
+// --- GEMM problems -----------------------------------------------------------
+
+struct Gemm {
+  Gemm(size_t m, size_t n, size_t k, bool b_transposed)
+      : m(m), n(n), k(k), b_transposed(b_transposed), a(m * k), b(k * n), c(m * n) {
+    uint32_t x = 12345;
+    auto next = [&x] {
+      x = x * 1664525u + 1013904223u;
+      return float(x >> 8) * (1.0f / 16777216.0f) - 0.5f;
+    };
+    for (float& v : a) v = next();
+    for (float& v : b) v = next();
+  }
+  simd::MatMulArgs Args() {
+    simd::MatMulArgs args;
+    args.a = a.data();
+    args.lda = k;
+    args.b = b.data();
+    args.ldb = b_transposed ? k : n;
+    args.b_transposed = b_transposed;
+    args.c = c.data();
+    args.ldc = n;
+    args.m = m;
+    args.n = n;
+    args.k = k;
+    return args;
+  }
+  double Flops() const { return 2.0 * double(m) * double(n) * double(k); }
+
+  size_t m, n, k;
+  bool b_transposed;
+  std::vector<float> a, b, c;
+};
+
+void SetGemmCounters(benchmark::State& state, const Gemm& g, int threads) {
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(g.Flops() * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  // peak%: filled in per iteration time below via a rate counter scaled by
+  // 100 / peak.
+  const double peak = Peak(threads);
+  if (peak > 0.0) {
+    state.counters["peak%"] = benchmark::Counter(g.Flops() * 1e-9 * 100.0 / peak,
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+  }
+}
+
+// Args: M, N, K, b_transposed, threads, disabled Highway targets.
+void BM_Attn(benchmark::State& state) {
+  Gemm g(state.range(0), state.range(1), state.range(2), state.range(3) != 0);
+  const int threads = static_cast<int>(state.range(4));
+  const int64_t disabled = state.range(5);
+  Peak(threads);
+  hwy::DisableTargets(disabled);
+  set_num_threads(threads);
+  const simd::MatMulArgs args = g.Args();
+  for (auto _ : state) {
+    parallel::ParallelMatMul(args);
+    benchmark::ClobberMemory();
+  }
+  SetGemmCounters(state, g, threads);
+  state.SetLabel(std::string("attn ") + simd::MatMulTargetName());
+  hwy::DisableTargets(0);
+}
+
+// B packed once (nn.Linear weights); only the product is timed.
+void BM_AttnPacked(benchmark::State& state) {
+  Gemm g(state.range(0), state.range(1), state.range(2), state.range(3) != 0);
+  const int threads = static_cast<int>(state.range(4));
+  Peak(threads);
+  set_num_threads(threads);
+  const simd::MatMulArgs args = g.Args();
+  const simd::PackedMatrix packed = simd::PackB(args.b, args.ldb, args.b_transposed, g.k, g.n);
+  for (auto _ : state) {
+    parallel::ParallelMatMulPacked(args.a, args.lda, packed, args.c, args.ldc, g.m, nullptr, 1.0f,
+                                   false);
+    benchmark::ClobberMemory();
+  }
+  SetGemmCounters(state, g, threads);
+  state.SetLabel(std::string("attn packed ") + simd::MatMulTargetName());
+}
+
+#if ATTN_BENCH_OPENBLAS
+void BM_OpenBLAS(benchmark::State& state) {
+  Gemm g(state.range(0), state.range(1), state.range(2), state.range(3) != 0);
+  const int threads = static_cast<int>(state.range(4));
+  Peak(threads);
+  openblas_set_num_threads(threads);
+  for (auto _ : state) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, g.b_transposed ? CblasTrans : CblasNoTrans,
+                static_cast<int>(g.m), static_cast<int>(g.n), static_cast<int>(g.k), 1.0f,
+                g.a.data(), static_cast<int>(g.k), g.b.data(),
+                static_cast<int>(g.b_transposed ? g.k : g.n), 0.0f, g.c.data(),
+                static_cast<int>(g.n));
+    benchmark::ClobberMemory();
+  }
+  SetGemmCounters(state, g, threads);
+  state.SetLabel(std::string("OpenBLAS ") + openblas_get_corename());
+}
+#endif
+
+#if ATTN_BENCH_DNNL
+void BM_OneDNN(benchmark::State& state) {
+  Gemm g(state.range(0), state.range(1), state.range(2), state.range(3) != 0);
+  const int threads = static_cast<int>(state.range(4));
+  Peak(threads);
+  omp_set_num_threads(threads);
+  for (auto _ : state) {
+    dnnl_sgemm('N', g.b_transposed ? 'T' : 'N', g.m, g.n, g.k, 1.0f, g.a.data(), g.k, g.b.data(),
+               g.b_transposed ? g.k : g.n, 0.0f, g.c.data(), g.n);
+    benchmark::ClobberMemory();
+  }
+  SetGemmCounters(state, g, threads);
+  state.SetLabel("oneDNN");
+}
+#endif
+
+// --- Softmax -----------------------------------------------------------------
+
+// Args: rows, cols, causal, reference (1 = scalar reference).
+void BM_Softmax(benchmark::State& state) {
+  const size_t rows = state.range(0), cols = state.range(1);
+  std::vector<float> in(rows * cols), out(rows * cols);
+  for (size_t i = 0; i < in.size(); ++i) in[i] = float(i % 97) * 0.1f;
+  simd::SoftmaxArgs args;
+  args.in = in.data();
+  args.ld_in = cols;
+  args.out = out.data();
+  args.ld_out = cols;
+  args.rows = rows;
+  args.cols = cols;
+  args.scale = 0.125f;
+  args.causal = state.range(2) != 0;
+  const bool reference = state.range(3) != 0;
+  for (auto _ : state) {
+    if (reference) {
+      simd::MaskedSoftmaxReference(args);
+    } else {
+      simd::MaskedSoftmax(args);
+    }
+    benchmark::ClobberMemory();
+  }
+  state.counters["rows/s"] =
+      benchmark::Counter(double(rows), benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(reference ? "scalar reference" : simd::MatMulTargetName());
+}
+
+// --- Registration ------------------------------------------------------------
+
+struct Shape {
+  int64_t m, n, k, b_transposed;
+};
+// Projections (A · Wᵀ), attention (Q·Kᵀ, weights·V) and small odd shapes.
+const Shape kProjections[] = {{8192, 2304, 768, 1}, {8192, 768, 768, 1}};
+const Shape kAttention[] = {{1024, 1024, 64, 1}, {1024, 64, 1024, 0}};
+const Shape kSmall[] = {{37, 53, 300, 1}, {129, 67, 65, 0}, {1, 768, 768, 1}, {97, 97, 97, 0}};
+
+void Register() {
+  constexpr double kMinTime = 0.3;
+  auto add = [&](const char* name, void (*fn)(benchmark::State&), const Shape& s, int threads,
+                 int64_t disabled = 0) {
+    benchmark::RegisterBenchmark(name, fn)
+        ->Args({s.m, s.n, s.k, s.b_transposed, threads, disabled})
+        ->ArgNames({"M", "N", "K", "bT", "threads", "disabled"})
+        ->MinTime(kMinTime)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
+  };
+  for (int threads : {1, 2}) {
+    benchmark::RegisterBenchmark("FmaPeak", BM_FmaPeak)
+        ->Arg(threads)
+        ->ArgName("threads")
+        ->MinTime(kMinTime)
+        ->UseRealTime();
+  }
+  std::vector<Shape> all;
+  for (const Shape& s : kProjections) all.push_back(s);
+  for (const Shape& s : kAttention) all.push_back(s);
+  for (const Shape& s : kSmall) all.push_back(s);
+  for (const Shape& s : all) {
+    for (int threads : {1, 2}) {
+      add("attn", BM_Attn, s, threads);
+      add("attn_packed", BM_AttnPacked, s, threads);
+#if ATTN_BENCH_OPENBLAS
+      add("openblas", BM_OpenBLAS, s, threads);
+#endif
+#if ATTN_BENCH_DNNL
+      add("onednn", BM_OneDNN, s, threads);
+#endif
+    }
+  }
+  // Lower targets, one thread: AVX2 (AVX3 disabled), SSE4 (AVX2 too).
+  for (const Shape& s : {kProjections[1], kAttention[0], kAttention[1]}) {
+    add("attn_avx2", BM_Attn, s, 1, HWY_AVX3 | HWY_AVX3_DL);
+    add("attn_sse4", BM_Attn, s, 1, HWY_AVX3 | HWY_AVX3_DL | HWY_AVX2);
+  }
+  for (int64_t causal : {0, 1}) {
+    for (int64_t reference : {0, 1}) {
+      benchmark::RegisterBenchmark("softmax", BM_Softmax)
+          ->Args({1024, 1024, causal, reference})
+          ->ArgNames({"rows", "cols", "causal", "ref"})
+          ->MinTime(kMinTime)
+          ->Unit(benchmark::kMicrosecond);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace attn
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  attn::Register();
+  benchmark::AddCustomContext("attn target", attn::simd::MatMulTargetName());
+#if ATTN_BENCH_OPENBLAS
+  const char* coretype = getenv("OPENBLAS_CORETYPE");
+  benchmark::AddCustomContext(
+      "OpenBLAS", std::string(openblas_get_corename()) +
+                      " (OPENBLAS_CORETYPE=" + (coretype != nullptr ? coretype : "unset") + ")");
+#endif
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
+#endif  // HWY_ONCE

@@ -1,0 +1,108 @@
+#include "core/attention_core.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "parallel/parallel_for.h"
+#include "simd/matmul.h"
+#include "simd/softmax.h"
+
+namespace attn {
+namespace detail {
+namespace {
+
+// Query rows per task: 64 rows of scores at T = 1024 are 256 KB, which stays
+// in L2 between the Q·Kᵀ, softmax and weights·V steps.
+constexpr size_t kQueryBlock = 64;
+
+// One (b, h, query block) of the materialized algorithm:
+//   scores = Q[r0:r1] · K[0:n]ᵀ ; weights = softmax(scale · scores, causal)
+//   weights *= dropout ; out[r0:r1] = weights · V[0:n]
+// with n = r1 when causal (later keys are masked for every row of the block).
+void attend_block(const AttentionProblem& p, size_t b, size_t h, size_t r0, size_t r1,
+                  std::vector<float>& scratch) {
+  const size_t rows = r1 - r0;
+  const size_t n = p.causal ? r1 : p.tokens;
+  float* scores;
+  size_t ld_scores;
+  size_t cols;
+  if (p.weights != nullptr) {
+    // Work directly in the caller's weights; masked columns are written 0.
+    scores = p.weights + ((b * p.heads + h) * p.tokens + r0) * p.tokens;
+    ld_scores = p.tokens;
+    cols = p.tokens;
+  } else {
+    scratch.resize(rows * n);
+    scores = scratch.data();
+    ld_scores = n;
+    cols = n;
+  }
+
+  simd::MatMulArgs qk;
+  qk.a = p.q.at(b, h, r0);
+  qk.lda = p.q.row_stride;
+  qk.b = p.k.at(b, h);
+  qk.ldb = p.k.row_stride;
+  qk.b_transposed = true;
+  qk.c = scores;
+  qk.ldc = ld_scores;
+  qk.m = rows;
+  qk.n = n;
+  qk.k = p.head_dim;
+  simd::MatMul(qk);
+
+  simd::SoftmaxArgs softmax;
+  softmax.in = scores;
+  softmax.ld_in = ld_scores;
+  softmax.out = scores;
+  softmax.ld_out = ld_scores;
+  softmax.rows = rows;
+  softmax.cols = cols;
+  softmax.scale = p.scale;
+  softmax.causal = p.causal;
+  softmax.causal_offset = r0;
+  simd::MaskedSoftmax(softmax);
+
+  if (p.keep != nullptr) {
+    for (size_t i = 0; i < rows; ++i) {
+      const uint8_t* keep = p.keep + ((b * p.heads + h) * p.tokens + r0 + i) * p.tokens;
+      float* row = scores + i * ld_scores;
+      for (size_t j = 0; j < n; ++j) row[j] *= keep[j] ? p.kept_scale : 0.0f;
+    }
+  }
+
+  simd::MatMulArgs wv;
+  wv.a = scores;
+  wv.lda = ld_scores;
+  wv.b = p.v.at(b, h);
+  wv.ldb = p.v.row_stride;
+  wv.c = p.out.at(b, h, r0);
+  wv.ldc = p.out.row_stride;
+  wv.m = rows;
+  wv.n = p.head_dim;
+  wv.k = n;
+  simd::MatMul(wv);
+}
+
+}  // namespace
+
+void attention(const AttentionProblem& p) {
+  const size_t blocks_per_head = (p.tokens + kQueryBlock - 1) / kQueryBlock;
+  const size_t tasks = p.batch * p.heads * blocks_per_head;
+  parallel::ParallelFor(tasks, 1, [&](size_t begin, size_t end) {
+    thread_local std::vector<float> scratch;
+    for (size_t task = begin; task < end; ++task) {
+      // Later query blocks see more keys; TBB balances the uneven tasks.
+      const size_t block = task % blocks_per_head;
+      const size_t head_index = task / blocks_per_head;
+      const size_t b = head_index / p.heads;
+      const size_t h = head_index % p.heads;
+      const size_t r0 = block * kQueryBlock;
+      const size_t r1 = std::min(p.tokens, r0 + kQueryBlock);
+      attend_block(p, b, h, r0, r1, scratch);
+    }
+  });
+}
+
+}  // namespace detail
+}  // namespace attn

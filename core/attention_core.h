@@ -1,0 +1,48 @@
+// The attention core shared by every module: softmax(scale · Q·Kᵀ [causal]) · V
+// over (batch, head) slices of strided Q, K, V, computed in blocks of query
+// rows so that no (T x T) buffer is needed unless the caller asks for the
+// weights. Internal to attn (the modules are the public API).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace attn {
+namespace detail {
+
+// A strided 4-D view (batch, head, row, column) of float data: element
+// (b, h, t, d) is at data[b * batch_stride + h * head_stride + t * row_stride + d].
+struct HeadLayout {
+  float* data = nullptr;
+  size_t batch_stride = 0;
+  size_t head_stride = 0;
+  size_t row_stride = 0;
+
+  float* at(size_t b, size_t h, size_t t = 0) const {
+    return data + b * batch_stride + h * head_stride + t * row_stride;
+  }
+};
+
+struct AttentionProblem {
+  size_t batch = 0, heads = 0, tokens = 0, head_dim = 0;
+  HeadLayout q, k, v;  // read only
+  HeadLayout out;      // (batch, heads, tokens, head_dim), written
+  float scale = 1.0f;  // multiplies Q·Kᵀ (1 / sqrt(d_k))
+  bool causal = true;  // query t attends keys 0..t (a loop bound, no -inf written)
+  // Optional dropout on the weights: keep[((b * heads + h) * tokens + i) * tokens + j]
+  // is 1 to keep weight (i, j), scaled by kept_scale, 0 to drop it.
+  const uint8_t* keep = nullptr;
+  float kept_scale = 1.0f;
+  // Optional output of the weights actually applied to V (after dropout),
+  // contiguous (batch, heads, tokens, tokens); masked entries are 0.
+  float* weights = nullptr;
+};
+
+// Runs one flat parallel loop over (batch x head x query block). Each output
+// row is written by exactly one task: the result does not depend on the
+// thread count. Query rows never read keys or values after their position
+// when causal.
+void attention(const AttentionProblem& problem);
+
+}  // namespace detail
+}  // namespace attn

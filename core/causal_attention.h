@@ -1,0 +1,59 @@
+// CausalAttention (section 3.5.3): self-attention over a batch where token t
+// attends only to tokens 0..t, with dropout on the attention weights.
+//   x (batch, num_tokens, d_in), num_tokens <= context_length
+//   weights = dropout(softmax(mask(Q·Kᵀ) / sqrt(d_out)))
+//   out = weights · V                                 -> (batch, num_tokens, d_out)
+// The persistent buffer `mask` = triu(ones(context_length, context_length), 1)
+// is kept for state_dict compatibility; the kernels apply it as a loop bound.
+#pragma once
+
+#include <cstdint>
+
+#include "core/dropout.h"
+#include "core/linear.h"
+#include "core/module.h"
+
+namespace attn {
+
+class CausalAttention : public Module {
+ public:
+  // Throws ArgumentError for non-positive sizes or dropout outside [0, 1].
+  CausalAttention(int64_t d_in, int64_t d_out, int64_t context_length, double dropout,
+                  bool qkv_bias = false);
+
+  // x: (batch, num_tokens, d_in) -> (batch, num_tokens, d_out). When
+  // attn_weights is not null it receives the (batch, num_tokens, num_tokens)
+  // weights that multiplied V (after dropout in training mode).
+  Tensor forward(const Tensor& x, Tensor* attn_weights = nullptr) const;
+  Tensor operator()(const Tensor& x) const { return forward(x); }
+
+  void train(bool mode = true) override;
+
+  int64_t d_in() const { return W_query_.in_features(); }
+  int64_t d_out() const { return W_query_.out_features(); }
+  int64_t context_length() const { return context_length_; }
+  const Linear& W_query() const { return W_query_; }
+  const Linear& W_key() const { return W_key_; }
+  const Linear& W_value() const { return W_value_; }
+  const Dropout& dropout() const { return dropout_; }
+  const Tensor& mask() const { return mask_; }
+
+ protected:
+  void collect_tensors(const std::string& prefix, std::vector<NamedTensor>& out) override;
+
+ private:
+  int64_t context_length_;
+  Linear W_query_, W_key_, W_value_;
+  Dropout dropout_;
+  Tensor mask_;
+};
+
+namespace detail {
+// triu(ones(n, n), diagonal=1): the book's `mask` buffer.
+Tensor causal_mask(int64_t n);
+// Draws the dropout keep decisions for `count` attention weights in
+// PyTorch's order (1 = keep); empty when dropout is inactive.
+std::vector<uint8_t> draw_keep_mask(const Dropout& dropout, int64_t count);
+}  // namespace detail
+
+}  // namespace attn

@@ -1,0 +1,41 @@
+// Input validation shared by the modules: every message names the module,
+// the argument and the shapes involved.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/error.h"
+#include "core/tensor.h"
+
+namespace attn {
+namespace detail {
+
+// x must be (num_tokens, d_in) for the chapter's 2-D modules, or
+// (batch, num_tokens, d_in) for the batched ones; num_tokens must not exceed
+// context_length (pass 0 for no limit).
+inline void check_attention_input(const char* module, const Tensor& x, int64_t rank, int64_t d_in,
+                                  int64_t context_length = 0) {
+  const std::string expected = rank == 2 ? "(num_tokens, d_in=" + std::to_string(d_in) + ")"
+                                         : "(batch, num_tokens, d_in=" + std::to_string(d_in) + ")";
+  if (x.dim() != rank || x.size(-1) != d_in) {
+    throw ShapeError(std::string(module) + ": input x of shape " + shape_to_string(x.shape()) +
+                     " does not match the expected " + expected);
+  }
+  const int64_t num_tokens = x.size(-2);
+  if (context_length > 0 && num_tokens > context_length) {
+    throw ShapeError(std::string(module) + ": input x of shape " + shape_to_string(x.shape()) +
+                     " has num_tokens = " + std::to_string(num_tokens) +
+                     " > context_length = " + std::to_string(context_length));
+  }
+}
+
+inline void check_positive(const char* module, const char* name, int64_t value) {
+  if (value < 1) {
+    throw ArgumentError(std::string(module) + ": " + name + " must be positive, got " +
+                        std::to_string(value));
+  }
+}
+
+}  // namespace detail
+}  // namespace attn

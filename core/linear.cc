@@ -1,0 +1,95 @@
+#include "core/linear.h"
+
+#include <cmath>
+#include <utility>
+
+#include "core/error.h"
+#include "core/random.h"
+#include "parallel/matmul_parallel.h"
+#include "simd/matmul.h"
+
+namespace attn {
+namespace {
+
+// torch.nn.init.kaiming_uniform_(w, a=sqrt(5)) bound, computed in double with
+// the same operations as PyTorch's Python code, then used as float bounds.
+double kaiming_uniform_bound(int64_t fan_in) {
+  const double a = std::sqrt(5.0);
+  const double gain = std::sqrt(2.0 / (1.0 + std::pow(a, 2.0)));
+  const double std_dev = gain / std::sqrt(static_cast<double>(fan_in));
+  return std::sqrt(3.0) * std_dev;
+}
+
+}  // namespace
+
+Linear::Linear(int64_t in_features, int64_t out_features, bool bias)
+    : in_features_(in_features), out_features_(out_features), has_bias_(bias) {
+  if (in_features < 1 || out_features < 1) {
+    throw ArgumentError("Linear: in_features (" + std::to_string(in_features) +
+                        ") and out_features (" + std::to_string(out_features) +
+                        ") must be positive");
+  }
+  weight_ = Tensor({out_features, in_features});
+  const double weight_bound = kaiming_uniform_bound(in_features);
+  uniform_(weight_, -weight_bound, weight_bound);
+  if (has_bias_) {
+    bias_ = Tensor({out_features});
+    const double bias_bound = 1.0 / std::sqrt(static_cast<double>(in_features));
+    uniform_(bias_, -bias_bound, bias_bound);
+  }
+}
+
+Linear::Linear(Tensor weight, Tensor bias, bool has_bias)
+    : in_features_(weight.size(1)),
+      out_features_(weight.size(0)),
+      has_bias_(has_bias),
+      weight_(std::move(weight)),
+      bias_(std::move(bias)) {}
+
+Linear Linear::from_weights(Tensor weight, Tensor bias) {
+  const bool has_bias = bias.numel() > 0;
+  if (weight.dim() != 2 || weight.numel() == 0 ||
+      (has_bias && (bias.dim() != 1 || bias.size(0) != weight.size(0)))) {
+    throw ShapeError("Linear::from_weights: weight of shape " + shape_to_string(weight.shape()) +
+                     " must be (out_features, in_features), both positive, and bias of shape " +
+                     shape_to_string(bias.shape()) + " must be (out_features,) or empty");
+  }
+  return Linear(std::move(weight), std::move(bias), has_bias);
+}
+
+void Linear::collect_tensors(const std::string& prefix, std::vector<NamedTensor>& out) {
+  out.push_back({prefix + "weight", &weight_, TensorKind::kParameter});
+  if (has_bias_) out.push_back({prefix + "bias", &bias_, TensorKind::kParameter});
+}
+
+void Linear::forward_rows(const float* x, size_t ldx, size_t rows, float* y, size_t ldy) const {
+  simd::MatMulArgs args;
+  args.a = x;
+  args.lda = ldx;
+  args.b = weight_.data();
+  args.ldb = static_cast<size_t>(in_features_);
+  args.b_transposed = true;
+  args.c = y;
+  args.ldc = ldy;
+  args.m = rows;
+  args.n = static_cast<size_t>(out_features_);
+  args.k = static_cast<size_t>(in_features_);
+  args.bias = has_bias_ ? bias_.data() : nullptr;
+  parallel::ParallelMatMul(args);
+}
+
+Tensor Linear::forward(const Tensor& x) const {
+  if (x.dim() < 1 || x.size(-1) != in_features_) {
+    throw ShapeError("Linear: input x of shape " + shape_to_string(x.shape()) +
+                     " must have last dimension in_features = " + std::to_string(in_features_));
+  }
+  std::vector<int64_t> shape = x.shape();
+  shape.back() = out_features_;
+  Tensor y(shape);
+  const size_t rows = static_cast<size_t>(x.numel() / in_features_);
+  forward_rows(x.data(), static_cast<size_t>(in_features_), rows, y.data(),
+               static_cast<size_t>(out_features_));
+  return y;
+}
+
+}  // namespace attn

@@ -1,0 +1,50 @@
+// attn::Linear: torch.nn.Linear. weight is (out_features, in_features),
+// forward computes y = x · weightᵀ + bias over the last dimension of x.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "core/module.h"
+
+namespace attn {
+
+class Linear : public Module {
+ public:
+  // Parameters drawn from the global generator as PyTorch does: weight then
+  // bias, each uniform(-1/sqrt(in), 1/sqrt(in)) (kaiming_uniform, a = sqrt(5)).
+  Linear(int64_t in_features, int64_t out_features, bool bias = true);
+
+  // A Linear holding the given weight (out, in) and bias (out) without
+  // drawing random numbers; pass an empty tensor (shape {0}) for no bias.
+  // Throws ShapeError on inconsistent shapes.
+  static Linear from_weights(Tensor weight, Tensor bias = Tensor());
+
+  // x: (..., in_features) -> (..., out_features). Throws ShapeError.
+  Tensor forward(const Tensor& x) const;
+  Tensor operator()(const Tensor& x) const { return forward(x); }
+
+  // y (rows x out_features, row stride ldy) = x (rows x in, stride ldx) · Wᵀ + b,
+  // threaded over rows; the building block of the attention modules.
+  void forward_rows(const float* x, size_t ldx, size_t rows, float* y, size_t ldy) const;
+
+  int64_t in_features() const { return in_features_; }
+  int64_t out_features() const { return out_features_; }
+  bool has_bias() const { return has_bias_; }
+  const Tensor& weight() const { return weight_; }
+  const Tensor& bias() const { return bias_; }  // shape {0} without bias
+
+ protected:
+  void collect_tensors(const std::string& prefix, std::vector<NamedTensor>& out) override;
+
+ private:
+  Linear(Tensor weight, Tensor bias, bool has_bias);
+
+  int64_t in_features_;
+  int64_t out_features_;
+  bool has_bias_;
+  Tensor weight_;
+  Tensor bias_;
+};
+
+}  // namespace attn

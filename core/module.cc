@@ -1,0 +1,90 @@
+#include "core/module.h"
+
+#include <set>
+
+#include "core/error.h"
+
+namespace attn {
+namespace {
+
+void check_causal_mask(const std::string& name, const Tensor& mask) {
+  const int64_t n = mask.size(0);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      const float expected = j > i ? 1.0f : 0.0f;
+      if (mask.data()[i * n + j] != expected) {
+        throw ArgumentError("load_state_dict: '" + name + "' of shape " +
+                            shape_to_string(mask.shape()) +
+                            " is not the causal mask triu(ones, diagonal=1) (element (" +
+                            std::to_string(i) + ", " + std::to_string(j) +
+                            ") differs); attn applies causality as a loop bound and "
+                            "supports only that mask");
+      }
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<Module::NamedTensor> Module::named_tensors() const {
+  std::vector<NamedTensor> tensors;
+  // collect_tensors hands out mutable pointers for load_state_dict; the const
+  // callers below only read through them.
+  const_cast<Module*>(this)->collect_tensors("", tensors);
+  return tensors;
+}
+
+StateDict Module::state_dict() const {
+  StateDict dict;
+  for (const NamedTensor& entry : named_tensors()) dict.emplace(entry.name, *entry.tensor);
+  return dict;
+}
+
+void Module::load_state_dict(const StateDict& dict) {
+  const std::vector<NamedTensor> tensors = named_tensors();
+  std::vector<std::string> missing;
+  std::set<std::string> expected;
+  for (const NamedTensor& entry : tensors) {
+    expected.insert(entry.name);
+    auto it = dict.find(entry.name);
+    if (it == dict.end()) {
+      missing.push_back(entry.name);
+    } else if (it->second.shape() != entry.tensor->shape()) {
+      throw ShapeError("load_state_dict: size mismatch for '" + entry.name +
+                       "': copying a param with shape " + shape_to_string(it->second.shape()) +
+                       ", the shape in the current model is " +
+                       shape_to_string(entry.tensor->shape()));
+    }
+  }
+  std::vector<std::string> unexpected;
+  for (const auto& item : dict) {
+    if (expected.count(item.first) == 0) unexpected.push_back(item.first);
+  }
+  if (!missing.empty() || !unexpected.empty()) {
+    auto join = [](const std::vector<std::string>& keys) {
+      std::string s;
+      for (const std::string& k : keys) s += (s.empty() ? "\"" : ", \"") + k + "\"";
+      return s;
+    };
+    std::string message = "load_state_dict: error(s) in loading state_dict:";
+    if (!missing.empty()) message += " missing key(s): " + join(missing) + ".";
+    if (!unexpected.empty()) message += " unexpected key(s): " + join(unexpected) + ".";
+    throw ArgumentError(message);
+  }
+  for (const NamedTensor& entry : tensors) {
+    if (entry.kind == TensorKind::kCausalMask) check_causal_mask(entry.name, dict.at(entry.name));
+  }
+  // Every check passed: now copy (no partial update on error).
+  for (const NamedTensor& entry : tensors) *entry.tensor = dict.at(entry.name);
+  const_cast<Module*>(this)->on_tensors_loaded();
+}
+
+int64_t Module::num_parameters() const {
+  int64_t count = 0;
+  for (const NamedTensor& entry : named_tensors()) {
+    if (entry.kind == TensorKind::kParameter) count += entry.tensor->numel();
+  }
+  return count;
+}
+
+}  // namespace attn

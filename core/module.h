@@ -1,0 +1,73 @@
+// attn::Module: what every attention module shares with torch.nn.Module:
+// training/eval mode, state_dict() with PyTorch's key names, a strict
+// load_state_dict(), and the trainable parameter count.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace attn {
+
+// A PyTorch state_dict: key -> tensor (parameters and persistent buffers).
+using StateDict = std::map<std::string, Tensor>;
+
+class Module {
+ public:
+  virtual ~Module() = default;
+
+  // Training mode (the default, as in PyTorch) applies dropout; eval mode
+  // does not. Propagates to submodules.
+  virtual void train(bool mode = true) { training_ = mode; }
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+
+  // Copies of every parameter and persistent buffer under PyTorch's keys.
+  StateDict state_dict() const;
+
+  // Strict like PyTorch's load_state_dict: every key of state_dict() must be
+  // present with the same shape, and no other key may be. Throws ShapeError
+  // (naming the key and both shapes) or ArgumentError (missing/unexpected
+  // keys) and then leaves the module unchanged.
+  void load_state_dict(const StateDict& dict);
+
+  // Number of trainable parameters (buffers such as `mask` excluded).
+  int64_t num_parameters() const;
+
+ protected:
+  Module() = default;
+  Module(const Module&) = default;
+  Module& operator=(const Module&) = default;
+
+  // kCausalMask: the book's persistent `mask` buffer, triu(ones(ctx, ctx), 1).
+  // attn applies causality as a loop bound, so a loaded mask must hold exactly
+  // that pattern; anything else is rejected rather than silently ignored.
+  enum class TensorKind { kParameter, kBuffer, kCausalMask };
+  struct NamedTensor {
+    std::string name;
+    Tensor* tensor;
+    TensorKind kind;
+  };
+  // Every parameter and buffer, in PyTorch's state_dict order, with names
+  // prefixed by `prefix`. Composite modules append their children's.
+  virtual void collect_tensors(const std::string& prefix, std::vector<NamedTensor>& out) = 0;
+  // Called after load_state_dict replaced the tensors (derived data such as
+  // packed or concatenated weights is rebuilt here).
+  virtual void on_tensors_loaded() {}
+
+  // For composites: lets a parent reach its children's protected hooks.
+  static void collect_child(Module& child, const std::string& prefix,
+                            std::vector<NamedTensor>& out) {
+    child.collect_tensors(prefix, out);
+  }
+  static void notify_child_loaded(Module& child) { child.on_tensors_loaded(); }
+
+ private:
+  std::vector<NamedTensor> named_tensors() const;
+  bool training_ = true;
+};
+
+}  // namespace attn

@@ -1,0 +1,179 @@
+#include "core/multi_head_attention.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "core/attention_core.h"
+#include "core/input_checks.h"
+
+namespace attn {
+namespace {
+
+// Runs before any parameter is drawn, like the book's assert at the top of
+// __init__: a bad configuration consumes no random numbers.
+int64_t checked_context_length(const char* module, int64_t d_in, int64_t d_out,
+                               int64_t context_length, int64_t num_heads, bool fused) {
+  detail::check_positive(module, "d_in", d_in);
+  detail::check_positive(module, "d_out", d_out);
+  detail::check_positive(module, "context_length", context_length);
+  detail::check_positive(module, "num_heads", num_heads);
+  if (fused && d_out % num_heads != 0) {
+    throw ArgumentError(std::string(module) + ": d_out (" + std::to_string(d_out) +
+                        ") must be divisible by num_heads (" + std::to_string(num_heads) + ")");
+  }
+  return context_length;
+}
+
+}  // namespace
+
+// --- MultiHeadAttentionWrapper ------------------------------------------------
+
+MultiHeadAttentionWrapper::MultiHeadAttentionWrapper(int64_t d_in, int64_t d_out,
+                                                     int64_t context_length, double dropout,
+                                                     int64_t num_heads, bool qkv_bias) {
+  checked_context_length("MultiHeadAttentionWrapper", d_in, d_out, context_length, num_heads,
+                         false);
+  heads_.reserve(static_cast<size_t>(num_heads));
+  for (int64_t h = 0; h < num_heads; ++h) {
+    heads_.emplace_back(d_in, d_out, context_length, dropout, qkv_bias);
+  }
+}
+
+void MultiHeadAttentionWrapper::train(bool mode) {
+  Module::train(mode);
+  for (CausalAttention& head : heads_) head.train(mode);
+}
+
+void MultiHeadAttentionWrapper::collect_tensors(const std::string& prefix,
+                                                std::vector<NamedTensor>& out) {
+  for (size_t h = 0; h < heads_.size(); ++h) {
+    collect_child(heads_[h], prefix + "heads." + std::to_string(h) + ".", out);
+  }
+}
+
+void MultiHeadAttentionWrapper::on_tensors_loaded() {
+  for (CausalAttention& head : heads_) notify_child_loaded(head);
+}
+
+Tensor MultiHeadAttentionWrapper::forward(const Tensor& x, Tensor* attn_weights) const {
+  const CausalAttention& first = heads_.front();
+  detail::check_attention_input("MultiHeadAttentionWrapper", x, 3, first.d_in(),
+                                first.context_length());
+  const int64_t batch = x.size(0), tokens = x.size(1), d_out = first.d_out();
+  const int64_t heads = num_heads();
+  Tensor out({batch, tokens, d_out * heads});
+  if (attn_weights != nullptr) *attn_weights = Tensor({batch, heads, tokens, tokens});
+  // One head after another, as the book's torch.cat([head(x) for head in
+  // self.heads], dim=-1) does; each head is parallel inside.
+  for (int64_t h = 0; h < heads; ++h) {
+    Tensor head_weights;
+    const Tensor head_out =
+        heads_[static_cast<size_t>(h)].forward(x, attn_weights ? &head_weights : nullptr);
+    for (int64_t row = 0; row < batch * tokens; ++row) {
+      std::memcpy(out.data() + (row * heads + h) * d_out, head_out.data() + row * d_out,
+                  static_cast<size_t>(d_out) * sizeof(float));
+    }
+    if (attn_weights != nullptr) {
+      const int64_t square = tokens * tokens;
+      for (int64_t b = 0; b < batch; ++b) {
+        std::memcpy(attn_weights->data() + (b * heads + h) * square,
+                    head_weights.data() + b * square, static_cast<size_t>(square) * sizeof(float));
+      }
+    }
+  }
+  return out;
+}
+
+// --- MultiHeadAttention -------------------------------------------------------
+
+MultiHeadAttention::MultiHeadAttention(int64_t d_in, int64_t d_out, int64_t context_length,
+                                       double dropout, int64_t num_heads, bool qkv_bias)
+    : context_length_(checked_context_length("MultiHeadAttention", d_in, d_out, context_length,
+                                             num_heads, true)),
+      num_heads_(num_heads),
+      W_query_(d_in, d_out, qkv_bias),
+      W_key_(d_in, d_out, qkv_bias),
+      W_value_(d_in, d_out, qkv_bias),
+      out_proj_(d_out, d_out),
+      dropout_(dropout),
+      mask_(detail::causal_mask(context_length)),
+      qkv_(Linear::from_weights(Tensor({1, 1}))) {
+  build_qkv();
+}
+
+void MultiHeadAttention::build_qkv() {
+  const int64_t d_in = this->d_in(), d_out = this->d_out();
+  Tensor weight({3 * d_out, d_in});
+  const size_t block = static_cast<size_t>(d_out * d_in);
+  std::memcpy(weight.data(), W_query_.weight().data(), block * sizeof(float));
+  std::memcpy(weight.data() + block, W_key_.weight().data(), block * sizeof(float));
+  std::memcpy(weight.data() + 2 * block, W_value_.weight().data(), block * sizeof(float));
+  Tensor bias;
+  if (W_query_.has_bias()) {
+    bias = Tensor({3 * d_out});
+    const size_t n = static_cast<size_t>(d_out);
+    std::memcpy(bias.data(), W_query_.bias().data(), n * sizeof(float));
+    std::memcpy(bias.data() + n, W_key_.bias().data(), n * sizeof(float));
+    std::memcpy(bias.data() + 2 * n, W_value_.bias().data(), n * sizeof(float));
+  }
+  qkv_ = Linear::from_weights(std::move(weight), std::move(bias));
+}
+
+void MultiHeadAttention::train(bool mode) {
+  Module::train(mode);
+  dropout_.train(mode);
+}
+
+void MultiHeadAttention::collect_tensors(const std::string& prefix, std::vector<NamedTensor>& out) {
+  out.push_back({prefix + "mask", &mask_, TensorKind::kCausalMask});
+  collect_child(W_query_, prefix + "W_query.", out);
+  collect_child(W_key_, prefix + "W_key.", out);
+  collect_child(W_value_, prefix + "W_value.", out);
+  collect_child(out_proj_, prefix + "out_proj.", out);
+}
+
+void MultiHeadAttention::on_tensors_loaded() {
+  notify_child_loaded(W_query_);
+  notify_child_loaded(W_key_);
+  notify_child_loaded(W_value_);
+  notify_child_loaded(out_proj_);
+  build_qkv();
+}
+
+Tensor MultiHeadAttention::forward(const Tensor& x, Tensor* attn_weights) const {
+  detail::check_attention_input("MultiHeadAttention", x, 3, d_in(), context_length_);
+  const int64_t batch = x.size(0), tokens = x.size(1), d_out = this->d_out();
+  const size_t rows = static_cast<size_t>(batch * tokens);
+  const size_t d = static_cast<size_t>(d_out);
+  const size_t hd = static_cast<size_t>(head_dim());
+
+  // (batch * tokens, 3 * d_out): [queries | keys | values] per token.
+  Tensor qkv({batch, tokens, 3 * d_out});
+  qkv_.forward_rows(x.data(), static_cast<size_t>(d_in()), rows, qkv.data(), 3 * d);
+
+  Tensor context({batch, tokens, d_out});
+  if (attn_weights != nullptr) *attn_weights = Tensor({batch, num_heads_, tokens, tokens});
+  const std::vector<uint8_t> keep =
+      detail::draw_keep_mask(dropout_, batch * num_heads_ * tokens * tokens);
+
+  detail::AttentionProblem p;
+  p.batch = static_cast<size_t>(batch);
+  p.heads = static_cast<size_t>(num_heads_);
+  p.tokens = static_cast<size_t>(tokens);
+  p.head_dim = hd;
+  const size_t qkv_batch_stride = p.tokens * 3 * d;
+  p.q = {qkv.data(), qkv_batch_stride, hd, 3 * d};
+  p.k = {qkv.data() + d, qkv_batch_stride, hd, 3 * d};
+  p.v = {qkv.data() + 2 * d, qkv_batch_stride, hd, 3 * d};
+  p.out = {context.data(), p.tokens * d, hd, d};
+  p.scale = 1.0f / static_cast<float>(std::sqrt(static_cast<double>(hd)));
+  p.causal = true;
+  p.keep = keep.empty() ? nullptr : keep.data();
+  p.kept_scale = dropout_.kept_scale();
+  p.weights = attn_weights != nullptr ? attn_weights->data() : nullptr;
+  detail::attention(p);
+
+  return out_proj_(context);
+}
+
+}  // namespace attn

@@ -1,0 +1,93 @@
+// Multi-head attention (section 3.6), both ways the chapter builds it.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/causal_attention.h"
+#include "core/dropout.h"
+#include "core/linear.h"
+#include "core/module.h"
+
+namespace attn {
+
+// MultiHeadAttentionWrapper (section 3.6.1): num_heads independent
+// CausalAttention(d_in, d_out, ...) heads ("heads.0", "heads.1", ...) run one
+// after another, outputs concatenated on the last axis:
+//   x (batch, num_tokens, d_in) -> (batch, num_tokens, d_out * num_heads).
+// The chapter's version: no output projection (exercise 3.2: d_out = 1 with
+// two heads gives 2-dimensional context vectors).
+class MultiHeadAttentionWrapper : public Module {
+ public:
+  MultiHeadAttentionWrapper(int64_t d_in, int64_t d_out, int64_t context_length, double dropout,
+                            int64_t num_heads, bool qkv_bias = false);
+
+  // attn_weights, when not null, receives (batch, num_heads, num_tokens,
+  // num_tokens): head h's weights (after dropout in training mode).
+  Tensor forward(const Tensor& x, Tensor* attn_weights = nullptr) const;
+  Tensor operator()(const Tensor& x) const { return forward(x); }
+
+  void train(bool mode = true) override;
+
+  int64_t num_heads() const { return static_cast<int64_t>(heads_.size()); }
+  const std::vector<CausalAttention>& heads() const { return heads_; }
+  int64_t d_in() const { return heads_.front().d_in(); }
+  int64_t d_out() const { return heads_.front().d_out(); }
+
+ protected:
+  void collect_tensors(const std::string& prefix, std::vector<NamedTensor>& out) override;
+  void on_tensors_loaded() override;
+
+ private:
+  std::vector<CausalAttention> heads_;
+};
+
+// MultiHeadAttention (section 3.6.2): the fused module. d_out must be a
+// multiple of num_heads; head h uses columns [h*hd, (h+1)*hd) of the Q, K, V
+// projections (hd = d_out / num_heads), attends causally with scale
+// 1/sqrt(hd), heads are concatenated back to d_out and passed through
+// out_proj = Linear(d_out, d_out) (always with bias):
+//   x (batch, num_tokens, d_in) -> (batch, num_tokens, d_out).
+class MultiHeadAttention : public Module {
+ public:
+  MultiHeadAttention(int64_t d_in, int64_t d_out, int64_t context_length, double dropout,
+                     int64_t num_heads, bool qkv_bias = false);
+
+  // attn_weights, when not null, receives (batch, num_heads, num_tokens,
+  // num_tokens) (after dropout in training mode).
+  Tensor forward(const Tensor& x, Tensor* attn_weights = nullptr) const;
+  Tensor operator()(const Tensor& x) const { return forward(x); }
+
+  void train(bool mode = true) override;
+
+  int64_t d_in() const { return W_query_.in_features(); }
+  int64_t d_out() const { return W_query_.out_features(); }
+  int64_t num_heads() const { return num_heads_; }
+  int64_t head_dim() const { return d_out() / num_heads_; }
+  int64_t context_length() const { return context_length_; }
+  const Linear& W_query() const { return W_query_; }
+  const Linear& W_key() const { return W_key_; }
+  const Linear& W_value() const { return W_value_; }
+  const Linear& out_proj() const { return out_proj_; }
+  const Dropout& dropout() const { return dropout_; }
+  const Tensor& mask() const { return mask_; }
+
+ protected:
+  void collect_tensors(const std::string& prefix, std::vector<NamedTensor>& out) override;
+  void on_tensors_loaded() override;
+
+ private:
+  void build_qkv();
+
+  int64_t context_length_;
+  int64_t num_heads_;
+  Linear W_query_, W_key_, W_value_;
+  Linear out_proj_;
+  Dropout dropout_;
+  Tensor mask_;
+  // [W_query; W_key; W_value] as one Linear(d_in, 3 * d_out): x is read once
+  // for all three projections. Rebuilt after load_state_dict.
+  Linear qkv_;
+};
+
+}  // namespace attn

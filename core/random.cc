@@ -1,0 +1,69 @@
+#include "core/random.h"
+
+#include <cmath>
+
+namespace attn {
+
+Generator::Generator(uint64_t seed) { this->seed(seed); }
+
+// at::mt19937 keeps only the low 32 bits of the seed (init_with_uint32).
+void Generator::seed(uint64_t seed) { engine_.seed(static_cast<uint32_t>(seed & 0xFFFFFFFFu)); }
+
+uint64_t Generator::random64() {
+  const uint64_t high = random();
+  const uint64_t low = random();
+  return (high << 32) | low;
+}
+
+float Generator::uniform_float() {
+  constexpr float kInv24 = 1.0f / 16777216.0f;  // 2^-24, exact
+  return static_cast<float>(random() & 0xFFFFFFu) * kInv24;
+}
+
+float Generator::uniform_float(float from, float to) {
+  return std::fma(uniform_float(), to - from, from);
+}
+
+double Generator::uniform_double() {
+  constexpr double kInv53 = 1.0 / 9007199254740992.0;  // 2^-53, exact
+  return static_cast<double>(random64() & ((uint64_t{1} << 53) - 1)) * kInv53;
+}
+
+namespace detail {
+
+Generator& global_generator_unlocked() {
+  static Generator generator;
+  return generator;
+}
+
+std::mutex& global_generator_mutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
+}  // namespace detail
+
+void manual_seed(uint64_t seed) {
+  with_global_generator([seed](Generator& g) { g.seed(seed); });
+}
+
+Tensor rand(std::vector<int64_t> shape) {
+  Tensor result(std::move(shape));
+  with_global_generator([&result](Generator& g) {
+    float* out = result.data();
+    for (int64_t i = 0; i < result.numel(); ++i) out[i] = g.uniform_float();
+  });
+  return result;
+}
+
+void uniform_(Tensor& tensor, double from, double to) {
+  // PyTorch casts the bounds to the tensor's dtype before drawing.
+  const float lo = static_cast<float>(from);
+  const float hi = static_cast<float>(to);
+  with_global_generator([&](Generator& g) {
+    float* out = tensor.data();
+    for (int64_t i = 0; i < tensor.numel(); ++i) out[i] = g.uniform_float(lo, hi);
+  });
+}
+
+}  // namespace attn

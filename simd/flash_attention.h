@@ -1,0 +1,79 @@
+// Single-threaded flash-style attention for one (batch, head) and a block of
+// queries: softmax(scale * Q Kᵀ, causal mask) · V without materializing the
+// score matrix. The parallel layer calls it once per (batch, head, query
+// block); each call writes only its own output rows, so results do not depend
+// on how the queries are split into calls (same bits for 1 or 16 threads).
+//
+//   q   : num_queries x head_dim, row stride ldq >= head_dim. Query row i is
+//         at absolute position q_begin + i.
+//   k   : num_keys x head_dim, row stride ldk >= head_dim. Key j is at
+//         absolute position j.
+//   v   : num_keys x head_dim, row stride ldv >= head_dim.
+//   out : num_queries x head_dim, row stride ldo >= head_dim. Only the first
+//         head_dim floats of each row are written.
+//
+//   out[i, :] = sum_{j in vis(i)} w_ij v[j, :],
+//   w_ij      = exp(s_ij - m_i) / sum_{j' in vis(i)} exp(s_ij' - m_i),
+//   s_ij      = scale * (q[i, :] · k[j, :]),  m_i = max_{j in vis(i)} s_ij,
+//   vis(i)    = { j < num_keys : j <= q_begin + i }  with causal,
+//               { j < num_keys }                     without.
+//
+// Self-attention over T tokens is q_begin = 0, num_queries = num_keys = T;
+// KV-cache decoding of n new tokens is q_begin = num_keys - n (the new tokens
+// see everything cached and themselves); a block of rows [r0, r1) of a T x T
+// causal attention is q = Q + r0 * ldq, q_begin = r0, num_keys = T.
+//
+// Keys a query cannot see are never read for it (causality is a loop bound),
+// so a NaN in a masked K or V row does not reach that query's output.
+// (PyTorch's `weights @ V` would spread a NaN from a masked V row into every
+// row as 0 * NaN; for masked K rows both agree.)
+//
+// Special values follow PyTorch's softmax over the visible scores: a NaN or
+// +inf score gives a row of NaN, a -inf score gets weight 0, and a row whose
+// visible scores are all -inf gives NaN. A row with no visible key at all
+// (only possible with num_keys == 0) also gives NaN, the value of a fully
+// masked softmax. NaN in a visible V row propagates (0 * NaN = NaN, as in
+// PyTorch). Scores are accumulated in float: products that overflow float
+// give inf there even where the double reference stays finite.
+//
+// Aliasing: out must not overlap q, k or v. Any size may be 0; pointers are
+// only read when the matching size is nonzero. Misaligned pointers and strides
+// are fine; no element outside the described rectangles is read or written.
+//
+// User errors (strides smaller than head_dim, null pointers with nonzero
+// sizes) throw attn::ShapeError naming the arguments.
+#pragma once
+
+#include <cstddef>
+
+namespace attn {
+namespace simd {
+
+struct FlashAttentionArgs {
+  const float* q = nullptr;  // num_queries x head_dim, row stride ldq
+  size_t ldq = 0;
+  const float* k = nullptr;  // num_keys x head_dim, row stride ldk
+  size_t ldk = 0;
+  const float* v = nullptr;  // num_keys x head_dim, row stride ldv
+  size_t ldv = 0;
+  float* out = nullptr;  // num_queries x head_dim, row stride ldo
+  size_t ldo = 0;
+  size_t num_queries = 0, num_keys = 0, head_dim = 0;
+  size_t q_begin = 0;   // absolute position of query row 0
+  bool causal = false;  // query at position p sees keys j <= p
+  float scale = 1.0f;   // multiplies q · k; 1/sqrt(head_dim) in attention
+};
+
+// The Highway kernel, dispatched to the best target of this CPU. Tuned for
+// AVX3 (AVX-512) at head_dim 64; correct for any head_dim and every compiled
+// target. Allocates one scratch buffer per call of about
+// 2 * (keys read) * head_dim floats (K transposed and V, packed).
+void FlashAttention(const FlashAttentionArgs& args);
+
+// Scalar reference: the same contract. Per query row, materializes the
+// visible scores in double, subtracts their maximum, exponentiates,
+// normalizes and sums weights · V in double.
+void FlashAttentionReference(const FlashAttentionArgs& args);
+
+}  // namespace simd
+}  // namespace attn

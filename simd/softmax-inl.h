@@ -1,0 +1,143 @@
+// Per-target masked softmax behind simd/softmax.h (included once per Highway
+// target by simd/softmax.cc and by tests/simd/softmax_test.cc).
+//
+// Per row, three passes over the valid(r) columns only:
+//   pass 1: m = max_j s*x[j], and whether any s*x[j] is NaN
+//   pass 2: out[j] = exp(s*x[j] - m), sum += out[j]      (hwy Exp, 1 ULP)
+//   pass 3: out[j] *= 1 / sum
+// then out[valid(r) .. cols) = 0. Masked columns are never read. A row with a
+// NaN, a +inf (m = +inf) or only -inf (m = -inf) among s*x becomes all NaN,
+// as in PyTorch (hwy Exp(NaN) is 0, so NaN is checked explicitly in pass 1).
+// Row tails shorter than a vector go through an aligned stack buffer; nothing
+// outside [0, valid(r)) of the input row or [0, cols) of the output row is
+// touched. out may equal in: each pass reads element j before writing it.
+
+#if defined(ATTN_SIMD_SOFTMAX_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef ATTN_SIMD_SOFTMAX_INL_H_
+#undef ATTN_SIMD_SOFTMAX_INL_H_
+#else
+#define ATTN_SIMD_SOFTMAX_INL_H_
+#endif
+
+#include <stddef.h>
+
+#include <algorithm>
+#include <limits>
+
+#include "hwy/contrib/math/math-inl.h"
+#include "hwy/highway.h"
+#include "simd/softmax.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace attn {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+namespace softmax_detail {
+
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+constexpr size_t kMaxLanes = hn::MaxLanes(DF());
+
+// Loads the `count` < Lanes floats at p (scaled by vscale) into a vector whose
+// other lanes are -inf.
+HWY_INLINE VF LoadTailScaled(DF d, const float* HWY_RESTRICT p, size_t count, VF vscale) {
+  HWY_ALIGN float buf[kMaxLanes] = {};
+  for (size_t i = 0; i < count; ++i) buf[i] = p[i];
+  const VF y = hn::Mul(vscale, hn::Load(d, buf));
+  return hn::IfThenElse(hn::FirstN(d, count), y,
+                        hn::Set(d, -std::numeric_limits<float>::infinity()));
+}
+
+// Softmax of s * in[0, valid) into out[0, valid); valid >= 1.
+HWY_INLINE void SoftmaxRow(const float* in, float* out, size_t valid, float scale) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  const VF vscale = hn::Set(d, scale);
+
+  // Pass 1: maximum and NaN check. Two accumulators for ILP.
+  VF vmax0 = hn::Set(d, -std::numeric_limits<float>::infinity());
+  VF vmax1 = vmax0;
+  auto nan = hn::FirstN(d, 0);  // all false
+  size_t i = 0;
+  for (; i + 2 * N <= valid; i += 2 * N) {
+    const VF y0 = hn::Mul(vscale, hn::LoadU(d, in + i));
+    const VF y1 = hn::Mul(vscale, hn::LoadU(d, in + i + N));
+    vmax0 = hn::Max(vmax0, y0);
+    vmax1 = hn::Max(vmax1, y1);
+    nan = hn::Or(nan, hn::Or(hn::IsNaN(y0), hn::IsNaN(y1)));
+  }
+  for (; i + N <= valid; i += N) {
+    const VF y = hn::Mul(vscale, hn::LoadU(d, in + i));
+    vmax0 = hn::Max(vmax0, y);
+    nan = hn::Or(nan, hn::IsNaN(y));
+  }
+  if (i < valid) {
+    const VF y = LoadTailScaled(d, in + i, valid - i, vscale);
+    vmax0 = hn::Max(vmax0, y);
+    nan = hn::Or(nan, hn::IsNaN(y));
+  }
+  const float m = hn::GetLane(hn::MaxOfLanes(d, hn::Max(vmax0, vmax1)));
+  if (!hn::AllFalse(d, nan) || m == std::numeric_limits<float>::infinity() ||
+      m == -std::numeric_limits<float>::infinity()) {
+    std::fill(out, out + valid, std::numeric_limits<float>::quiet_NaN());
+    return;
+  }
+
+  // Pass 2: exponentials into out, and their sum.
+  const VF vmax = hn::Set(d, m);
+  VF sum0 = hn::Zero(d);
+  VF sum1 = hn::Zero(d);
+  i = 0;
+  for (; i + 2 * N <= valid; i += 2 * N) {
+    const VF e0 = hn::Exp(d, hn::Sub(hn::Mul(vscale, hn::LoadU(d, in + i)), vmax));
+    const VF e1 = hn::Exp(d, hn::Sub(hn::Mul(vscale, hn::LoadU(d, in + i + N)), vmax));
+    hn::StoreU(e0, d, out + i);
+    hn::StoreU(e1, d, out + i + N);
+    sum0 = hn::Add(sum0, e0);
+    sum1 = hn::Add(sum1, e1);
+  }
+  for (; i + N <= valid; i += N) {
+    const VF e = hn::Exp(d, hn::Sub(hn::Mul(vscale, hn::LoadU(d, in + i)), vmax));
+    hn::StoreU(e, d, out + i);
+    sum0 = hn::Add(sum0, e);
+  }
+  if (i < valid) {
+    // Padding lanes are -inf, so exp gives 0 there.
+    const VF e = hn::Exp(d, hn::Sub(LoadTailScaled(d, in + i, valid - i, vscale), vmax));
+    HWY_ALIGN float buf[kMaxLanes];
+    hn::Store(e, d, buf);
+    for (size_t j = 0; j < valid - i; ++j) out[i + j] = buf[j];
+    sum0 = hn::Add(sum0, e);
+  }
+  // sum >= 1: the maximum contributes exp(0).
+  const float sum = hn::GetLane(hn::SumOfLanes(d, hn::Add(sum0, sum1)));
+
+  // Pass 3: normalise.
+  const float inv = 1.0f / sum;
+  const VF vinv = hn::Set(d, inv);
+  i = 0;
+  for (; i + N <= valid; i += N) hn::StoreU(hn::Mul(hn::LoadU(d, out + i), vinv), d, out + i);
+  for (; i < valid; ++i) out[i] *= inv;
+}
+
+}  // namespace softmax_detail
+
+// simd/softmax.h's MaskedSoftmax for this target: rows x cols, row strides
+// ld_in / ld_out, out == in allowed (no partial overlap).
+inline void MaskedSoftmaxKernel(const simd::SoftmaxArgs& args) {
+  if (args.cols == 0) return;
+  for (size_t r = 0; r < args.rows; ++r) {
+    const size_t valid = args.causal ? std::min(args.cols, r + args.causal_offset + 1) : args.cols;
+    const float* in = args.in + r * args.ld_in;
+    float* out = args.out + r * args.ld_out;
+    softmax_detail::SoftmaxRow(in, out, valid, args.scale);
+    std::fill(out + valid, out + args.cols, 0.0f);
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace attn
+HWY_AFTER_NAMESPACE();
+
+#endif  // ATTN_SIMD_SOFTMAX_INL_H_

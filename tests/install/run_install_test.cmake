@@ -1,0 +1,69 @@
+# Driver of the install_and_consume test (see CMakeLists.txt):
+#   1. cmake --install BUILD_DIR --prefix PREFIX
+#   2. configure and build CONSUMER_SOURCE_DIR in CONSUMER_BINARY_DIR against
+#      PREFIX only (find_package(attn CONFIG REQUIRED))
+#   3. run the consumer, which exits nonzero when attn misbehaves.
+# Every step starts from scratch: PREFIX and CONSUMER_BINARY_DIR are removed.
+cmake_minimum_required(VERSION 3.20)
+
+foreach(var BUILD_DIR PREFIX CONSUMER_SOURCE_DIR CONSUMER_BINARY_DIR GENERATOR CXX_COMPILER)
+  if(NOT ${var})
+    message(FATAL_ERROR "run_install_test.cmake: -D ${var}=... is required")
+  endif()
+endforeach()
+
+# Runs the command given as arguments, failing the test when it fails.
+function(run_step name)
+  message(STATUS "[install_and_consume] ${name}: ${ARGN}")
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE result)
+  if(NOT result EQUAL 0)
+    message(FATAL_ERROR "[install_and_consume] ${name} failed (${result})")
+  endif()
+endfunction()
+
+file(REMOVE_RECURSE ${PREFIX} ${CONSUMER_BINARY_DIR})
+
+# 1. Install.
+set(config_args)
+if(CONFIG)
+  set(config_args --config ${CONFIG})
+endif()
+run_step(install ${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${PREFIX} ${config_args})
+
+# 2. Configure and build the consumer with this build's toolchain. The prefix
+# comes first in CMAKE_PREFIX_PATH; the consumer checks that attn came from it.
+string(REPLACE "|" ";" prefix_path "${PREFIX};${PREFIX_PATH}")
+set(configure_args
+  -S ${CONSUMER_SOURCE_DIR} -B ${CONSUMER_BINARY_DIR} -G ${GENERATOR}
+  -D CMAKE_CXX_COMPILER=${CXX_COMPILER}
+  "-DCMAKE_CXX_FLAGS=${CXX_FLAGS}"
+  "-DCMAKE_EXE_LINKER_FLAGS=${EXE_LINKER_FLAGS}"
+  "-DCMAKE_PREFIX_PATH=${prefix_path}"
+  -D ATTN_EXPECTED_PREFIX=${PREFIX})
+if(GENERATOR_PLATFORM)
+  list(APPEND configure_args -A ${GENERATOR_PLATFORM})
+endif()
+if(GENERATOR_TOOLSET)
+  list(APPEND configure_args -T ${GENERATOR_TOOLSET})
+endif()
+if(MAKE_PROGRAM)
+  list(APPEND configure_args -D CMAKE_MAKE_PROGRAM=${MAKE_PROGRAM})
+endif()
+if(CONFIG)
+  list(APPEND configure_args -D CMAKE_BUILD_TYPE=${CONFIG})
+endif()
+# Highway and oneTBB where the library's own build found them.
+foreach(dep hwy TBB)
+  if(${dep}_DIR)
+    list(APPEND configure_args -D ${dep}_DIR=${${dep}_DIR})
+  endif()
+endforeach()
+run_step(configure ${CMAKE_COMMAND} ${configure_args})
+run_step(build ${CMAKE_COMMAND} --build ${CONSUMER_BINARY_DIR} ${config_args})
+
+# 3. Run it (multi-config generators put it in a per-configuration folder).
+set(consumer ${CONSUMER_BINARY_DIR}/consumer)
+if(CONFIG AND EXISTS ${CONSUMER_BINARY_DIR}/${CONFIG}/consumer)
+  set(consumer ${CONSUMER_BINARY_DIR}/${CONFIG}/consumer)
+endif()
+run_step(run ${consumer})

@@ -1,0 +1,451 @@
+// Flash attention: every compiled target's kernel against the scalar
+// reference, on shapes around the key block and vector widths, strided and
+// misaligned views with guard values, hostile values (large logits, NaN,
+// +-inf), KV-cache decoding and determinism; then the dispatching wrapper.
+
+#include "simd/flash_attention.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "tests/simd/flash_attention_test.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+#include "simd/flash_attention-inl.h"
+
+// Helpers and test functions are compiled once per target (they are cheap),
+// the registration once, below.
+
+HWY_BEFORE_NAMESPACE();
+namespace attn {
+namespace HWY_NAMESPACE {
+namespace flash_test {
+
+using simd::FlashAttentionArgs;
+
+constexpr float kGuard = -12345.0f;  // fills everything outside the views
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
+const float kInf = std::numeric_limits<float>::infinity();
+
+// One problem: sizes, view layout (row strides = head_dim + pad, views
+// offset by `misalign` floats from an aligned allocation) and inputs.
+struct Problem {
+  size_t num_queries = 1, num_keys = 1, head_dim = 16;
+  size_t q_begin = 0;
+  bool causal = true;
+  float scale = 0.0f;  // 0: 1/sqrt(head_dim)
+  size_t pad = 0;      // extra floats per row in every view
+  size_t misalign = 0;
+  std::vector<float> q, k, v;  // num_x * ld + misalign floats each
+
+  size_t ld() const { return head_dim + pad; }
+  size_t QueryFloats() const { return num_queries * ld() + misalign; }
+  size_t KeyFloats() const { return num_keys * ld() + misalign; }
+  float& Q(size_t i, size_t c) { return q[misalign + i * ld() + c]; }
+  float& K(size_t j, size_t c) { return k[misalign + j * ld() + c]; }
+  float& V(size_t j, size_t c) { return v[misalign + j * ld() + c]; }
+
+  // Inputs uniform in [lo, hi) (integers when `integers`), guard elsewhere.
+  void Fill(uint32_t seed, float lo = -1.0f, float hi = 1.0f, bool integers = false) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> dist(lo, hi);
+    auto fill = [&](std::vector<float>& x, size_t rows) {
+      x.assign(rows * ld() + misalign, kGuard);
+      for (size_t r = 0; r < rows; ++r) {
+        for (size_t c = 0; c < head_dim; ++c) {
+          const float value = dist(rng);
+          x[misalign + r * ld() + c] = integers ? std::floor(value) : value;
+        }
+      }
+    };
+    fill(q, num_queries);
+    fill(k, num_keys);
+    fill(v, num_keys);
+  }
+
+  FlashAttentionArgs Args(float* out) const {
+    FlashAttentionArgs a;
+    a.q = q.data() + misalign;
+    a.k = k.data() + misalign;
+    a.v = v.data() + misalign;
+    a.out = out + misalign;
+    a.ldq = a.ldk = a.ldv = a.ldo = ld();
+    a.num_queries = num_queries;
+    a.num_keys = num_keys;
+    a.head_dim = head_dim;
+    a.q_begin = q_begin;
+    a.causal = causal;
+    a.scale = scale != 0.0f ? scale : 1.0f / std::sqrt(static_cast<float>(head_dim));
+    return a;
+  }
+};
+
+// Output buffer with guards, in which the views of `p` start `misalign`
+// floats after the (aligned) beginning.
+std::vector<float> OutputBuffer(const Problem& p) {
+  return std::vector<float>(p.QueryFloats(), kGuard);
+}
+
+// This target's kernel on p into a fresh guarded buffer.
+std::vector<float> RunKernel(const Problem& p) {
+  std::vector<float> out = OutputBuffer(p);
+  FlashAttentionKernel(p.Args(out.data()));
+  return out;
+}
+
+std::vector<float> RunReference(const Problem& p) {
+  std::vector<float> out = OutputBuffer(p);
+  simd::FlashAttentionReference(p.Args(out.data()));
+  return out;
+}
+
+// Kernel vs reference: elements of the output view agree within
+// rtol * max|v| (the output is a convex combination of V rows) or are both
+// NaN; every guard is untouched. Returns the reference output.
+std::vector<float> ExpectMatchesReference(const Problem& p, const char* what, double rtol = 1e-5) {
+  const std::vector<float> got = RunKernel(p);
+  const std::vector<float> want = RunReference(p);
+  double max_v = 0.0;
+  for (size_t j = 0; j < p.num_keys; ++j) {
+    for (size_t c = 0; c < p.head_dim; ++c) {
+      const float x = p.v[p.misalign + j * p.ld() + c];
+      if (std::isfinite(x)) max_v = std::max(max_v, static_cast<double>(std::fabs(x)));
+    }
+  }
+  const double tol = rtol * std::max(max_v, 1e-30);
+  size_t failures = 0;
+  for (size_t idx = 0; idx < got.size() && failures < 5; ++idx) {
+    const bool in_view = idx >= p.misalign && (idx - p.misalign) % p.ld() < p.head_dim;
+    if (!in_view) {
+      if (got[idx] != kGuard) ++failures;
+      EXPECT_EQ(got[idx], kGuard) << what << ": guard overwritten at " << idx;
+      continue;
+    }
+    const size_t i = (idx - p.misalign) / p.ld(), c = (idx - p.misalign) % p.ld();
+    const bool ok = (std::isnan(got[idx]) && std::isnan(want[idx])) ||
+                    std::fabs(static_cast<double>(got[idx]) - want[idx]) <= tol;
+    if (!ok) ++failures;
+    EXPECT_TRUE(ok) << what << " target " << hwy::TargetName(HWY_TARGET)
+                    << ": T_q=" << p.num_queries << " T_k=" << p.num_keys << " hd=" << p.head_dim
+                    << " q_begin=" << p.q_begin << " causal=" << p.causal << " pad=" << p.pad
+                    << " misalign=" << p.misalign << " at (" << i << ", " << c << "): got "
+                    << got[idx] << " want " << want[idx] << " tol " << tol;
+  }
+  return want;
+}
+
+Problem SelfAttention(size_t t, size_t head_dim, uint32_t seed) {
+  Problem p;
+  p.num_queries = p.num_keys = t;
+  p.head_dim = head_dim;
+  p.Fill(seed);
+  return p;
+}
+
+// Sequence lengths below, at and above the vector widths (4, 8, 16), the
+// register tile (4 rows, up to 64 keys), the key block (64) and the query
+// block (32).
+const size_t kLengths[] = {1, 2, 3, 4, 5, 15, 16, 17, 31, 32, 33, 63, 64, 65, 130, 257};
+
+void TestCausalShapes() {
+  for (size_t t : kLengths) {
+    for (size_t hd : {7, 64}) {
+      ExpectMatchesReference(SelfAttention(t, hd, static_cast<uint32_t>(t * 1000 + hd)), "causal");
+    }
+  }
+  for (size_t hd : {1, 2, 3, 7, 8, 15, 16, 17, 31, 33, 64, 65, 80, 128, 256}) {
+    for (size_t t : {1, 17, 65, 130}) {
+      ExpectMatchesReference(SelfAttention(t, hd, static_cast<uint32_t>(t * 1000 + hd)),
+                             "causal hd");
+    }
+  }
+}
+
+void TestNonCausal() {
+  for (size_t nq : {1, 3, 16, 33}) {
+    for (size_t nk : {1, 2, 15, 64, 65, 200}) {
+      for (size_t hd : {1, 7, 64}) {
+        Problem p;
+        p.num_queries = nq;
+        p.num_keys = nk;
+        p.head_dim = hd;
+        p.causal = false;
+        p.q_begin = 5;  // ignored without the mask
+        p.Fill(static_cast<uint32_t>(nq * 7919 + nk * 31 + hd));
+        ExpectMatchesReference(p, "non-causal");
+      }
+    }
+  }
+}
+
+// KV-cache decoding: the new queries sit at the end of the keys.
+void TestDecode() {
+  const size_t cases[][3] = {// num_queries, num_keys, head_dim
+                             {1, 1023, 64}, {1, 1, 64},   {1, 64, 64},  {1, 65, 7},
+                             {5, 300, 64},  {7, 70, 128}, {40, 97, 16}, {64, 64, 64}};
+  for (const auto& c : cases) {
+    Problem p;
+    p.num_queries = c[0];
+    p.num_keys = c[1];
+    p.head_dim = c[2];
+    p.q_begin = p.num_keys - p.num_queries;
+    p.Fill(static_cast<uint32_t>(c[0] * 131 + c[1]));
+    ExpectMatchesReference(p, "decode");
+  }
+  // Queries past the last key (p >= num_keys) see every key.
+  Problem p;
+  p.num_queries = 9;
+  p.num_keys = 70;
+  p.head_dim = 32;
+  p.q_begin = 66;
+  p.Fill(99);
+  ExpectMatchesReference(p, "queries past the keys");
+  // A block of rows in the middle of a causal self-attention.
+  p.q_begin = 20;
+  ExpectMatchesReference(p, "row block");
+}
+
+// Row strides larger than head_dim, and views misaligned by one float.
+void TestStridesAndMisalignment() {
+  for (size_t pad : {0, 1, 3, 16, 128}) {
+    for (size_t misalign : {0, 1, 3}) {
+      for (size_t hd : {1, 7, 64}) {
+        Problem p;
+        p.num_queries = p.num_keys = 67;
+        p.head_dim = hd;
+        p.pad = pad;
+        p.misalign = misalign;
+        p.Fill(static_cast<uint32_t>(pad * 100 + misalign * 10 + hd));
+        ExpectMatchesReference(p, "strided");
+        p.causal = false;
+        ExpectMatchesReference(p, "strided non-causal");
+      }
+    }
+  }
+}
+
+// Inputs in 90..100: without max subtraction exp overflows. Integer inputs
+// and a power-of-two scale make every score exact in float, so the kernel and
+// the double reference see the same logits (hundreds, spread by units).
+void TestLargeLogits() {
+  for (size_t t : {17, 130}) {
+    for (size_t hd : {7, 64}) {
+      Problem p;
+      p.num_queries = p.num_keys = t;
+      p.head_dim = hd;
+      p.scale = 1.0f / 1024.0f;
+      p.Fill(static_cast<uint32_t>(t + hd), 90.0f, 101.0f, /*integers=*/true);
+      const std::vector<float> want = ExpectMatchesReference(p, "large logits");
+      for (size_t i = 0; i < t; ++i) {
+        for (size_t c = 0; c < hd; ++c) {
+          ASSERT_TRUE(std::isfinite(want[i * p.ld() + c]));
+        }
+      }
+    }
+  }
+  // Scores around +-1e4 (exp underflows to 0 for all but the max).
+  Problem p = SelfAttention(100, 64, 7);
+  p.scale = 1e4f;
+  ExpectMatchesReference(p, "peaky", 1e-4);
+}
+
+// Output row i is NaN, or is finite, according to expect_nan(i).
+template <class Pred>
+void ExpectNaNRows(const Problem& p, const char* what, const Pred& expect_nan) {
+  const std::vector<float> got = RunKernel(p);
+  for (size_t i = 0; i < p.num_queries; ++i) {
+    for (size_t c = 0; c < p.head_dim; ++c) {
+      const float x = got[p.misalign + i * p.ld() + c];
+      if (expect_nan(i)) {
+        ASSERT_TRUE(std::isnan(x)) << what << " row " << i << " col " << c << " = " << x;
+      } else {
+        ASSERT_TRUE(std::isfinite(x)) << what << " row " << i << " col " << c << " = " << x;
+      }
+    }
+  }
+  ExpectMatchesReference(p, what);
+}
+
+// PyTorch's special values: NaN spreads to the rows that see it (keys a row
+// does not see are never read), a -inf score has weight 0, all -inf or +inf
+// give NaN.
+void TestSpecialValues() {
+  const size_t t = 70, hd = 16;
+  for (size_t j : {0, 5, 63, 64, 69}) {
+    Problem p = SelfAttention(t, hd, static_cast<uint32_t>(j));
+    p.Q(j, 3) = kNaN;
+    ExpectNaNRows(p, "NaN in q", [&](size_t i) { return i == j; });
+
+    p = SelfAttention(t, hd, static_cast<uint32_t>(j));
+    p.K(j, hd - 1) = kNaN;
+    ExpectNaNRows(p, "NaN in k", [&](size_t i) { return i >= j; });
+    p.causal = false;
+    ExpectNaNRows(p, "NaN in k, non-causal", [&](size_t) { return true; });
+
+    p = SelfAttention(t, hd, static_cast<uint32_t>(j));
+    for (size_t c = 0; c < hd; ++c) p.V(j, c) = kNaN;  // each column spreads on its own
+    ExpectNaNRows(p, "NaN in v", [&](size_t i) { return i >= j; });
+
+    // q > 0 in column 2 and k[j, 2] = -inf: score(i, j) = -inf for every i.
+    p = SelfAttention(t, hd, static_cast<uint32_t>(j));
+    for (size_t i = 0; i < t; ++i) p.Q(i, 2) = 0.5f + 0.001f * static_cast<float>(i);
+    p.K(j, 2) = -kInf;
+    // Row 0 sees only key 0: all its scores are -inf when j == 0.
+    ExpectNaNRows(p, "-inf score", [&](size_t i) { return j == 0 && i == 0; });
+
+    p.K(j, 2) = kInf;  // a +inf score
+    ExpectNaNRows(p, "+inf score", [&](size_t i) { return i >= j; });
+  }
+  // Keys 0..33 have score -inf for every query: rows 0..33 see nothing else.
+  Problem p = SelfAttention(40, hd, 1);
+  for (size_t i = 0; i < 40; ++i) p.Q(i, 0) = 0.25f;
+  for (size_t j = 0; j <= 33; ++j) p.K(j, 0) = -kInf;
+  ExpectNaNRows(p, "all scores -inf", [](size_t i) { return i <= 33; });
+
+  // No keys at all: the softmax of nothing is NaN.
+  Problem empty;
+  empty.num_queries = 3;
+  empty.num_keys = 0;
+  empty.head_dim = 8;
+  empty.causal = false;
+  empty.Fill(1);
+  ExpectNaNRows(empty, "no keys", [](size_t) { return true; });
+}
+
+// Same bits on repeated calls, and whatever block of rows a call covers (the
+// parallel layer splits queries into calls).
+void TestDeterminism() {
+  for (bool causal : {true, false}) {
+    Problem p = SelfAttention(150, 64, 42);
+    p.causal = causal;
+    const std::vector<float> first = RunKernel(p);
+    for (int rep = 0; rep < 3; ++rep) {
+      ASSERT_EQ(RunKernel(p), first) << "repeated call differs";
+    }
+    for (size_t split : {1, 5, 37, 64, 149}) {
+      std::vector<float> out = OutputBuffer(p);
+      FlashAttentionArgs a = p.Args(out.data());
+      a.num_queries = split;
+      FlashAttentionKernel(a);
+      a.q += split * a.ldq;
+      a.out += split * a.ldo;
+      a.q_begin = split;
+      a.num_queries = p.num_queries - split;
+      FlashAttentionKernel(a);
+      for (size_t idx = 0; idx < out.size(); ++idx) {
+        // Bitwise, but NaN-free here, so == is exact equality.
+        ASSERT_EQ(out[idx], first[idx]) << "split at " << split << " differs at " << idx;
+      }
+    }
+  }
+}
+
+// Zero-sized problems write nothing.
+void TestEmpty() {
+  Problem p = SelfAttention(5, 8, 3);
+  std::vector<float> out = OutputBuffer(p);
+  FlashAttentionArgs a = p.Args(out.data());
+  a.num_queries = 0;
+  FlashAttentionKernel(a);
+  a.num_queries = 5;
+  a.head_dim = 0;
+  FlashAttentionKernel(a);
+  for (float x : out) ASSERT_EQ(x, kGuard);
+}
+
+}  // namespace flash_test
+
+void TestFlashCausalShapes() { flash_test::TestCausalShapes(); }
+void TestFlashNonCausal() { flash_test::TestNonCausal(); }
+void TestFlashDecode() { flash_test::TestDecode(); }
+void TestFlashStridesAndMisalignment() { flash_test::TestStridesAndMisalignment(); }
+void TestFlashLargeLogits() { flash_test::TestLargeLogits(); }
+void TestFlashSpecialValues() { flash_test::TestSpecialValues(); }
+void TestFlashDeterminism() { flash_test::TestDeterminism(); }
+void TestFlashEmpty() { flash_test::TestEmpty(); }
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace HWY_NAMESPACE
+}  // namespace attn
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include "core/error.h"
+#include "hwy/tests/hwy_gtest.h"
+
+namespace attn {
+
+HWY_BEFORE_TEST(FlashAttentionTest);
+HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashCausalShapes);
+HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashNonCausal);
+HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashDecode);
+HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashStridesAndMisalignment);
+HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashLargeLogits);
+HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashSpecialValues);
+HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashDeterminism);
+HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashEmpty);
+
+// The public, dispatching entry point (best target of this CPU).
+TEST(FlashAttentionDispatchTest, MatchesReference) {
+  for (size_t t : {1, 65, 300}) {
+    std::mt19937 rng(static_cast<uint32_t>(t));
+    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+    const size_t hd = 64, ld = 3 * hd;  // a fused QKV layout: rows of 3 heads
+    std::vector<float> qkv(t * ld);
+    for (float& x : qkv) x = dist(rng);
+    std::vector<float> got(t * hd, -1.0f), want(t * hd, -2.0f);
+    simd::FlashAttentionArgs a;
+    a.q = qkv.data();
+    a.k = qkv.data() + hd;
+    a.v = qkv.data() + 2 * hd;
+    a.ldq = a.ldk = a.ldv = ld;
+    a.ldo = hd;
+    a.num_queries = a.num_keys = t;
+    a.head_dim = hd;
+    a.causal = true;
+    a.scale = 0.125f;
+    a.out = got.data();
+    simd::FlashAttention(a);
+    a.out = want.data();
+    simd::FlashAttentionReference(a);
+    for (size_t idx = 0; idx < got.size(); ++idx) {
+      ASSERT_NEAR(got[idx], want[idx], 1e-5) << "t=" << t << " at " << idx;
+    }
+  }
+}
+
+TEST(FlashAttentionDispatchTest, RejectsBadArguments) {
+  std::vector<float> buf(64, 0.0f);
+  simd::FlashAttentionArgs a;
+  a.q = a.k = a.v = buf.data();
+  a.out = buf.data() + 32;
+  a.num_queries = a.num_keys = 2;
+  a.head_dim = 8;
+  a.ldq = a.ldk = a.ldv = a.ldo = 8;
+  a.ldk = 7;
+  EXPECT_THROW(simd::FlashAttention(a), ShapeError);
+  EXPECT_THROW(simd::FlashAttentionReference(a), ShapeError);
+  a.ldk = 8;
+  a.ldo = 4;
+  EXPECT_THROW(simd::FlashAttention(a), ShapeError);
+  a.ldo = 8;
+  a.v = nullptr;
+  EXPECT_THROW(simd::FlashAttention(a), ShapeError);
+  a.num_keys = 0;  // v is not read without keys
+  a.causal = false;
+  EXPECT_NO_THROW(simd::FlashAttention(a));
+  a.q = nullptr;
+  EXPECT_THROW(simd::FlashAttention(a), ShapeError);
+}
+
+}  // namespace attn
+#endif  // HWY_ONCE

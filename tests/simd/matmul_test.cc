@@ -1,0 +1,437 @@
+// Tests of simd/matmul.h: every compiled Highway target against the scalar
+// reference (double accumulation), for sizes below, at and above the register
+// tile and the K/N cache blocks, padded strides, misaligned views, both B
+// layouts, bias, scale, accumulate and K = 0. Matrices end exactly at the end
+// of their allocation and their row padding holds NaN, so a kernel reading
+// outside its rectangle either produces NaN or is caught by valgrind/ASan;
+// C's padding holds a sentinel that must survive.
+
+#include "simd/matmul.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+#ifndef ATTN_TESTS_SIMD_MATMUL_TEST_HELPERS_
+#define ATTN_TESTS_SIMD_MATMUL_TEST_HELPERS_
+namespace attn {
+namespace matmul_test {
+
+constexpr float kSentinel = 12345.0f;
+
+// A rows x cols view with row stride ld, starting `offset` floats into its
+// allocation and ending at its last float. Padding is filled with `pad`.
+struct Matrix {
+  Matrix(size_t rows, size_t cols, size_t ld, size_t offset, float pad)
+      : rows(rows), cols(cols), ld(ld), offset(offset) {
+    const size_t size = rows == 0 ? offset : offset + (rows - 1) * ld + cols;
+    storage.assign(size == 0 ? 1 : size, pad);
+  }
+  float* data() { return storage.data() + offset; }
+  const float* data() const { return storage.data() + offset; }
+  float& at(size_t r, size_t c) { return data()[r * ld + c]; }
+  float at(size_t r, size_t c) const { return data()[r * ld + c]; }
+
+  void FillRandom(std::mt19937& rng, float lo, float hi) {
+    std::uniform_real_distribution<float> dist(lo, hi);
+    for (size_t r = 0; r < rows; ++r) {
+      for (size_t c = 0; c < cols; ++c) at(r, c) = dist(rng);
+    }
+  }
+
+  size_t rows, cols, ld, offset;
+  std::vector<float> storage;
+};
+
+struct Case {
+  size_t m = 1, n = 1, k = 1;
+  size_t pad_a = 0, pad_b = 0, pad_c = 0;  // row strides exceed widths by this
+  size_t offset = 0;                       // misalignment of every base pointer
+  bool b_transposed = false;
+  bool bias = false;
+  float scale = 1.0f;
+  bool accumulate = false;
+
+  std::string Name() const {
+    return "m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k) +
+           " pads=" + std::to_string(pad_a) + "/" + std::to_string(pad_b) + "/" +
+           std::to_string(pad_c) + " offset=" + std::to_string(offset) +
+           " bt=" + std::to_string(b_transposed) + " bias=" + std::to_string(bias) +
+           " scale=" + std::to_string(scale) + " acc=" + std::to_string(accumulate);
+  }
+};
+
+// Inputs, the initial C and the reference result of one case.
+struct Problem {
+  explicit Problem(const Case& cs)
+      : cs(cs),
+        a(cs.m, cs.k, cs.k + cs.pad_a, cs.offset, std::numeric_limits<float>::quiet_NaN()),
+        b(cs.b_transposed ? cs.n : cs.k, cs.b_transposed ? cs.k : cs.n,
+          (cs.b_transposed ? cs.k : cs.n) + cs.pad_b, cs.offset,
+          std::numeric_limits<float>::quiet_NaN()),
+        bias(cs.bias ? 1 : 0, cs.n, cs.n, cs.offset, 0.0f),
+        c_init(cs.m, cs.n, cs.n + cs.pad_c, cs.offset, kSentinel),
+        c_ref(c_init) {
+    std::mt19937 rng(static_cast<uint32_t>(cs.m * 1000003 + cs.n * 1009 + cs.k));
+    a.FillRandom(rng, -1.0f, 1.0f);
+    b.FillRandom(rng, -1.0f, 1.0f);
+    bias.FillRandom(rng, -1.0f, 1.0f);
+    c_init.FillRandom(rng, -1.0f, 1.0f);
+    c_ref = c_init;
+    simd::MatMulArgs ref = Args(&c_ref);
+    simd::MatMulReference(ref);
+  }
+
+  simd::MatMulArgs Args(Matrix* c) const {
+    simd::MatMulArgs args;
+    args.a = a.data();
+    args.lda = a.ld;
+    args.b = b.data();
+    args.ldb = b.ld;
+    args.b_transposed = cs.b_transposed;
+    args.c = c->data();
+    args.ldc = c->ld;
+    args.m = cs.m;
+    args.n = cs.n;
+    args.k = cs.k;
+    args.bias = cs.bias ? bias.data() : nullptr;
+    args.scale = cs.scale;
+    args.accumulate = cs.accumulate;
+    return args;
+  }
+
+  float OpB(size_t p, size_t j) const { return cs.b_transposed ? b.at(j, p) : b.at(p, j); }
+
+  // Error bound for C[i, j]: the float dot product of length K has a relative
+  // error of at most about K ulp of sum |a||b| (with or without FMA), plus
+  // the scale, bias and accumulate roundings.
+  double Tolerance(size_t i, size_t j) const {
+    double mag = 0.0;
+    for (size_t p = 0; p < cs.k; ++p) mag += std::fabs(double(a.at(i, p)) * double(OpB(p, j)));
+    mag *= std::fabs(double(cs.scale));
+    if (cs.bias) mag += std::fabs(double(bias.at(0, j)));
+    if (cs.accumulate) mag += std::fabs(double(c_init.at(i, j)));
+    return 2.0 * double(cs.k + 4) * std::numeric_limits<float>::epsilon() * mag + 1e-30;
+  }
+
+  // Checks `c` against the reference; the padding must hold the sentinel.
+  void Check(const Matrix& c, const std::string& what) const {
+    size_t errors = 0;
+    for (size_t i = 0; i < cs.m; ++i) {
+      for (size_t j = 0; j < c.ld && (i + 1 < cs.m || j < cs.n); ++j) {
+        const float got = c.at(i, j);
+        if (j >= cs.n) {
+          if (got != kSentinel && ++errors < 5) {
+            ADD_FAILURE() << what << " " << cs.Name() << ": padding C[" << i << "," << j
+                          << "] overwritten with " << got;
+          }
+          continue;
+        }
+        const double want = c_ref.at(i, j);
+        const double tol = Tolerance(i, j);
+        if (!(std::fabs(double(got) - want) <= tol) && ++errors < 5) {
+          ADD_FAILURE() << what << " " << cs.Name() << ": C[" << i << "," << j << "] = " << got
+                        << ", reference " << want << ", tolerance " << tol;
+        }
+      }
+    }
+    EXPECT_EQ(errors, 0u) << what << " " << cs.Name();
+  }
+
+  Case cs;
+  Matrix a, b, bias, c_init, c_ref;
+};
+
+inline bool SameBits(const Matrix& x, const Matrix& y) {
+  return x.storage.size() == y.storage.size() &&
+         memcmp(x.storage.data(), y.storage.data(), x.storage.size() * sizeof(float)) == 0;
+}
+
+}  // namespace matmul_test
+}  // namespace attn
+#endif  // ATTN_TESTS_SIMD_MATMUL_TEST_HELPERS_
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "tests/simd/matmul_test.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+#include "hwy/tests/hwy_gtest.h"
+#include "simd/matmul-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace attn {
+namespace HWY_NAMESPACE {
+namespace {
+
+using matmul_test::Case;
+using matmul_test::Matrix;
+using matmul_test::Problem;
+
+// This target's tile and blocks.
+constexpr size_t kMR = matmul_detail::kMR;
+constexpr size_t kNR = matmul_detail::kNR;
+constexpr size_t kKC = matmul_detail::kKC;
+
+// Runs the kernel of this target on one case and checks it against the
+// reference; returns the result for bit comparisons.
+Matrix RunKernel(const Problem& pr, const char* what = "MatMulKernel") {
+  Matrix c = pr.c_init;
+  MatMulKernel(pr.Args(&c));
+  pr.Check(c, what);
+  return c;
+}
+
+std::vector<size_t> AroundTile(size_t tile, size_t large) {
+  std::vector<size_t> sizes = {1, 2, tile - 1, tile, tile + 1, 2 * tile + 3, large};
+  if (tile <= 2) sizes.erase(sizes.begin() + 2);  // tile - 1 would be 0 or 1
+  return sizes;
+}
+
+// All combinations of M, N around the tile and K around the vector/K block.
+void TestMatMulShapes() {
+  for (size_t m : AroundTile(kMR, 67)) {
+    for (size_t n : AroundTile(kNR, 131)) {
+      for (size_t k : {size_t{1}, size_t{2}, size_t{17}, size_t{67}, kKC + 1}) {
+        Case cs;
+        cs.m = m;
+        cs.n = n;
+        cs.k = k;
+        cs.b_transposed = (m + n) % 2 == 0;
+        RunKernel(Problem(cs));
+      }
+    }
+  }
+}
+
+// Strides, misalignment, B layouts, bias, scale and accumulate, on shapes
+// with full and edge tiles and several K blocks.
+void TestMatMulOptions() {
+  const size_t shapes[][3] = {{kMR + 1, kNR + 3, 67}, {2 * kMR + 3, 2 * kNR + 5, 2 * kKC + 7}};
+  for (const auto& shape : shapes) {
+    for (int variant = 0; variant < 64; ++variant) {
+      Case cs;
+      cs.m = shape[0];
+      cs.n = shape[1];
+      cs.k = shape[2];
+      cs.b_transposed = variant & 1;
+      cs.bias = variant & 2;
+      cs.accumulate = variant & 4;
+      cs.scale = (variant & 8) ? 0.37f : 1.0f;
+      cs.offset = (variant & 16) ? 1 : 0;
+      if (variant & 32) {
+        cs.pad_a = 3;
+        cs.pad_b = 5;
+        cs.pad_c = 7;
+      }
+      RunKernel(Problem(cs));
+    }
+  }
+}
+
+// More than one column block (kNC) and K block, with every option on.
+void TestMatMulLarge() {
+  for (bool b_transposed : {false, true}) {
+    Case cs;
+    cs.m = kMR + 2;
+    cs.n = matmul_detail::kNC + kNR + 1;
+    cs.k = kKC + 3;
+    cs.pad_a = 1;
+    cs.pad_b = 2;
+    cs.pad_c = 3;
+    cs.offset = 1;
+    cs.b_transposed = b_transposed;
+    cs.bias = true;
+    cs.scale = -0.5f;
+    cs.accumulate = true;
+    RunKernel(Problem(cs));
+  }
+}
+
+// M, N or K = 0.
+void TestMatMulEmpty() {
+  for (int variant = 0; variant < 4; ++variant) {
+    Case cs;
+    cs.m = 2 * kMR + 1;
+    cs.n = kNR + 1;
+    cs.k = 0;
+    cs.pad_c = 2;
+    cs.bias = variant & 1;
+    cs.accumulate = variant & 2;
+    cs.scale = 3.0f;
+    RunKernel(Problem(cs), "MatMulKernel K=0");
+  }
+  for (const size_t mn : {size_t{0}, size_t{1}}) {
+    Case cs;
+    cs.m = mn;
+    cs.n = 1 - mn;
+    cs.k = 5;
+    RunKernel(Problem(cs), "MatMulKernel M or N = 0");
+  }
+}
+
+// Splitting C over rows or column ranges never changes a bit.
+void TestMatMulSplitsAreBitExact() {
+  for (bool b_transposed : {false, true}) {
+    Case cs;
+    cs.m = 3 * kMR + 5;
+    cs.n = 3 * kNR + 7;
+    cs.k = kKC + 9;
+    cs.pad_c = 1;
+    cs.b_transposed = b_transposed;
+    cs.bias = true;
+    cs.accumulate = true;
+    cs.scale = 0.75f;
+    const Problem pr(cs);
+    const Matrix whole = RunKernel(pr);
+
+    // Rows in uneven blocks, and column ranges not aligned to panels.
+    Matrix by_rows = pr.c_init;
+    for (size_t r0 = 0; r0 < cs.m; r0 += 5) {
+      simd::MatMulArgs args = pr.Args(&by_rows);
+      args.a += r0 * args.lda;
+      args.c += r0 * args.ldc;
+      args.m = std::min<size_t>(5, cs.m - r0);
+      MatMulKernel(args);
+    }
+    EXPECT_TRUE(matmul_test::SameBits(whole, by_rows)) << cs.Name();
+
+    Matrix by_cols = pr.c_init;
+    for (size_t c0 = 0; c0 < cs.n; c0 += 7) {
+      simd::MatMulArgs args = pr.Args(&by_cols);
+      args.b += b_transposed ? c0 * args.ldb : c0;
+      args.c += c0;
+      if (args.bias != nullptr) args.bias += c0;
+      args.n = std::min<size_t>(7, cs.n - c0);
+      MatMulKernel(args);
+    }
+    EXPECT_TRUE(matmul_test::SameBits(whole, by_cols)) << cs.Name();
+  }
+}
+
+// PackBKernel + MatMulPackedKernel equal MatMulKernel bit for bit, also for
+// column ranges, and a matrix packed with another panel width still works.
+void TestMatMulPacked() {
+  for (int variant = 0; variant < 8; ++variant) {
+    Case cs;
+    cs.m = (variant & 4) ? 2 * kMR + 3 : 1;
+    cs.n = 2 * kNR + 3;
+    cs.k = (variant & 4) ? kKC + 5 : 3;
+    cs.pad_a = 2;
+    cs.pad_b = 1;
+    cs.pad_c = 3;
+    cs.offset = 1;
+    cs.b_transposed = variant & 1;
+    cs.bias = variant & 2;
+    cs.accumulate = variant & 2;
+    cs.scale = 1.5f;
+    const Problem pr(cs);
+    const Matrix whole = RunKernel(pr);
+    const simd::PackedMatrix packed =
+        PackBKernel(pr.b.data(), pr.b.ld, cs.b_transposed, cs.k, cs.n);
+    ASSERT_EQ(packed.panel_width(), kNR);
+    ASSERT_EQ(packed.k(), cs.k);
+    ASSERT_EQ(packed.n(), cs.n);
+    const float* bias = cs.bias ? pr.bias.data() : nullptr;
+
+    Matrix c = pr.c_init;
+    MatMulPackedKernel(pr.a.data(), pr.a.ld, packed, c.data(), c.ld, cs.m, 0, cs.n, bias, cs.scale,
+                       cs.accumulate);
+    EXPECT_TRUE(matmul_test::SameBits(whole, c)) << "packed " << cs.Name();
+
+    Matrix by_cols = pr.c_init;
+    for (size_t c0 = 0; c0 < cs.n; c0 += 5) {
+      MatMulPackedKernel(pr.a.data(), pr.a.ld, packed, by_cols.data(), by_cols.ld, cs.m, c0,
+                         std::min(cs.n, c0 + 5), bias, cs.scale, cs.accumulate);
+    }
+    EXPECT_TRUE(matmul_test::SameBits(whole, by_cols)) << "packed columns " << cs.Name();
+
+    // The documented layout with a foreign panel width (3) and target.
+    simd::PackedMatrix foreign(cs.k, cs.n, 3, 0);
+    for (size_t j = 0; j < foreign.num_panels() * 3; ++j) {
+      for (size_t p = 0; p < cs.k; ++p) {
+        foreign.mutable_data()[(j / 3) * cs.k * 3 + p * 3 + j % 3] = j < cs.n ? pr.OpB(p, j) : 0.0f;
+      }
+    }
+    Matrix c_foreign = pr.c_init;
+    MatMulPackedKernel(pr.a.data(), pr.a.ld, foreign, c_foreign.data(), c_foreign.ld, cs.m, 0, cs.n,
+                       bias, cs.scale, cs.accumulate);
+    EXPECT_TRUE(matmul_test::SameBits(whole, c_foreign)) << "foreign packing " << cs.Name();
+  }
+}
+
+}  // namespace
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace HWY_NAMESPACE
+}  // namespace attn
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace attn {
+
+HWY_BEFORE_TEST(MatMulTest);
+HWY_EXPORT_AND_TEST_P(MatMulTest, TestMatMulShapes);
+HWY_EXPORT_AND_TEST_P(MatMulTest, TestMatMulOptions);
+HWY_EXPORT_AND_TEST_P(MatMulTest, TestMatMulLarge);
+HWY_EXPORT_AND_TEST_P(MatMulTest, TestMatMulEmpty);
+HWY_EXPORT_AND_TEST_P(MatMulTest, TestMatMulSplitsAreBitExact);
+HWY_EXPORT_AND_TEST_P(MatMulTest, TestMatMulPacked);
+
+// The public, dispatching entry points on each target (SetUp restricts the
+// supported targets to the parameter).
+TEST_P(MatMulTest, DispatchedMatMul) {
+  EXPECT_STREQ(simd::MatMulTargetName(), hwy::TargetName(GetParam()));
+  for (bool b_transposed : {false, true}) {
+    matmul_test::Case cs;
+    cs.m = 37;
+    cs.n = 53;
+    cs.k = 300;
+    cs.pad_b = 1;
+    cs.offset = 1;
+    cs.b_transposed = b_transposed;
+    cs.bias = true;
+    cs.scale = 0.5f;
+    const matmul_test::Problem pr(cs);
+    matmul_test::Matrix c = pr.c_init;
+    simd::MatMul(pr.Args(&c));
+    pr.Check(c, "simd::MatMul");
+
+    const simd::PackedMatrix packed = simd::PackB(pr.b.data(), pr.b.ld, b_transposed, cs.k, cs.n);
+    matmul_test::Matrix c_packed = pr.c_init;
+    simd::MatMulPacked(pr.a.data(), pr.a.ld, packed, c_packed.data(), c_packed.ld, cs.m,
+                       pr.bias.data(), cs.scale, cs.accumulate);
+    EXPECT_TRUE(matmul_test::SameBits(c, c_packed));
+    matmul_test::Matrix c_cols = pr.c_init;
+    simd::MatMulPackedColumns(pr.a.data(), pr.a.ld, packed, c_cols.data(), c_cols.ld, cs.m, 0, 20,
+                              pr.bias.data(), cs.scale, cs.accumulate);
+    simd::MatMulPackedColumns(pr.a.data(), pr.a.ld, packed, c_cols.data(), c_cols.ld, cs.m, 20,
+                              cs.n, pr.bias.data(), cs.scale, cs.accumulate);
+    EXPECT_TRUE(matmul_test::SameBits(c, c_cols));
+  }
+}
+
+// A matrix packed on one target and used on another (dispatch changed).
+TEST_P(MatMulTest, PackedAcrossTargets) {
+  matmul_test::Case cs;
+  cs.m = 9;
+  cs.n = 45;
+  cs.k = 70;
+  cs.b_transposed = true;
+  const matmul_test::Problem pr(cs);
+  hwy::SetSupportedTargetsForTest(HWY_SCALAR);
+  const simd::PackedMatrix packed = simd::PackB(pr.b.data(), pr.b.ld, true, cs.k, cs.n);
+  hwy::SetSupportedTargetsForTest(GetParam());
+  matmul_test::Matrix c = pr.c_init;
+  simd::MatMulPacked(pr.a.data(), pr.a.ld, packed, c.data(), c.ld, cs.m, nullptr, 1.0f, false);
+  pr.Check(c, "PackB on SCALAR, MatMulPacked on the parameter target");
+}
+
+}  // namespace attn
+#endif  // HWY_ONCE
