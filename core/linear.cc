@@ -37,6 +37,13 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool bias)
     const double bias_bound = 1.0 / std::sqrt(static_cast<double>(in_features));
     uniform_(bias_, -bias_bound, bias_bound);
   }
+  pack_weight();
+}
+
+void Linear::pack_weight() {
+  packed_weight_ = std::make_shared<const simd::PackedMatrix>(
+      simd::PackB(weight_.data(), static_cast<size_t>(in_features_), /*b_transposed=*/true,
+                  static_cast<size_t>(in_features_), static_cast<size_t>(out_features_)));
 }
 
 Linear::Linear(Tensor weight, Tensor bias, bool has_bias)
@@ -44,7 +51,9 @@ Linear::Linear(Tensor weight, Tensor bias, bool has_bias)
       out_features_(weight.size(0)),
       has_bias_(has_bias),
       weight_(std::move(weight)),
-      bias_(std::move(bias)) {}
+      bias_(std::move(bias)) {
+  pack_weight();
+}
 
 Linear Linear::from_weights(Tensor weight, Tensor bias) {
   const bool has_bias = bias.numel() > 0;
@@ -63,19 +72,9 @@ void Linear::collect_tensors(const std::string& prefix, std::vector<NamedTensor>
 }
 
 void Linear::forward_rows(const float* x, size_t ldx, size_t rows, float* y, size_t ldy) const {
-  simd::MatMulArgs args;
-  args.a = x;
-  args.lda = ldx;
-  args.b = weight_.data();
-  args.ldb = static_cast<size_t>(in_features_);
-  args.b_transposed = true;
-  args.c = y;
-  args.ldc = ldy;
-  args.m = rows;
-  args.n = static_cast<size_t>(out_features_);
-  args.k = static_cast<size_t>(in_features_);
-  args.bias = has_bias_ ? bias_.data() : nullptr;
-  parallel::ParallelMatMul(args);
+  parallel::ParallelMatMulPacked(x, ldx, *packed_weight_, y, ldy, rows,
+                                 has_bias_ ? bias_.data() : nullptr, /*scale=*/1.0f,
+                                 /*accumulate=*/false);
 }
 
 Tensor Linear::forward(const Tensor& x) const {

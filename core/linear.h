@@ -9,6 +9,10 @@
 
 namespace attn {
 
+namespace simd {
+class PackedMatrix;
+}
+
 class Linear : public Module {
  public:
   // Parameters drawn from the global generator as PyTorch does: weight then
@@ -36,15 +40,21 @@ class Linear : public Module {
 
  protected:
   void collect_tensors(const std::string& prefix, std::vector<NamedTensor>& out) override;
+  void on_tensors_loaded() override { pack_weight(); }
 
  private:
   Linear(Tensor weight, Tensor bias, bool has_bias);
+  void pack_weight();
 
   int64_t in_features_;
   int64_t out_features_;
   bool has_bias_;
   Tensor weight_;
   Tensor bias_;
+  // weightᵀ packed once into the GEMM kernel's panel layout (again after
+  // load_state_dict), so forward calls pay no packing. Shared by copies:
+  // the weight only changes through load_state_dict, which repacks.
+  std::shared_ptr<const simd::PackedMatrix> packed_weight_;
 };
 
 }  // namespace attn

@@ -1,5 +1,6 @@
 #include "core/module.h"
 
+#include <algorithm>
 #include <set>
 
 #include "core/error.h"
@@ -26,11 +27,24 @@ void check_causal_mask(const std::string& name, const Tensor& mask) {
 
 }  // namespace
 
+void Module::collect_child(Module& child, const std::string& prefix,
+                           std::vector<NamedTensor>& out) {
+  const size_t first = out.size();
+  child.collect_tensors(prefix, out);
+  for (size_t i = first; i < out.size(); ++i) {
+    if (out[i].owner == nullptr) out[i].owner = &child;
+  }
+}
+
 std::vector<Module::NamedTensor> Module::named_tensors() const {
   std::vector<NamedTensor> tensors;
   // collect_tensors hands out mutable pointers for load_state_dict; the const
   // callers below only read through them.
-  const_cast<Module*>(this)->collect_tensors("", tensors);
+  Module* self = const_cast<Module*>(this);
+  self->collect_tensors("", tensors);
+  for (NamedTensor& entry : tensors) {
+    if (entry.owner == nullptr) entry.owner = self;
+  }
   return tensors;
 }
 
@@ -76,7 +90,17 @@ void Module::load_state_dict(const StateDict& dict) {
   }
   // Every check passed: now copy (no partial update on error).
   for (const NamedTensor& entry : tensors) *entry.tensor = dict.at(entry.name);
-  const_cast<Module*>(this)->on_tensors_loaded();
+  // Owners appear after their children's tensors were collected, so the
+  // first-seen order notifies innermost modules first.
+  std::vector<Module*> owners;
+  for (const NamedTensor& entry : tensors) {
+    if (entry.owner != this &&
+        std::find(owners.begin(), owners.end(), entry.owner) == owners.end()) {
+      owners.push_back(entry.owner);
+    }
+  }
+  for (Module* owner : owners) owner->on_tensors_loaded();
+  on_tensors_loaded();
 }
 
 int64_t Module::num_parameters() const {

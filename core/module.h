@@ -50,20 +50,21 @@ class Module {
     std::string name;
     Tensor* tensor;
     TensorKind kind;
+    Module* owner = nullptr;  // filled in by collect_child / named_tensors
   };
   // Every parameter and buffer, in PyTorch's state_dict order, with names
   // prefixed by `prefix`. Composite modules append their children's.
   virtual void collect_tensors(const std::string& prefix, std::vector<NamedTensor>& out) = 0;
   // Called after load_state_dict replaced the tensors (derived data such as
-  // packed or concatenated weights is rebuilt here).
+  // packed or concatenated weights is rebuilt here): first on every
+  // submodule that owns a loaded tensor, children before parents, then on
+  // the module load_state_dict was called on.
   virtual void on_tensors_loaded() {}
 
-  // For composites: lets a parent reach its children's protected hooks.
+  // For composites: collects a child's tensors under `prefix`, remembering
+  // the child as their owner so that it is told when they are loaded.
   static void collect_child(Module& child, const std::string& prefix,
-                            std::vector<NamedTensor>& out) {
-    child.collect_tensors(prefix, out);
-  }
-  static void notify_child_loaded(Module& child) { child.on_tensors_loaded(); }
+                            std::vector<NamedTensor>& out);
 
  private:
   std::vector<NamedTensor> named_tensors() const;

@@ -51,10 +51,6 @@ void MultiHeadAttentionWrapper::collect_tensors(const std::string& prefix,
   }
 }
 
-void MultiHeadAttentionWrapper::on_tensors_loaded() {
-  for (CausalAttention& head : heads_) notify_child_loaded(head);
-}
-
 Tensor MultiHeadAttentionWrapper::forward(const Tensor& x, Tensor* attn_weights) const {
   const CausalAttention& first = heads_.front();
   detail::check_attention_input("MultiHeadAttentionWrapper", x, 3, first.d_in(),
@@ -132,13 +128,7 @@ void MultiHeadAttention::collect_tensors(const std::string& prefix, std::vector<
   collect_child(out_proj_, prefix + "out_proj.", out);
 }
 
-void MultiHeadAttention::on_tensors_loaded() {
-  notify_child_loaded(W_query_);
-  notify_child_loaded(W_key_);
-  notify_child_loaded(W_value_);
-  notify_child_loaded(out_proj_);
-  build_qkv();
-}
+void MultiHeadAttention::on_tensors_loaded() { build_qkv(); }
 
 Tensor MultiHeadAttention::forward(const Tensor& x, Tensor* attn_weights) const {
   detail::check_attention_input("MultiHeadAttention", x, 3, d_in(), context_length_);

@@ -36,7 +36,6 @@ class MultiHeadAttentionWrapper : public Module {
 
  protected:
   void collect_tensors(const std::string& prefix, std::vector<NamedTensor>& out) override;
-  void on_tensors_loaded() override;
 
  private:
   std::vector<CausalAttention> heads_;

@@ -1,6 +1,7 @@
 // Module behaviour that does not need PyTorch data: parameter counts, state
 // dict keys, strict loading, errors, causality, wrapper vs fused, threads.
 #include <cstring>
+#include <thread>
 
 #include "test_util.h"
 
@@ -264,6 +265,36 @@ TEST(Modules, SingleTokenAndEmptyBatch) {
   EXPECT_EQ(out.shape(), (std::vector<int64_t>{2, 1, 4}));
   EXPECT_EQ(weights.at({1, 1, 0, 0}), 1.0f);
   EXPECT_EQ(mha.forward(Tensor({0, 4, 3})).shape(), (std::vector<int64_t>{0, 4, 4}));
+}
+
+}  // namespace
+}  // namespace attn
+
+namespace attn {
+namespace {
+
+// Several host threads calling forward on one module (eval mode) at once get
+// the single-threaded result: forward keeps no mutable state.
+TEST(Modules, ConcurrentForwardInEvalMode) {
+  MultiHeadAttention mha(32, 48, 64, 0.5, 4, true);
+  mha.eval();
+  std::vector<Tensor> inputs, expected;
+  for (uint64_t i = 0; i < 4; ++i) {
+    inputs.push_back(testing::random_tensor({2, 64, 32}, 100 + i));
+    expected.push_back(mha.forward(inputs.back()));
+  }
+  std::vector<std::thread> threads;
+  std::vector<int> mismatches(inputs.size(), 0);
+  for (size_t t = 0; t < inputs.size(); ++t) {
+    threads.emplace_back([&, t] {
+      for (int repeat = 0; repeat < 20; ++repeat) {
+        const Tensor out = mha.forward(inputs[t]);
+        if (std::memcmp(out.data(), expected[t].data(), 4 * out.numel()) != 0) ++mismatches[t];
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (int m : mismatches) EXPECT_EQ(m, 0);
 }
 
 }  // namespace
