@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <vector>
 
+#include "core/error.h"
 #include "parallel/parallel_for.h"
+#include "simd/flash_attention.h"
 #include "simd/matmul.h"
 #include "simd/softmax.h"
 
@@ -84,9 +86,37 @@ void attend_block(const AttentionProblem& p, size_t b, size_t h, size_t r0, size
   simd::MatMul(wv);
 }
 
+// One (b, h, query block) of the flash algorithm: rows [r0, r1) attend keys
+// up to their position (causal) or all keys.
+void flash_block(const AttentionProblem& p, size_t b, size_t h, size_t r0, size_t r1) {
+  simd::FlashAttentionArgs f;
+  f.q = p.q.at(b, h, r0);
+  f.ldq = p.q.row_stride;
+  f.k = p.k.at(b, h);
+  f.ldk = p.k.row_stride;
+  f.v = p.v.at(b, h);
+  f.ldv = p.v.row_stride;
+  f.out = p.out.at(b, h, r0);
+  f.ldo = p.out.row_stride;
+  f.num_queries = r1 - r0;
+  // Keys after the block's last query are never visible when causal.
+  f.num_keys = p.causal ? std::min(p.num_keys, p.q_begin + r1) : p.num_keys;
+  f.head_dim = p.head_dim;
+  f.q_begin = p.q_begin + r0;
+  f.causal = p.causal;
+  f.scale = p.scale;
+  simd::FlashAttention(f);
+}
+
 }  // namespace
 
-void attention(const AttentionProblem& p) {
+void attention(const AttentionProblem& problem) {
+  AttentionProblem p = problem;
+  if (p.num_keys == 0) p.num_keys = p.tokens;
+  const bool materialized = p.materialize || p.keep != nullptr || p.weights != nullptr;
+  if (materialized && (p.num_keys != p.tokens || p.q_begin != 0)) {
+    throw ArgumentError("attention: weights and dropout need self-attention (num_keys = tokens)");
+  }
   const size_t blocks_per_head = (p.tokens + kQueryBlock - 1) / kQueryBlock;
   const size_t tasks = p.batch * p.heads * blocks_per_head;
   parallel::ParallelFor(tasks, 1, [&](size_t begin, size_t end) {
@@ -99,7 +129,11 @@ void attention(const AttentionProblem& p) {
       const size_t h = head_index % p.heads;
       const size_t r0 = block * kQueryBlock;
       const size_t r1 = std::min(p.tokens, r0 + kQueryBlock);
-      attend_block(p, b, h, r0, r1, scratch);
+      if (materialized) {
+        attend_block(p, b, h, r0, r1, scratch);
+      } else {
+        flash_block(p, b, h, r0, r1);
+      }
     }
   });
 }

@@ -1,7 +1,13 @@
 // The attention core shared by every module: softmax(scale · Q·Kᵀ [causal]) · V
-// over (batch, head) slices of strided Q, K, V, computed in blocks of query
-// rows so that no (T x T) buffer is needed unless the caller asks for the
-// weights. Internal to attn (the modules are the public API).
+// over (batch, head) slices of strided Q, K, V, in one flat parallel loop
+// over (batch x head x query block). Two algorithms:
+//  - flash (simd/flash_attention.h): online softmax over key blocks up to
+//    the diagonal, no score buffer at all; used whenever the caller needs
+//    neither the weights nor dropout on them;
+//  - materialized: scores, softmax, dropout, weights·V per query block (a
+//    64 x T scratch, or the caller's weights buffer); the reference for the
+//    flash path and the only path that can return weights.
+// Internal to attn (the modules are the public API).
 #pragma once
 
 #include <cstddef>
@@ -25,16 +31,24 @@ struct HeadLayout {
 
 struct AttentionProblem {
   size_t batch = 0, heads = 0, tokens = 0, head_dim = 0;
+  // Keys per (batch, head), and the absolute position of query row 0: key j
+  // is at position j. Self-attention: num_keys = tokens (0 means that),
+  // q_begin = 0. KV-cache decoding: q_begin = num_keys - tokens.
+  size_t num_keys = 0;
+  size_t q_begin = 0;
   HeadLayout q, k, v;  // read only
   HeadLayout out;      // (batch, heads, tokens, head_dim), written
   float scale = 1.0f;  // multiplies Q·Kᵀ (1 / sqrt(d_k))
   bool causal = true;  // query t attends keys 0..t (a loop bound, no -inf written)
+  // Forces the materialized algorithm (tests compare the two paths).
+  bool materialize = false;
   // Optional dropout on the weights: keep[((b * heads + h) * tokens + i) * tokens + j]
   // is 1 to keep weight (i, j), scaled by kept_scale, 0 to drop it.
   const uint8_t* keep = nullptr;
   float kept_scale = 1.0f;
   // Optional output of the weights actually applied to V (after dropout),
   // contiguous (batch, heads, tokens, tokens); masked entries are 0.
+  // keep and weights need self-attention (num_keys = tokens, q_begin = 0).
   float* weights = nullptr;
 };
 

@@ -166,4 +166,65 @@ Tensor MultiHeadAttention::forward(const Tensor& x, Tensor* attn_weights) const 
   return out_proj_(context);
 }
 
+Tensor MultiHeadAttention::forward(const Tensor& x, KVCache& cache) const {
+  detail::check_attention_input("MultiHeadAttention", x, 3, d_in());
+  if (cache.num_heads() != num_heads_ || cache.head_dim() != head_dim() ||
+      cache.capacity() != context_length_ || cache.batch() != x.size(0)) {
+    throw ShapeError("MultiHeadAttention: KVCache of keys shape " +
+                     shape_to_string(cache.keys().shape()) + " does not fit this module (" +
+                     std::to_string(num_heads_) + " heads of " + std::to_string(head_dim()) +
+                     ", context_length " + std::to_string(context_length_) +
+                     ") and input x of shape " + shape_to_string(x.shape()));
+  }
+  const int64_t batch = x.size(0), tokens = x.size(1), past = cache.size();
+  if (past + tokens > context_length_) {
+    throw ShapeError("MultiHeadAttention: KVCache holds " + std::to_string(past) +
+                     " tokens; adding x of shape " + shape_to_string(x.shape()) + " gives " +
+                     std::to_string(past + tokens) +
+                     " > context_length = " + std::to_string(context_length_));
+  }
+  if (dropout_.active()) {
+    throw ArgumentError(
+        "MultiHeadAttention: forward with a KVCache is for inference, but dropout "
+        "p = " +
+        std::to_string(dropout_.p()) + " is active in training mode; call eval() first");
+  }
+  const size_t d = static_cast<size_t>(d_out()), hd = static_cast<size_t>(head_dim());
+  const size_t heads = static_cast<size_t>(num_heads_), n = static_cast<size_t>(tokens);
+  const size_t capacity = static_cast<size_t>(context_length_);
+
+  Tensor qkv({batch, tokens, 3 * d_out()});
+  qkv_.forward_rows(x.data(), static_cast<size_t>(d_in()), static_cast<size_t>(batch) * n,
+                    qkv.data(), 3 * d);
+  // Append the new keys and values: cache layout (batch, heads, capacity, hd).
+  for (size_t b = 0; b < static_cast<size_t>(batch); ++b) {
+    for (size_t h = 0; h < heads; ++h) {
+      for (size_t t = 0; t < n; ++t) {
+        const float* row = qkv.data() + (b * n + t) * 3 * d + h * hd;
+        const size_t slot = ((b * heads + h) * capacity + static_cast<size_t>(past) + t) * hd;
+        std::memcpy(cache.keys_.data() + slot, row + d, hd * sizeof(float));
+        std::memcpy(cache.values_.data() + slot, row + 2 * d, hd * sizeof(float));
+      }
+    }
+  }
+  cache.size_ = past + tokens;
+
+  Tensor context({batch, tokens, d_out()});
+  detail::AttentionProblem p;
+  p.batch = static_cast<size_t>(batch);
+  p.heads = heads;
+  p.tokens = n;
+  p.head_dim = hd;
+  p.num_keys = static_cast<size_t>(past) + n;
+  p.q_begin = static_cast<size_t>(past);
+  p.q = {qkv.data(), n * 3 * d, hd, 3 * d};
+  p.k = {cache.keys_.data(), heads * capacity * hd, capacity * hd, hd};
+  p.v = {cache.values_.data(), heads * capacity * hd, capacity * hd, hd};
+  p.out = {context.data(), n * d, hd, d};
+  p.scale = 1.0f / static_cast<float>(std::sqrt(static_cast<double>(hd)));
+  p.causal = true;
+  detail::attention(p);
+  return out_proj_(context);
+}
+
 }  // namespace attn

@@ -6,6 +6,7 @@
 
 #include "core/causal_attention.h"
 #include "core/dropout.h"
+#include "core/kv_cache.h"
 #include "core/linear.h"
 #include "core/module.h"
 
@@ -56,6 +57,19 @@ class MultiHeadAttention : public Module {
   // num_tokens) (after dropout in training mode).
   Tensor forward(const Tensor& x, Tensor* attn_weights = nullptr) const;
   Tensor operator()(const Tensor& x) const { return forward(x); }
+
+  // Incremental decoding: x holds the next num_tokens tokens (batch,
+  // num_tokens, d_in) after the cache.size() tokens already in `cache`. Their
+  // keys and values are appended to the cache and each new token attends to
+  // every cached token and the new ones up to itself. Returns (batch,
+  // num_tokens, d_out). Throws ShapeError when the cache would exceed
+  // context_length or does not fit this module or x, and ArgumentError when
+  // dropout is active (training mode with p > 0: decoding is inference).
+  Tensor forward(const Tensor& x, KVCache& cache) const;
+  // An empty cache sized for this module.
+  KVCache make_cache(int64_t batch) const {
+    return KVCache(batch, num_heads_, head_dim(), context_length_);
+  }
 
   void train(bool mode = true) override;
 

@@ -10,6 +10,7 @@
 #include "core/causal_attention.h"
 #include "core/dropout.h"
 #include "core/error.h"
+#include "core/kv_cache.h"
 #include "core/linear.h"
 #include "core/module.h"
 #include "core/multi_head_attention.h"

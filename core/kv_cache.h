@@ -1,0 +1,44 @@
+// attn::KVCache: the keys and values of one MultiHeadAttention layer for up
+// to context_length tokens, for incremental decoding. Processing a prompt of
+// T tokens and then N tokens one at a time through
+// MultiHeadAttention::forward(x, cache) gives the outputs of one forward
+// over the T + N tokens (to float rounding).
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace attn {
+
+class KVCache {
+ public:
+  // Throws ArgumentError for non-positive sizes.
+  KVCache(int64_t batch, int64_t num_heads, int64_t head_dim, int64_t context_length);
+
+  int64_t batch() const { return batch_; }
+  int64_t num_heads() const { return num_heads_; }
+  int64_t head_dim() const { return head_dim_; }
+  int64_t capacity() const { return capacity_; }  // context_length
+  int64_t size() const { return size_; }          // tokens cached so far
+
+  // Forgets every cached token.
+  void reset() { size_ = 0; }
+  // Keeps the first `num_tokens` tokens (e.g. to re-run from a shorter
+  // prompt). Throws ArgumentError unless 0 <= num_tokens <= size().
+  void rewind(int64_t num_tokens);
+
+  // Cached keys/values as (batch, num_heads, capacity, head_dim); only the
+  // first size() rows of each (batch, head) are meaningful.
+  const Tensor& keys() const { return keys_; }
+  const Tensor& values() const { return values_; }
+
+ private:
+  friend class MultiHeadAttention;
+
+  int64_t batch_, num_heads_, head_dim_, capacity_;
+  int64_t size_ = 0;
+  Tensor keys_, values_;
+};
+
+}  // namespace attn
