@@ -1,6 +1,7 @@
 #include "core/attention_core.h"
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "core/error.h"
@@ -88,10 +89,22 @@ void attend_block(const AttentionProblem& p, size_t b, size_t h, size_t r0, size
 
 // One (b, h, query block) of the flash algorithm: rows [r0, r1) attend keys
 // up to their position (causal) or all keys.
-void flash_block(const AttentionProblem& p, size_t b, size_t h, size_t r0, size_t r1) {
+void flash_block(const AttentionProblem& p, size_t b, size_t h, size_t r0, size_t r1,
+                 std::vector<float>& scratch) {
   simd::FlashAttentionArgs f;
   f.q = p.q.at(b, h, r0);
   f.ldq = p.q.row_stride;
+  if (p.out.data == p.q.data) {
+    // Output in place of Q: only this task reads these query rows, so a
+    // copy of them lets the kernel write its output over the originals.
+    scratch.resize((r1 - r0) * p.head_dim);
+    for (size_t i = 0; i < r1 - r0; ++i) {
+      std::memcpy(scratch.data() + i * p.head_dim, p.q.at(b, h, r0 + i),
+                  p.head_dim * sizeof(float));
+    }
+    f.q = scratch.data();
+    f.ldq = p.head_dim;
+  }
   f.k = p.k.at(b, h);
   f.ldk = p.k.row_stride;
   f.v = p.v.at(b, h);
@@ -114,16 +127,19 @@ void attention(const AttentionProblem& problem) {
   AttentionProblem p = problem;
   if (p.num_keys == 0) p.num_keys = p.tokens;
   const bool materialized = p.materialize || p.keep != nullptr || p.weights != nullptr;
-  if (materialized && (p.num_keys != p.tokens || p.q_begin != 0)) {
-    throw ArgumentError("attention: weights and dropout need self-attention (num_keys = tokens)");
+  if (materialized && (p.num_keys != p.tokens || p.q_begin != 0 || p.out.data == p.q.data)) {
+    throw ArgumentError(
+        "attention: weights and dropout need self-attention (num_keys = tokens) and a separate "
+        "output");
   }
   const size_t blocks_per_head = (p.tokens + kQueryBlock - 1) / kQueryBlock;
   const size_t tasks = p.batch * p.heads * blocks_per_head;
   parallel::ParallelFor(tasks, 1, [&](size_t begin, size_t end) {
     thread_local std::vector<float> scratch;
     for (size_t task = begin; task < end; ++task) {
-      // Later query blocks see more keys; TBB balances the uneven tasks.
-      const size_t block = task % blocks_per_head;
+      // Later query blocks see more keys: hand them out first, so that the
+      // cheap early blocks fill the gaps at the end (TBB balances the rest).
+      const size_t block = blocks_per_head - 1 - task % blocks_per_head;
       const size_t head_index = task / blocks_per_head;
       const size_t b = head_index / p.heads;
       const size_t h = head_index % p.heads;
@@ -132,7 +148,7 @@ void attention(const AttentionProblem& problem) {
       if (materialized) {
         attend_block(p, b, h, r0, r1, scratch);
       } else {
-        flash_block(p, b, h, r0, r1);
+        flash_block(p, b, h, r0, r1, scratch);
       }
     }
   });

@@ -37,7 +37,11 @@ struct AttentionProblem {
   size_t num_keys = 0;
   size_t q_begin = 0;
   HeadLayout q, k, v;  // read only
-  HeadLayout out;      // (batch, heads, tokens, head_dim), written
+  // (batch, heads, tokens, head_dim), written. `out` may be exactly `q` (the
+  // same layout): each task then copies its query rows aside before writing
+  // its output over them, so the result replaces Q in place with no extra
+  // buffer (only without weights and dropout). Any other overlap is invalid.
+  HeadLayout out;
   float scale = 1.0f;  // multiplies Q·Kᵀ (1 / sqrt(d_k))
   bool causal = true;  // query t attends keys 0..t (a loop bound, no -inf written)
   // Forces the materialized algorithm (tests compare the two paths).

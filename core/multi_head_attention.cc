@@ -141,10 +141,9 @@ Tensor MultiHeadAttention::forward(const Tensor& x, Tensor* attn_weights) const 
   Tensor qkv({batch, tokens, 3 * d_out});
   qkv_.forward_rows(x.data(), static_cast<size_t>(d_in()), rows, qkv.data(), 3 * d);
 
-  Tensor context({batch, tokens, d_out});
-  if (attn_weights != nullptr) *attn_weights = Tensor({batch, num_heads_, tokens, tokens});
   const std::vector<uint8_t> keep =
       detail::draw_keep_mask(dropout_, batch * num_heads_ * tokens * tokens);
+  const bool materialized = attn_weights != nullptr || !keep.empty();
 
   detail::AttentionProblem p;
   p.batch = static_cast<size_t>(batch);
@@ -155,15 +154,29 @@ Tensor MultiHeadAttention::forward(const Tensor& x, Tensor* attn_weights) const 
   p.q = {qkv.data(), qkv_batch_stride, hd, 3 * d};
   p.k = {qkv.data() + d, qkv_batch_stride, hd, 3 * d};
   p.v = {qkv.data() + 2 * d, qkv_batch_stride, hd, 3 * d};
-  p.out = {context.data(), p.tokens * d, hd, d};
   p.scale = 1.0f / static_cast<float>(std::sqrt(static_cast<double>(hd)));
   p.causal = true;
   p.keep = keep.empty() ? nullptr : keep.data();
   p.kept_scale = dropout_.kept_scale();
-  p.weights = attn_weights != nullptr ? attn_weights->data() : nullptr;
+  Tensor out({batch, tokens, d_out});
+  if (!materialized) {
+    // Flash path: the heads' outputs replace Q inside the QKV buffer (each
+    // query block is only read by its own task), so the whole forward needs
+    // no buffer beyond Q/K/V and the output; out_proj reads them strided.
+    p.out = p.q;
+    detail::attention(p);
+    out_proj_.forward_rows(qkv.data(), 3 * d, rows, out.data(), d);
+    return out;
+  }
+  Tensor context({batch, tokens, d_out});
+  p.out = {context.data(), p.tokens * d, hd, d};
+  if (attn_weights != nullptr) {
+    *attn_weights = Tensor({batch, num_heads_, tokens, tokens});
+    p.weights = attn_weights->data();
+  }
   detail::attention(p);
-
-  return out_proj_(context);
+  out_proj_.forward_rows(context.data(), d, rows, out.data(), d);
+  return out;
 }
 
 Tensor MultiHeadAttention::forward(const Tensor& x, KVCache& cache) const {
@@ -209,7 +222,6 @@ Tensor MultiHeadAttention::forward(const Tensor& x, KVCache& cache) const {
   }
   cache.size_ = past + tokens;
 
-  Tensor context({batch, tokens, d_out()});
   detail::AttentionProblem p;
   p.batch = static_cast<size_t>(batch);
   p.heads = heads;
@@ -220,11 +232,13 @@ Tensor MultiHeadAttention::forward(const Tensor& x, KVCache& cache) const {
   p.q = {qkv.data(), n * 3 * d, hd, 3 * d};
   p.k = {cache.keys_.data(), heads * capacity * hd, capacity * hd, hd};
   p.v = {cache.values_.data(), heads * capacity * hd, capacity * hd, hd};
-  p.out = {context.data(), n * d, hd, d};
+  p.out = p.q;  // outputs replace the queries in place (see forward above)
   p.scale = 1.0f / static_cast<float>(std::sqrt(static_cast<double>(hd)));
   p.causal = true;
   detail::attention(p);
-  return out_proj_(context);
+  Tensor out({batch, tokens, d_out()});
+  out_proj_.forward_rows(qkv.data(), 3 * d, static_cast<size_t>(batch) * n, out.data(), d);
+  return out;
 }
 
 }  // namespace attn
