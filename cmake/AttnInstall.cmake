@@ -22,7 +22,10 @@ foreach(dir core simd parallel)
   # Plain declarations only: per-target Highway code (-inl.h) stays private.
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/${dir}/
     DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/attn/${dir}
-    FILES_MATCHING PATTERN "*.h" PATTERN "*-inl.h" EXCLUDE)
+    FILES_MATCHING PATTERN "*.h" PATTERN "*-inl.h" EXCLUDE
+    # Internal to the library: not reachable from the umbrella header.
+    PATTERN "attention_core.h" EXCLUDE PATTERN "input_checks.h" EXCLUDE
+    PATTERN "json.h" EXCLUDE)
 endforeach()
 
 set(ATTN_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/attn)

@@ -36,7 +36,7 @@ void Print(const std::string& label, const Tensor& t) {
   const int64_t cols = t.size(-1);
   for (int64_t i = 0; i < t.numel(); ++i) {
     PrintValue(t.data()[i]);
-    std::printf(i % cols == cols - 1 ? "\n" : " ");
+    std::putchar(i % cols == cols - 1 ? '\n' : ' ');
   }
 }
 

@@ -30,34 +30,40 @@ if(CONFIG)
 endif()
 run_step(install ${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${PREFIX} ${config_args})
 
-# 2. Configure and build the consumer with this build's toolchain. The prefix
-# comes first in CMAKE_PREFIX_PATH; the consumer checks that attn came from it.
+# 2. Configure and build the consumer with this build's toolchain. The
+# settings go through an initial-cache script (-C), which keeps lists and
+# flags with spaces or quotes intact. The prefix comes first in
+# CMAKE_PREFIX_PATH; the consumer checks that attn came from it.
 string(REPLACE "|" ";" prefix_path "${PREFIX};${PREFIX_PATH}")
-set(configure_args
-  -S ${CONSUMER_SOURCE_DIR} -B ${CONSUMER_BINARY_DIR} -G ${GENERATOR}
-  -D CMAKE_CXX_COMPILER=${CXX_COMPILER}
-  "-DCMAKE_CXX_FLAGS=${CXX_FLAGS}"
-  "-DCMAKE_EXE_LINKER_FLAGS=${EXE_LINKER_FLAGS}"
-  "-DCMAKE_PREFIX_PATH=${prefix_path}"
-  -D ATTN_EXPECTED_PREFIX=${PREFIX})
+set(cache_entries
+  CMAKE_CXX_COMPILER "${CXX_COMPILER}"
+  CMAKE_CXX_FLAGS "${CXX_FLAGS}"
+  CMAKE_EXE_LINKER_FLAGS "${EXE_LINKER_FLAGS}"
+  CMAKE_MAKE_PROGRAM "${MAKE_PROGRAM}"
+  CMAKE_BUILD_TYPE "${CONFIG}"
+  # Highway and oneTBB where the library's own build found them.
+  hwy_DIR "${hwy_DIR}"
+  TBB_DIR "${TBB_DIR}"
+  ATTN_EXPECTED_PREFIX "${PREFIX}")
+set(init_cache "")
+while(cache_entries)
+  list(POP_FRONT cache_entries name value)
+  if(NOT value STREQUAL "")
+    string(APPEND init_cache "set(${name} [==[${value}]==] CACHE STRING \"\")\n")
+  endif()
+endwhile()
+string(APPEND init_cache "set(CMAKE_PREFIX_PATH [==[${prefix_path}]==] CACHE STRING \"\")\n")
+set(init_cache_file ${CONSUMER_BINARY_DIR}-init.cmake)
+file(WRITE ${init_cache_file} "${init_cache}")
+
+set(configure_args -C ${init_cache_file}
+  -S ${CONSUMER_SOURCE_DIR} -B ${CONSUMER_BINARY_DIR} -G ${GENERATOR})
 if(GENERATOR_PLATFORM)
   list(APPEND configure_args -A ${GENERATOR_PLATFORM})
 endif()
 if(GENERATOR_TOOLSET)
   list(APPEND configure_args -T ${GENERATOR_TOOLSET})
 endif()
-if(MAKE_PROGRAM)
-  list(APPEND configure_args -D CMAKE_MAKE_PROGRAM=${MAKE_PROGRAM})
-endif()
-if(CONFIG)
-  list(APPEND configure_args -D CMAKE_BUILD_TYPE=${CONFIG})
-endif()
-# Highway and oneTBB where the library's own build found them.
-foreach(dep hwy TBB)
-  if(${dep}_DIR)
-    list(APPEND configure_args -D ${dep}_DIR=${${dep}_DIR})
-  endif()
-endforeach()
 run_step(configure ${CMAKE_COMMAND} ${configure_args})
 run_step(build ${CMAKE_COMMAND} --build ${CONSUMER_BINARY_DIR} ${config_args})
 
