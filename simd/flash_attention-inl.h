@@ -6,8 +6,9 @@
 // Algorithm (one call = one (batch, head), a block of queries):
 //   1. Pack the keys the last query can see: K transposed into key blocks of
 //      kKeyBlock columns (head_dim x kKeyBlock each, so that a row of scores
-//      is kKeyBlock / N vectors of lanes), V into rows of head_dim rounded up
-//      to whole vectors and zero-padded (no tail handling, no misalignment).
+//      is kKeyBlock / N vectors of lanes); V, unless read in place, into
+//      contiguous rows of head_dim rounded up to whole vectors, zero-padded
+//      (no tail handling in the P·V tile).
 //   2. For each block of kQueryBlock queries, for each key block up to the
 //      diagonal, for each tile of kTileRows queries that sees the key block:
 //        S = scale * Q_tile · K_blockᵀ             (register tile, TileScores)
@@ -25,8 +26,10 @@
 // Cost at head_dim 64 on AVX3: per 16 visible scores, 128 FMAs (64 for S, 64
 // for P·V) and about 30 other vector operations (exp, max, sums), which
 // share AVX-512's two FMA ports: about 80% of peak at best. Measured
-// single-threaded at T = 1024 (Xeon, Sapphire Rapids class, 178 GFLOP/s FMA
-// peak): about 118 GFLOP/s; the scalar reference: 3.6 GFLOP/s.
+// single-threaded, causal, head_dim 64, on a shared 2-core Xeon (Sapphire
+// Rapids class, 178 GFLOP/s FMA peak per core): T = 1024 about 120 GFLOP/s
+// (140 at best), T = 2048 120-150, the scalar reference 3.6; AVX2 about 60,
+// SSE4 about 28; decoding 1 query over 1024 keys 12 (memory-bound).
 
 #if defined(ATTN_SIMD_FLASH_ATTENTION_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef ATTN_SIMD_FLASH_ATTENTION_INL_H_
@@ -41,6 +44,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <new>
 
 #include "hwy/aligned_allocator.h"
 #include "hwy/highway.h"
@@ -49,7 +53,7 @@
 HWY_BEFORE_NAMESPACE();
 namespace attn {
 namespace HWY_NAMESPACE {
-namespace flash {
+namespace flash_detail {
 
 namespace hn = hwy::HWY_NAMESPACE;
 
@@ -96,19 +100,46 @@ HWY_INLINE size_t VisibleKeys(const simd::FlashAttentionArgs& a, size_t i) {
 // kt <- keys [0, num_keys) of k (row stride ldk), transposed per key block:
 // element (key j, dim c) goes to kt[(j / kKeyBlock) * head_dim * kKeyBlock +
 // c * kKeyBlock + j % kKeyBlock]. Keys from num_keys to the end of the last
-// block are zero.
+// block are zero. Groups of 4 keys x 4 dims go through 4x4 transposes of
+// 128-bit vectors (2.5x faster than element by element: this packing is
+// most of the time of a single-query decoding step).
+static_assert(kKeyBlock % 4 == 0, "PackKeys transposes groups of 4 keys");
 HWY_INLINE void PackKeys(const float* HWY_RESTRICT k, size_t ldk, size_t num_keys, size_t head_dim,
                          float* HWY_RESTRICT kt) {
   const size_t num_blocks = hwy::DivCeil(num_keys, kKeyBlock);
   for (size_t b = 0; b < num_blocks; ++b) {
     float* HWY_RESTRICT block = kt + b * head_dim * kKeyBlock;
-    for (size_t jj = 0; jj < kKeyBlock; ++jj) {
+    for (size_t jj = 0; jj < kKeyBlock; jj += 4) {
       const size_t j = b * kKeyBlock + jj;
-      if (j < num_keys) {
+      size_t c = 0;
+#if HWY_TARGET != HWY_SCALAR
+      if (j + 4 <= num_keys) {
+        const hn::Full128<float> d4;
         const float* HWY_RESTRICT row = k + j * ldk;
-        for (size_t c = 0; c < head_dim; ++c) block[c * kKeyBlock + jj] = row[c];
-      } else {
-        for (size_t c = 0; c < head_dim; ++c) block[c * kKeyBlock + jj] = 0.0f;
+        for (; c + 4 <= head_dim; c += 4) {
+          const auto k0 = hn::LoadU(d4, row + c), k1 = hn::LoadU(d4, row + ldk + c);
+          const auto k2 = hn::LoadU(d4, row + 2 * ldk + c), k3 = hn::LoadU(d4, row + 3 * ldk + c);
+          const auto k01_lo = hn::InterleaveLower(d4, k0, k1);  // k0[0] k1[0] k0[1] k1[1]
+          const auto k23_lo = hn::InterleaveLower(d4, k2, k3);
+          const auto k01_hi = hn::InterleaveUpper(d4, k0, k1);  // k0[2] k1[2] k0[3] k1[3]
+          const auto k23_hi = hn::InterleaveUpper(d4, k2, k3);
+          float* HWY_RESTRICT dst = block + c * kKeyBlock + jj;  // 16-byte aligned
+          hn::Store(hn::ConcatLowerLower(d4, k23_lo, k01_lo), d4, dst);
+          hn::Store(hn::ConcatUpperUpper(d4, k23_lo, k01_lo), d4, dst + kKeyBlock);
+          hn::Store(hn::ConcatLowerLower(d4, k23_hi, k01_hi), d4, dst + 2 * kKeyBlock);
+          hn::Store(hn::ConcatUpperUpper(d4, k23_hi, k01_hi), d4, dst + 3 * kKeyBlock);
+        }
+      }
+#endif
+      // The rest of the dims, or a group that reaches past num_keys.
+      for (size_t q = 0; q < 4; ++q) {
+        float* HWY_RESTRICT dst = block + jj + q;
+        if (j + q < num_keys) {
+          const float* HWY_RESTRICT row = k + (j + q) * ldk;
+          for (size_t cc = c; cc < head_dim; ++cc) dst[cc * kKeyBlock] = row[cc];
+        } else {
+          for (size_t cc = c; cc < head_dim; ++cc) dst[cc * kKeyBlock] = 0.0f;
+        }
       }
     }
   }
@@ -183,12 +214,14 @@ HWY_INLINE void TileScores(D d, const float* const* q_rows, size_t head_dim,
   }
 }
 
-// exp(x) for x <= 0 or x = -inf, as the softmax needs it (x = score - max):
-// within 2 ULP (Cephes' expf polynomial, relative error 1.3e-7 on
-// [-ln2/2, ln2/2]), and exactly 0 below ln(2^-126) = -87.34, where exp leaves
-// the normal range (such a weight is below 2^-126 times the row's largest
-// one, so flushing it changes no output by more than that). About 18 vector
-// operations, against about 30 for hwy's Exp, which also handles x > 0.
+// exp(x) for x <= 0 or x = -inf (not NaN), as the softmax needs it
+// (x = score - max):
+// Cephes' expf reduction and polynomial, relative error below 1.2e-7 (about
+// 1 ULP) on every target, exactly 1 at 0, and exactly 0 below ln(2^-126) =
+// -87.34 where exp leaves the normal range (such a weight is below 2^-126
+// times the row's largest one, so flushing it changes no output by more than
+// that). About 18 vector operations, against about 30 for hwy's Exp, which
+// also handles x > 0; that saves about 5% of the kernel's time.
 template <class D, class V = hn::Vec<D>>
 HWY_INLINE V ExpNonPositive(D d, V x) {
   const hn::RebindToSigned<D> di;
@@ -278,10 +311,12 @@ HWY_INLINE float SoftmaxBlockRow(D d, float* HWY_RESTRICT s, size_t n, float& m,
 // acc[r, x] = alpha[r] * acc[r, x] + sum_{j < n} p[r, j] * vp[j, x]
 // for r < kTileRows and x < kCols * N: one register tile of the output
 // accumulator. p: the score tile (row stride kKeyBlock); vp: a column offset
-// (a multiple of N) into the packed V rows of the key block (row stride
-// ld_vp); acc: the same offset into the tile's accumulator rows (row stride
-// ld_acc). Indices into the register arrays are compile-time constants only,
-// so that they stay in registers.
+// (a multiple of N) into the V rows of the key block (packed or in place, row
+// stride ld_vp); acc: the same offset into the tile's accumulator rows (row
+// stride ld_acc). Indices into the register arrays are compile-time constants
+// only, so that they stay in registers. (Arrays of vectors are fine on x86
+// and SCALAR, the targets this project compiles; SVE/RVV would need them
+// unrolled by hand.)
 template <size_t kCols, class D>
 HWY_INLINE void TileAccumulateCols(D d, const float* HWY_RESTRICT p, size_t n, const float* alpha,
                                    const float* HWY_RESTRICT vp, size_t ld_vp,
@@ -297,7 +332,7 @@ HWY_INLINE void TileAccumulateCols(D d, const float* HWY_RESTRICT p, size_t n, c
   }
   for (size_t j = 0; j < n; ++j) {
     V vv[kCols];
-    for (size_t x = 0; x < kCols; ++x) vv[x] = hn::Load(d, vp + j * ld_vp + x * N);
+    for (size_t x = 0; x < kCols; ++x) vv[x] = hn::LoadU(d, vp + j * ld_vp + x * N);
     for (size_t r = 0; r < kTileRows; ++r) {
       const V pv = hn::Set(d, p[r * kKeyBlock + j]);
       for (size_t x = 0; x < kCols; ++x) a[r][x] = hn::MulAdd(pv, vv[x], a[r][x]);
@@ -313,13 +348,13 @@ HWY_INLINE void TileAccumulateCols(D d, const float* HWY_RESTRICT p, size_t n, c
 // (at most kTileRows - 1 of them).
 template <class D>
 HWY_INLINE void RowAccumulate(D d, const float* HWY_RESTRICT p_row, size_t j_begin, size_t j_end,
-                              const float* HWY_RESTRICT vp, size_t width,
+                              const float* HWY_RESTRICT vp, size_t ld_vp, size_t width,
                               float* HWY_RESTRICT acc_row) {
   const size_t N = hn::Lanes(d);
   for (size_t j = j_begin; j < j_end; ++j) {
     const auto pv = hn::Set(d, p_row[j]);
     for (size_t x = 0; x < width; x += N) {
-      hn::Store(hn::MulAdd(pv, hn::Load(d, vp + j * width + x), hn::Load(d, acc_row + x)), d,
+      hn::Store(hn::MulAdd(pv, hn::LoadU(d, vp + j * ld_vp + x), hn::Load(d, acc_row + x)), d,
                 acc_row + x);
     }
   }
@@ -331,20 +366,20 @@ HWY_INLINE void RowAccumulate(D d, const float* HWY_RESTRICT p_row, size_t j_beg
 // read their own keys.
 template <class D>
 HWY_INLINE void TileAccumulate(D d, const float* HWY_RESTRICT p, const size_t* n_row,
-                               const float* alpha, const float* HWY_RESTRICT vp,
+                               const float* alpha, const float* HWY_RESTRICT vp, size_t ld_vp,
                                float* HWY_RESTRICT acc, size_t ld_acc) {
   const size_t N = hn::Lanes(d);
   const size_t num_vecs = ld_acc / N;
   const size_t n_common = n_row[0];
   size_t x = 0;
   for (; x + kColVecs <= num_vecs; x += kColVecs) {
-    TileAccumulateCols<kColVecs>(d, p, n_common, alpha, vp + x * N, ld_acc, acc + x * N, ld_acc);
+    TileAccumulateCols<kColVecs>(d, p, n_common, alpha, vp + x * N, ld_vp, acc + x * N, ld_acc);
   }
   for (; x < num_vecs; ++x) {
-    TileAccumulateCols<1>(d, p, n_common, alpha, vp + x * N, ld_acc, acc + x * N, ld_acc);
+    TileAccumulateCols<1>(d, p, n_common, alpha, vp + x * N, ld_vp, acc + x * N, ld_acc);
   }
   for (size_t r = 1; r < kTileRows; ++r) {
-    RowAccumulate(d, p + r * kKeyBlock, n_common, n_row[r], vp, ld_acc, acc + r * ld_acc);
+    RowAccumulate(d, p + r * kKeyBlock, n_common, n_row[r], vp, ld_vp, ld_acc, acc + r * ld_acc);
   }
 }
 
@@ -365,12 +400,12 @@ HWY_INLINE void FinishRow(D d, const float* HWY_RESTRICT acc, const float* HWY_R
   for (; c < head_dim; ++c) out[c] = acc[c] / sum;
 }
 
-}  // namespace flash
+}  // namespace flash_detail
 
 // The kernel for this target: the contract of simd::FlashAttention, without
 // argument checks (the dispatching wrapper does them).
 inline void FlashAttentionKernel(const simd::FlashAttentionArgs& a) {
-  using namespace flash;  // NOLINT(build/namespaces)
+  using namespace flash_detail;  // NOLINT(build/namespaces)
   const size_t num_queries = a.num_queries, head_dim = a.head_dim;
   if (num_queries == 0 || head_dim == 0) return;
   const size_t key_end = VisibleKeys(a, num_queries - 1);  // the most any row reads
@@ -388,19 +423,33 @@ inline void FlashAttentionKernel(const simd::FlashAttentionArgs& a) {
   const size_t ld_acc = hwy::RoundUpTo(head_dim, N);  // also the row stride of vp
   const size_t num_blocks = hwy::DivCeil(key_end, kKeyBlock);
   const size_t kt_size = num_blocks * head_dim * kKeyBlock;
-  const size_t vp_size = num_blocks * kKeyBlock * ld_acc;
+  // V is read in place when its rows are whole vectors and either contiguous
+  // or read by a single tile (decoding): packing would only add a copy then.
+  // Otherwise it is packed: rows that are not whole vectors get padded, and
+  // rows far apart (a fused QKV layout, 9 KiB per row in GPT-2) would land in
+  // a few L1 sets and on 64 pages per key block (measured 20% slower at
+  // T = 1024 in place than packed).
+  const bool pack_values = ld_acc != head_dim || (a.ldv != head_dim && num_queries > kTileRows);
+  const size_t vp_size = pack_values ? key_end * ld_acc : 0;
   const size_t acc_size = kQueryBlock * ld_acc;
   const size_t s_size = kTileRows * kKeyBlock;
   const size_t l_size = kQueryBlock * N;
   // Every part is a multiple of N floats, so each starts vector-aligned.
   auto scratch = hwy::AllocateAligned<float>(kt_size + vp_size + acc_size + s_size + l_size);
+  if (!scratch) throw std::bad_alloc();
   float* HWY_RESTRICT kt = scratch.get();
   float* HWY_RESTRICT vp = kt + kt_size;
   float* HWY_RESTRICT acc = vp + vp_size;
   float* HWY_RESTRICT s = acc + acc_size;
   float* HWY_RESTRICT l = s + s_size;  // N partial sums per query row
   PackKeys(a.k, a.ldk, key_end, head_dim, kt);
-  PackValues(a.v, a.ldv, key_end, head_dim, vp, ld_acc);
+  const float* HWY_RESTRICT values = a.v;
+  size_t ld_values = a.ldv;
+  if (pack_values) {
+    PackValues(a.v, a.ldv, key_end, head_dim, vp, ld_acc);
+    values = vp;
+    ld_values = ld_acc;
+  }
 
   float m[kQueryBlock];
   bool bad[kQueryBlock];
@@ -415,7 +464,7 @@ inline void FlashAttentionKernel(const simd::FlashAttentionArgs& a) {
 
     for (size_t j0 = 0; j0 < block_key_end; j0 += kKeyBlock) {
       const float* HWY_RESTRICT kt_block = kt + (j0 / kKeyBlock) * head_dim * kKeyBlock;
-      const float* HWY_RESTRICT vp_block = vp + j0 * ld_acc;
+      const float* HWY_RESTRICT v_block = values + j0 * ld_values;
       for (size_t t = 0; t < num_tiles; ++t) {
         // Rows of a partial last tile repeat its last query (results unused).
         const size_t r0 = t * kTileRows;
@@ -438,7 +487,7 @@ inline void FlashAttentionKernel(const simd::FlashAttentionArgs& a) {
                                    : SoftmaxBlockRow(d, s + r * kKeyBlock, n_row[r], m[r0 + r],
                                                      l + (r0 + r) * N, bad[r0 + r]);
         }
-        TileAccumulate(d, s, n_row, alpha, vp_block, acc + r0 * ld_acc, ld_acc);
+        TileAccumulate(d, s, n_row, alpha, v_block, ld_values, acc + r0 * ld_acc, ld_acc);
       }
     }
     for (size_t r = 0; r < rows; ++r) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "hwy/aligned_allocator.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "tests/simd/flash_attention_test.cc"
@@ -30,6 +31,7 @@ namespace attn {
 namespace HWY_NAMESPACE {
 namespace flash_test {
 
+namespace hn = hwy::HWY_NAMESPACE;
 using simd::FlashAttentionArgs;
 
 constexpr float kGuard = -12345.0f;  // fills everything outside the views
@@ -37,7 +39,9 @@ const float kNaN = std::numeric_limits<float>::quiet_NaN();
 const float kInf = std::numeric_limits<float>::infinity();
 
 // One problem: sizes, view layout (row strides = head_dim + pad, views
-// offset by `misalign` floats from an aligned allocation) and inputs.
+// starting `misalign` floats into their buffers) and inputs. Input buffers
+// end with the last row's head_dim-th float, so that the address sanitizer
+// sees any read past it; the pads in between hold guard values.
 struct Problem {
   size_t num_queries = 1, num_keys = 1, head_dim = 16;
   size_t q_begin = 0;
@@ -45,11 +49,12 @@ struct Problem {
   float scale = 0.0f;  // 0: 1/sqrt(head_dim)
   size_t pad = 0;      // extra floats per row in every view
   size_t misalign = 0;
-  std::vector<float> q, k, v;  // num_x * ld + misalign floats each
+  std::vector<float> q, k, v;  // Floats(num_queries or num_keys) each
 
   size_t ld() const { return head_dim + pad; }
-  size_t QueryFloats() const { return num_queries * ld() + misalign; }
-  size_t KeyFloats() const { return num_keys * ld() + misalign; }
+  size_t Floats(size_t rows) const {
+    return misalign + (rows == 0 ? 0 : (rows - 1) * ld() + head_dim);
+  }
   float& Q(size_t i, size_t c) { return q[misalign + i * ld() + c]; }
   float& K(size_t j, size_t c) { return k[misalign + j * ld() + c]; }
   float& V(size_t j, size_t c) { return v[misalign + j * ld() + c]; }
@@ -59,7 +64,7 @@ struct Problem {
     std::mt19937 rng(seed);
     std::uniform_real_distribution<float> dist(lo, hi);
     auto fill = [&](std::vector<float>& x, size_t rows) {
-      x.assign(rows * ld() + misalign, kGuard);
+      x.assign(Floats(rows), kGuard);
       for (size_t r = 0; r < rows; ++r) {
         for (size_t c = 0; c < head_dim; ++c) {
           const float value = dist(rng);
@@ -89,10 +94,11 @@ struct Problem {
   }
 };
 
-// Output buffer with guards, in which the views of `p` start `misalign`
-// floats after the (aligned) beginning.
+// Output buffer with guards: before the view (misalign), between rows (pad)
+// and after it.
+constexpr size_t kTrailingGuards = 17;
 std::vector<float> OutputBuffer(const Problem& p) {
-  return std::vector<float>(p.QueryFloats(), kGuard);
+  return std::vector<float>(p.Floats(p.num_queries) + kTrailingGuards, kGuard);
 }
 
 // This target's kernel on p into a fresh guarded buffer.
@@ -124,7 +130,8 @@ std::vector<float> ExpectMatchesReference(const Problem& p, const char* what, do
   const double tol = rtol * std::max(max_v, 1e-30);
   size_t failures = 0;
   for (size_t idx = 0; idx < got.size() && failures < 5; ++idx) {
-    const bool in_view = idx >= p.misalign && (idx - p.misalign) % p.ld() < p.head_dim;
+    const bool in_view = idx >= p.misalign && (idx - p.misalign) / p.ld() < p.num_queries &&
+                         (idx - p.misalign) % p.ld() < p.head_dim;
     if (!in_view) {
       if (got[idx] != kGuard) ++failures;
       EXPECT_EQ(got[idx], kGuard) << what << ": guard overwritten at " << idx;
@@ -228,6 +235,13 @@ void TestStridesAndMisalignment() {
         ExpectMatchesReference(p, "strided");
         p.causal = false;
         ExpectMatchesReference(p, "strided non-causal");
+        // A single tile of queries reads V rows in place (no packing).
+        p.num_queries = 3;
+        p.num_keys = 130;
+        p.q_begin = 127;
+        p.causal = true;
+        p.Fill(static_cast<uint32_t>(pad * 100 + misalign * 10 + hd + 1));
+        ExpectMatchesReference(p, "strided decode");
       }
     }
   }
@@ -252,10 +266,12 @@ void TestLargeLogits() {
       }
     }
   }
-  // Scores around +-1e4 (exp underflows to 0 for all but the max).
+  // Scores around +-1e4: exp underflows to 0 for all but the largest
+  // (one-hot rows; near-ties would need a looser tolerance, as float scores
+  // are off by ~1e-3 there).
   Problem p = SelfAttention(100, 64, 7);
   p.scale = 1e4f;
-  ExpectMatchesReference(p, "peaky", 1e-4);
+  ExpectMatchesReference(p, "peaky");
 }
 
 // Output row i is NaN, or is finite, according to expect_nan(i).
@@ -294,6 +310,10 @@ void TestSpecialValues() {
     p = SelfAttention(t, hd, static_cast<uint32_t>(j));
     for (size_t c = 0; c < hd; ++c) p.V(j, c) = kNaN;  // each column spreads on its own
     ExpectNaNRows(p, "NaN in v", [&](size_t i) { return i >= j; });
+    p.pad = 1;  // strided V rows: packed rather than read in place
+    p.Fill(static_cast<uint32_t>(j));
+    for (size_t c = 0; c < hd; ++c) p.V(j, c) = kNaN;
+    ExpectNaNRows(p, "NaN in packed v", [&](size_t i) { return i >= j; });
 
     // q > 0 in column 2 and k[j, 2] = -inf: score(i, j) = -inf for every i.
     p = SelfAttention(t, hd, static_cast<uint32_t>(j));
@@ -349,6 +369,46 @@ void TestDeterminism() {
   }
 }
 
+// The softmax's exp: relative error within 2e-7 of exp for -87.33 <= x <= 0
+// (measured below 1.2e-7 on every target), exactly 1 at 0, exactly 0 below
+// and at -inf.
+void TestExpNonPositive() {
+  const hn::ScalableTag<float> d;
+  const size_t N = hn::Lanes(d);
+  std::vector<float> xs = {0.0f,         -0.0f,      -kInf,     -1e30f, -104.0f,
+                           -87.34f,      -87.33654f, -87.3365f, -87.0f, -0.34657359f,
+                           -0.34657360f, -1e-7f,     -1e-30f};
+  for (int i = 0; i <= 900000; ++i) xs.push_back(-1e-4f * static_cast<float>(i));
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> dist(-88.0f, 0.0f);
+  for (int i = 0; i < 100000; ++i) xs.push_back(dist(rng));
+  xs.resize(hwy::RoundUpTo(xs.size(), N), 0.0f);
+  auto in = hwy::AllocateAligned<float>(N);
+  auto out = hwy::AllocateAligned<float>(N);
+  double max_rel = 0.0;
+  for (size_t i = 0; i < xs.size(); i += N) {
+    std::copy(xs.begin() + static_cast<ptrdiff_t>(i), xs.begin() + static_cast<ptrdiff_t>(i + N),
+              in.get());
+    hn::Store(flash_detail::ExpNonPositive(d, hn::Load(d, in.get())), d, out.get());
+    for (size_t lane = 0; lane < N; ++lane) {
+      const float x = in[lane], got = out[lane];
+      if (x < -87.33654f) {
+        ASSERT_EQ(got, 0.0f) << "x=" << x;
+        continue;
+      }
+      const double want = std::exp(static_cast<double>(x));
+      const double err = std::fabs(got - want);
+      // Results just below 2^-126 are denormal: allow their absolute spacing.
+      ASSERT_LE(err, 2e-7 * want + 1.5e-45) << "x=" << x << " got " << got << " want " << want;
+      if (x == 0.0f) {
+        ASSERT_EQ(got, 1.0f);
+      }
+      if (want > 1e-37) max_rel = std::max(max_rel, err / want);
+    }
+  }
+  EXPECT_LE(max_rel, 2e-7);
+}
+
 // Zero-sized problems write nothing.
 void TestEmpty() {
   Problem p = SelfAttention(5, 8, 3);
@@ -372,6 +432,7 @@ void TestFlashLargeLogits() { flash_test::TestLargeLogits(); }
 void TestFlashSpecialValues() { flash_test::TestSpecialValues(); }
 void TestFlashDeterminism() { flash_test::TestDeterminism(); }
 void TestFlashEmpty() { flash_test::TestEmpty(); }
+void TestFlashExpNonPositive() { flash_test::TestExpNonPositive(); }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
@@ -393,6 +454,7 @@ HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashLargeLogits);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashSpecialValues);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashDeterminism);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashEmpty);
+HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashExpNonPositive);
 
 // The public, dispatching entry point (best target of this CPU).
 TEST(FlashAttentionDispatchTest, MatchesReference) {
