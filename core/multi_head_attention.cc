@@ -143,7 +143,8 @@ Tensor MultiHeadAttention::forward(const Tensor& x, Tensor* attn_weights) const 
 
   const std::vector<uint8_t> keep =
       detail::draw_keep_mask(dropout_, batch * num_heads_ * tokens * tokens);
-  const bool materialized = attn_weights != nullptr || !keep.empty();
+  const bool materialized =
+      attn_weights != nullptr || !keep.empty() || path_ == AttentionPath::kMaterialized;
 
   detail::AttentionProblem p;
   p.batch = static_cast<size_t>(batch);

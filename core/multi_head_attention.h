@@ -50,6 +50,14 @@ class MultiHeadAttentionWrapper : public Module {
 //   x (batch, num_tokens, d_in) -> (batch, num_tokens, d_out).
 class MultiHeadAttention : public Module {
  public:
+  // How forward computes attention when it may choose (no weights requested,
+  // no dropout active): kFlash walks key blocks with an online softmax and
+  // keeps no score buffer; kMaterialized computes scores, softmax and
+  // weights·V per block of 64 queries (the reference path; always used for
+  // returning weights or applying dropout). Both give the same results to
+  // float rounding.
+  enum class AttentionPath { kFlash, kMaterialized };
+
   MultiHeadAttention(int64_t d_in, int64_t d_out, int64_t context_length, double dropout,
                      int64_t num_heads, bool qkv_bias = false);
 
@@ -73,6 +81,10 @@ class MultiHeadAttention : public Module {
 
   void train(bool mode = true) override;
 
+  // Not thread-safe against concurrent forward calls: set it before.
+  void set_attention_path(AttentionPath path) { path_ = path; }
+  AttentionPath attention_path() const { return path_; }
+
   int64_t d_in() const { return W_query_.in_features(); }
   int64_t d_out() const { return W_query_.out_features(); }
   int64_t num_heads() const { return num_heads_; }
@@ -94,6 +106,7 @@ class MultiHeadAttention : public Module {
 
   int64_t context_length_;
   int64_t num_heads_;
+  AttentionPath path_ = AttentionPath::kFlash;
   Linear W_query_, W_key_, W_value_;
   Linear out_proj_;
   Dropout dropout_;

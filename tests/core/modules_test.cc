@@ -257,6 +257,16 @@ TEST(Modules, DropoutOnlyInTrainingMode) {
   EXPECT_TENSOR_EQ(no_dropout.forward(x), eval1);
 }
 
+TEST(Modules, FlashAndMaterializedPathsAgree) {
+  for (int64_t T : {1, 5, 64, 65, 150}) {
+    MultiHeadAttention mha(40, 48, 150, 0.0, 3, true);
+    const Tensor x = random_tensor({2, T, 40}, T);
+    const Tensor flash = mha.forward(x);
+    mha.set_attention_path(MultiHeadAttention::AttentionPath::kMaterialized);
+    EXPECT_TENSOR_NEAR(mha.forward(x), flash, 2e-6);
+  }
+}
+
 TEST(Modules, SingleTokenAndEmptyBatch) {
   MultiHeadAttention mha(3, 4, 6, 0.0, 2);
   const Tensor x = random_tensor({2, 1, 3}, 2);
