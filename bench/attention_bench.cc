@@ -1,0 +1,264 @@
+// Attention module benchmarks: the chapter's MultiHeadAttentionWrapper (one
+// CausalAttention head after another), the wrapper followed by an out_proj
+// Linear (the book's bonus-material variant, comparable with the fused
+// module), and the fused MultiHeadAttention, on the configurations of
+// bench/README.md, with 1 and 2 attn threads.
+//
+// Names: attn/<variant>/<config>/threads:<n> (Google Benchmark appends
+// /real_time). Modules in eval mode, dropout 0.0, weights from
+// attn::manual_seed(123), input attn::rand((B, T, d_in)) made once per
+// benchmark. Counters (per forward call):
+//   flops_dense, flops_causal  FLOP counts (bench/README.md gives the formulas)
+//   GFLOPS_dense, GFLOPS_causal  those over the measured wall time per call
+//   peak_heap_bytes  highest heap use during one forward minus the heap use
+//                    before it (every malloc in the process is counted; see
+//                    memory_tracking.h); -1 if the tracking is unavailable
+//   peak_rss_bytes   peak resident set growth during one forward (VmHWM)
+//   threads          attn::num_threads() during the run
+// Label: the Highway target attn's kernels dispatched to ("AVX3", ...).
+// real_time is wall-clock time per call, cpu_time the CPU time of the whole
+// process (all threads) per call: on a loaded machine the 1-thread CPU time
+// is the steadier of the two.
+//
+// Run through bench/run.sh, which asks for repetitions and medians.
+
+#include <time.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "attn/attn.h"
+#include "bench/memory_tracking.h"
+#include "benchmark/benchmark.h"
+#include "simd/matmul.h"
+
+#ifndef ATTN_BENCH_BUILD_TYPE
+#define ATTN_BENCH_BUILD_TYPE "unknown"
+#endif
+
+namespace {
+
+// One configuration. The wrapper gets `heads` CausalAttention heads of width
+// wrapper_head_dim (output width heads * wrapper_head_dim); the fused module
+// is MultiHeadAttention(d_in, d_out, tokens, 0.0, heads).
+struct Config {
+  std::string name;
+  int64_t batch, tokens, d_in, d_out, heads, wrapper_head_dim;
+};
+
+std::vector<Config> Configs() {
+  std::vector<Config> configs;
+  // Section 3.6's toy: the wrapper of two heads of d_out = 2 (width 4) and
+  // MultiHeadAttention(3, 2, 6, 0.0, 2) (width 2, head_dim 1).
+  configs.push_back({"toy_B2_T6", 2, 6, 3, 2, 2, 2});
+  // GPT-2 small's width (768, 12 heads of 64) over a sweep of context lengths;
+  // B1_T256 is the "gpt2_small" configuration, B1_T1024 GPT-2's full context.
+  for (int64_t t : {64, 128, 256, 512, 1024, 2048}) {
+    configs.push_back({"B1_T" + std::to_string(t), 1, t, 768, 768, 12, 64});
+  }
+  configs.push_back({"B8_T256", 8, 256, 768, 768, 12, 64});
+  // The book's bonus benchmark: B = 8, T = 1024, d_in = d_out = 768, 12 heads.
+  configs.push_back({"B8_T1024", 8, 1024, 768, 768, 12, 64});
+  return configs;
+}
+
+enum class Variant { kWrapper, kWrapperOutProj, kFused };
+
+const char* VariantName(Variant v) {
+  switch (v) {
+    case Variant::kWrapper:
+      return "wrapper";
+    case Variant::kWrapperOutProj:
+      return "wrapper_out_proj";
+    case Variant::kFused:
+      return "fused";
+  }
+  return "?";
+}
+
+struct Flops {
+  double dense, causal;
+};
+
+// heads of width head_dim (output width w = heads * head_dim):
+//   Q, K, V projections  2·B·T·d_in·3w
+//   Q·Kᵀ and weights·V   4·B·H·T²·hd (dense) or 4·B·H·hd·T(T+1)/2 (causal)
+//   out_proj (w x w)     2·B·T·w²   (when present)
+Flops CountFlops(const Config& c, int64_t head_dim, bool out_proj) {
+  const double b = static_cast<double>(c.batch), t = static_cast<double>(c.tokens);
+  const double h = static_cast<double>(c.heads), hd = static_cast<double>(head_dim);
+  const double w = h * hd;
+  const double projections = 2.0 * b * t * static_cast<double>(c.d_in) * 3.0 * w;
+  const double out = out_proj ? 2.0 * b * t * w * w : 0.0;
+  return {projections + out + 4.0 * b * h * t * t * hd,
+          projections + out + 4.0 * b * h * hd * t * (t + 1.0) / 2.0};
+}
+
+// The modules and input of one benchmark, built on its first call and kept
+// while Google Benchmark calls it again (iteration-count search, repetitions,
+// interleaved with other benchmarks under --benchmark_enable_random_interleaving).
+struct Case {
+  std::unique_ptr<attn::MultiHeadAttentionWrapper> wrapper;
+  std::unique_ptr<attn::Linear> out_proj;
+  std::unique_ptr<attn::MultiHeadAttention> fused;
+  attn::Tensor x;
+  double first_call_seconds = 0.0;
+  int64_t peak_heap_bytes = -1;
+  int64_t peak_rss_bytes = -1;
+
+  attn::Tensor Forward() const {
+    if (fused) return fused->forward(x);
+    attn::Tensor y = wrapper->forward(x);
+    return out_proj ? out_proj->forward(y) : y;
+  }
+};
+
+std::unique_ptr<Case> MakeCase(const Config& c, Variant v) {
+  auto result = std::make_unique<Case>();
+  attn::manual_seed(123);
+  if (v == Variant::kFused) {
+    result->fused =
+        std::make_unique<attn::MultiHeadAttention>(c.d_in, c.d_out, c.tokens, 0.0, c.heads);
+    result->fused->eval();
+  } else {
+    result->wrapper = std::make_unique<attn::MultiHeadAttentionWrapper>(c.d_in, c.wrapper_head_dim,
+                                                                        c.tokens, 0.0, c.heads);
+    result->wrapper->eval();
+    if (v == Variant::kWrapperOutProj) {
+      const int64_t width = c.heads * c.wrapper_head_dim;
+      result->out_proj = std::make_unique<attn::Linear>(width, width);
+      result->out_proj->eval();
+    }
+  }
+  result->x = attn::rand({c.batch, c.tokens, c.d_in});
+  return result;
+}
+
+// One forward under both memory measurements; the smaller of two such calls
+// is kept, so that one-off allocations (a worker thread starting late, say)
+// are not charged to the module.
+void MeasureMemory(Case& c, bool heap_tracking) {
+  for (int round = 0; round < 2; ++round) {
+    int64_t heap_bytes = -1;
+    attn_bench::RssPeakScope rss;
+    {
+      attn_bench::HeapPeakScope heap;
+      const attn::Tensor y = c.Forward();
+      benchmark::DoNotOptimize(y.data());
+      if (heap_tracking) heap_bytes = heap.PeakExtraBytes();
+    }
+    const int64_t rss_bytes = rss.PeakGrowthBytes();
+    if (round == 0 || heap_bytes < c.peak_heap_bytes) c.peak_heap_bytes = heap_bytes;
+    if (round == 0 || rss_bytes < c.peak_rss_bytes) c.peak_rss_bytes = rss_bytes;
+  }
+}
+
+bool g_heap_tracking = false;
+
+// Cores this process really gets: CPU time over wall time of two threads that
+// spin for `seconds`. About 2 on an idle 2-core machine; about 1 when other
+// work holds a core (or a CPU quota allows one), and then 2-thread results
+// say nothing about attn's scaling.
+double ParallelCapacity(double seconds) {
+  const auto cpu_seconds = [] {
+    timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+  };
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + std::chrono::duration<double>(seconds);
+  const double cpu_start = cpu_seconds();
+  auto spin = [deadline] {
+    while (std::chrono::steady_clock::now() < deadline) {
+    }
+  };
+  std::thread a(spin), b(spin);
+  a.join();
+  b.join();
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return (cpu_seconds() - cpu_start) / wall;
+}
+
+void BM_Attention(benchmark::State& state, const std::string& key, const Config& c, Variant v,
+                  int threads) {
+  // All cases stay alive (the largest, B8_T1024, hold ~35 MB each), so that
+  // interleaved repetitions do not rebuild them.
+  static std::map<std::string, std::unique_ptr<Case>> cases;
+  static const Case* previous = nullptr;
+  attn::set_num_threads(threads);
+  std::unique_ptr<Case>& current = cases[key];
+  if (!current) {
+    current = MakeCase(c, v);
+    const auto start = std::chrono::steady_clock::now();
+    benchmark::DoNotOptimize(current->Forward().data());  // warm-up (arena, page faults)
+    current->first_call_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    MeasureMemory(*current, g_heap_tracking);
+  } else if (previous != current.get() && current->first_call_seconds < 0.05) {
+    // Another benchmark ran in between: warm the caches and the thread count
+    // up again, where that is cheap (a cold call is noise against 50+ ms).
+    benchmark::DoNotOptimize(current->Forward().data());
+  }
+  previous = current.get();
+
+  const auto start = std::chrono::steady_clock::now();
+  for (auto _ : state) {
+    const attn::Tensor y = current->Forward();
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double per_call = seconds / static_cast<double>(state.iterations());
+
+  const bool wrapper = v != Variant::kFused;
+  const Flops flops =
+      CountFlops(c, wrapper ? c.wrapper_head_dim : c.d_out / c.heads, v != Variant::kWrapper);
+  state.counters["flops_dense"] = flops.dense;
+  state.counters["flops_causal"] = flops.causal;
+  state.counters["GFLOPS_dense"] = flops.dense / per_call * 1e-9;
+  state.counters["GFLOPS_causal"] = flops.causal / per_call * 1e-9;
+  state.counters["peak_heap_bytes"] = static_cast<double>(current->peak_heap_bytes);
+  state.counters["peak_rss_bytes"] = static_cast<double>(current->peak_rss_bytes);
+  state.counters["threads"] = attn::num_threads();
+  state.SetLabel(attn::simd::MatMulTargetName());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+
+  g_heap_tracking = attn_bench::HeapTrackingWorks();
+  benchmark::AddCustomContext("attn_target", attn::simd::MatMulTargetName());
+  benchmark::AddCustomContext("attn_build_type", ATTN_BENCH_BUILD_TYPE);
+  benchmark::AddCustomContext("attn_default_threads", std::to_string(attn::num_threads()));
+  char capacity[32];
+  snprintf(capacity, sizeof(capacity), "%.2f", ParallelCapacity(0.3));
+  benchmark::AddCustomContext("cores_available_to_2_threads", capacity);
+  benchmark::AddCustomContext("heap_tracking",
+                              g_heap_tracking ? "malloc interposition" : "unavailable");
+
+  for (const Config& c : Configs()) {
+    for (Variant v : {Variant::kWrapper, Variant::kWrapperOutProj, Variant::kFused}) {
+      for (int threads : {1, 2}) {
+        const std::string name = std::string("attn/") + VariantName(v) + "/" + c.name +
+                                 "/threads:" + std::to_string(threads);
+        benchmark::RegisterBenchmark(name.c_str(), BM_Attention, name, c, v, threads)
+            ->UseRealTime()
+            ->MeasureProcessCPUTime()
+            ->Unit(benchmark::kMillisecond);
+      }
+    }
+  }
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

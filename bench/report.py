@@ -1,0 +1,346 @@
+#!/usr/bin/python3
+"""Merges attn_attention_bench's and the PyTorch peer's JSON into report.md and time_vs_T.svg.
+
+Usage: bench/report.py <results dir>
+Reads <dir>/attn.json (required) and, when present, <dir>/torch.json (the peer),
+<dir>/torch_default_core.json (the peer without OPENBLAS_CORETYPE) and
+<dir>/torch_omp_active.json (the peer with OpenMP's default spin-waiting).
+Writes <dir>/report.md and <dir>/time_vs_T.svg and prints the Markdown. Standard library only.
+
+Results are medians over repetitions (Google Benchmark's "median" aggregate); a result
+without aggregates (one repetition) is used as is. Every ratio compares two medians of the
+same run: > 1 means the second-named (denominator) is faster.
+"""
+
+import json
+import math
+import os
+import re
+import sys
+
+# (config name) -> description; the order of the report.
+CONFIGS = {
+    "toy_B2_T6": "section 3.6 toy: B=2, T=6, d_in=3; wrapper 2 heads of d_out=2 (width 4), "
+                 "fused MultiHeadAttention(3, 2, 6, 0.0, 2) (width 2): not the same work",
+    "B1_T256": "gpt2_small: B=1, T=256, d=768, 12 heads of 64",
+    "B8_T1024": "the book's bonus benchmark: B=8, T=1024, d_in=d_out=768, 12 heads of 64",
+    "B1_T1024": "B=1, T=1024, d=768, 12 heads",
+    "B8_T256": "B=8, T=256, d=768, 12 heads",
+}
+SWEEP = [64, 128, 256, 512, 1024, 2048]
+for _t in SWEEP:
+    CONFIGS.setdefault(f"B1_T{_t}", f"T sweep: B=1, T={_t}, d=768, 12 heads")
+
+# (prefix, variant) -> row label, in table order.
+ROWS = [
+    (("attn", "wrapper"), "attn wrapper"),
+    (("attn", "wrapper_out_proj"), "attn wrapper + out_proj"),
+    (("attn", "fused"), "attn fused MHA"),
+    (("torch", "book_mha"), "torch book MHA"),
+    (("torch", "wrapper"), "torch wrapper"),
+    (("torch", "wrapper_out_proj"), "torch wrapper + out_proj"),
+    (("torch", "nn_mha"), "torch nn.MultiheadAttention"),
+]
+THREADS = [1, 2]
+
+
+def load(path):
+    """{(prefix, variant, config, threads): entry} from a Google Benchmark JSON file."""
+    with open(path) as f:
+        data = json.load(f)
+    results, singles = {}, {}
+    for b in data.get("benchmarks", []):
+        run_name = b.get("run_name", b["name"])
+        m = re.match(r"([^/]+)/([^/]+)/([^/]+)/threads:(\d+)(?:/process_time)?(?:/real_time)?$",
+                     run_name)
+        if not m:
+            continue
+        key = (m.group(1), m.group(2), m.group(3), int(m.group(4)))
+        if b.get("run_type") == "aggregate":
+            if b.get("aggregate_name") == "median":
+                results[key] = b
+        elif not b.get("error_occurred"):
+            singles.setdefault(key, b)
+    for key, b in singles.items():
+        results.setdefault(key, b)
+    return data.get("context", {}), results
+
+
+def ms(entry, field="real_time"):
+    """Median wall time (or, with field="cpu_time", process CPU time) of one call in ms."""
+    scale = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[entry.get("time_unit", "ns")]
+    return entry[field] * scale
+
+
+def cpu_ms(entry):
+    return ms(entry, "cpu_time") if entry and "cpu_time" in entry else None
+
+
+def fmt_ms(x):
+    if x is None:
+        return "—"
+    return f"{x:.3f}" if x < 1 else f"{x:.2f}" if x < 100 else f"{x:.0f}"
+
+
+def fmt_ratio(a, b):
+    if a is None or b is None or b == 0:
+        return "—"
+    return f"{a / b:.2f}×"
+
+
+def fmt_mib(x):
+    if x is None or x < 0:
+        return "—"
+    return f"{x / 2**20:.2f}" if x < 10 * 2**20 else f"{x / 2**20:.0f}"
+
+
+def gflops(entry, kind):
+    if entry is None or f"flops_{kind}" not in entry:
+        return None
+    return entry[f"flops_{kind}"] / (ms(entry) * 1e-3) * 1e-9
+
+
+def fmt_pair(values, fmt):
+    """"a / b" for the 1- and 2-thread values, or one value when they agree."""
+    texts = [fmt(v) for v in values]
+    if all(t == "—" for t in texts):
+        return "—"
+    return texts[0] if len(set(texts)) == 1 else " / ".join(texts)
+
+
+def config_table(name, results):
+    get = lambda prefix, variant, threads: results.get((prefix, variant, name, threads))
+    t = lambda p, v, n: ms(get(p, v, n)) if get(p, v, n) else None
+    lines = [f"### {name}", "", CONFIGS.get(name, ""), "",
+             "| module | ms, 1 thread | ms, 2 threads | 2-thread speedup | CPU ms, 1 thread "
+             "| GFLOP/s dense (1 / 2 thr) | GFLOP/s causal (1 / 2 thr) | peak heap MiB "
+             "| peak RSS growth MiB |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for (prefix, variant), label in ROWS:
+        entries = [get(prefix, variant, n) for n in THREADS]
+        if not any(entries):
+            continue
+        times = [ms(e) if e else None for e in entries]
+        heap = [e.get("peak_heap_bytes") if e else None for e in entries]
+        rss = [e.get("peak_rss_bytes") if e else None for e in entries]
+        lines.append(
+            f"| {label} | {fmt_ms(times[0])} | {fmt_ms(times[1])} | {fmt_ratio(times[0], times[1])}"
+            f" | {fmt_ms(cpu_ms(entries[0]))}"
+            f" | {fmt_pair([gflops(e, 'dense') for e in entries], fmt_gf)}"
+            f" | {fmt_pair([gflops(e, 'causal') for e in entries], fmt_gf)}"
+            f" | {fmt_pair(heap, fmt_mib)} | {fmt_pair(rss, fmt_mib)} |")
+    lines.append("")
+    ratios = [
+        ("attn wrapper / attn fused", ("attn", "wrapper"), ("attn", "fused")),
+        ("attn wrapper+out_proj / attn fused", ("attn", "wrapper_out_proj"), ("attn", "fused")),
+        ("torch book MHA / attn fused", ("torch", "book_mha"), ("attn", "fused")),
+        ("torch nn.MHA / attn fused", ("torch", "nn_mha"), ("attn", "fused")),
+        ("torch wrapper / attn wrapper", ("torch", "wrapper"), ("attn", "wrapper")),
+        ("torch wrapper / torch book MHA", ("torch", "wrapper"), ("torch", "book_mha")),
+    ]
+    c1 = lambda p, v: cpu_ms(get(p, v, 1))
+    lines += ["| ratio (> 1: the second is faster) | 1 thread | 2 threads | 1 thread, CPU time |",
+              "|---|--:|--:|--:|"]
+    for label, a, b in ratios:
+        cells = [fmt_ratio(t(*a, n), t(*b, n)) for n in THREADS]
+        cells.append(fmt_ratio(c1(*a), c1(*b)))
+        if any(c != "—" for c in cells):
+            lines.append(f"| {label} | {cells[0]} | {cells[1]} | {cells[2]} |")
+    lines.append("")
+    return lines
+
+
+def fmt_gf(x):
+    return "—" if x is None else f"{x:.1f}" if x >= 1 else f"{x:.3f}"
+
+
+def summary_table(results, configs):
+    t = lambda p, v, c, n: ms(results[(p, v, c, n)]) if (p, v, c, n) in results else None
+    cpu = lambda p, v, c: cpu_ms(results.get((p, v, c, 1)))
+    lines = ["Each cell: wall time at 1 thread / wall time at 2 threads / CPU time at 1 thread.", "",
+             "| config | wrapper / fused | wrapper+out_proj / fused "
+             "| torch book MHA / attn fused | torch nn.MHA / attn fused "
+             "| attn fused ms (1 / 2 thr) |",
+             "|---|--:|--:|--:|--:|--:|"]
+    for c in configs:
+        def pair(a, b):
+            cells = [fmt_ratio(t(*a, c, n), t(*b, c, n)) for n in THREADS]
+            cells.append(fmt_ratio(cpu(*a, c), cpu(*b, c)))
+            return " / ".join(cells)
+        fused = " / ".join(fmt_ms(t("attn", "fused", c, n)) for n in THREADS)
+        lines.append(f"| {c} | {pair(('attn', 'wrapper'), ('attn', 'fused'))}"
+                     f" | {pair(('attn', 'wrapper_out_proj'), ('attn', 'fused'))}"
+                     f" | {pair(('torch', 'book_mha'), ('attn', 'fused'))}"
+                     f" | {pair(('torch', 'nn_mha'), ('attn', 'fused'))} | {fused} |")
+    lines.append("")
+    return lines
+
+
+def svg_time_vs_t(results, threads=2):
+    """Log-log lines of time vs T (B=1 sweep) at `threads` threads, as a standalone SVG."""
+    series = [(("attn", "wrapper"), "attn wrapper", "#1f77b4", ""),
+              (("attn", "fused"), "attn fused MHA", "#d62728", ""),
+              (("torch", "book_mha"), "torch book MHA", "#2ca02c", "6,4"),
+              (("torch", "nn_mha"), "torch nn.MultiheadAttention", "#9467bd", "2,3")]
+    points = {}
+    for (prefix, variant), label, color, dash in series:
+        pts = [(t, ms(results[(prefix, variant, f"B1_T{t}", threads)])) for t in SWEEP
+               if (prefix, variant, f"B1_T{t}", threads) in results]
+        if pts:
+            points[label] = (pts, color, dash)
+    width, height = 720, 480
+    left, right, top, bottom = 80, 230, 40, 60
+    all_y = [y for pts, _, _ in points.values() for _, y in pts] or [1.0]
+    y_lo = 10 ** math.floor(math.log10(min(all_y)))
+    y_hi = 10 ** math.ceil(math.log10(max(all_y)))
+    if y_hi <= y_lo:
+        y_hi = y_lo * 10
+    x_lo, x_hi = SWEEP[0], SWEEP[-1]
+    pw, ph = width - left - right, height - top - bottom
+    sx = lambda x: left + (math.log(x) - math.log(x_lo)) / (math.log(x_hi) - math.log(x_lo)) * pw
+    sy = lambda y: top + ph - (math.log(y) - math.log(y_lo)) / (math.log(y_hi) - math.log(y_lo)) * ph
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="12">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="{left + pw / 2}" y="22" text-anchor="middle" font-size="14">'
+           f'Forward time vs T (B=1, d=768, 12 heads, {threads} threads), log-log</text>',
+           f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="black"/>']
+    for t in SWEEP:
+        x = sx(t)
+        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + ph}" stroke="#ddd"/>')
+        out.append(f'<text x="{x:.1f}" y="{top + ph + 18}" text-anchor="middle">{t}</text>')
+    decade = y_lo
+    while decade <= y_hi * 1.0001:
+        for m in range(1, 10):
+            y = decade * m
+            if y > y_hi * 1.0001:
+                break
+            color = "#bbb" if m == 1 else "#eee"
+            out.append(f'<line x1="{left}" y1="{sy(y):.1f}" x2="{left + pw}" y2="{sy(y):.1f}" '
+                       f'stroke="{color}"/>')
+            if m == 1:
+                out.append(f'<text x="{left - 8}" y="{sy(y) + 4:.1f}" text-anchor="end">'
+                           f'{y:g}</text>')
+        decade *= 10
+    out.append(f'<text x="{left + pw / 2}" y="{height - 18}" text-anchor="middle">'
+               f'T (tokens)</text>')
+    out.append(f'<text x="20" y="{top + ph / 2}" text-anchor="middle" '
+               f'transform="rotate(-90 20 {top + ph / 2})">time per forward (ms)</text>')
+    for i, (label, (pts, color, dash)) in enumerate(points.items()):
+        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
+        dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
+        out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"'
+                   f'{dash_attr}/>')
+        for x, y in pts:
+            out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}"/>')
+        ly = top + 20 + 22 * i
+        lx = left + pw + 15
+        out.append(f'<line x1="{lx}" y1="{ly}" x2="{lx + 30}" y2="{ly}" stroke="{color}" '
+                   f'stroke-width="2"{dash_attr}/>')
+        out.append(f'<text x="{lx + 36}" y="{ly + 4}">{label}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def environment(attn_context, torch_context, results):
+    lines = ["## Environment", ""]
+    cpu = f"{attn_context.get('num_cpus', '?')} CPUs at {attn_context.get('mhz_per_cpu', '?')} MHz"
+    load = attn_context.get("load_avg")
+    if load:
+        cpu += f"; load average at start {', '.join(f'{x:.2f}' for x in load)}"
+    lines.append(f"- machine: {attn_context.get('host_name', '?')}, {cpu}")
+    capacity = attn_context.get("cores_available_to_2_threads")
+    if capacity is not None:
+        note = ""
+        if float(capacity) < 1.8:
+            note = (" — **the second core was busy with other work: the 2-thread columns "
+                    "measure time-sharing of one core, not attn's or PyTorch's scaling**")
+        lines.append(f"- cores available to 2 spinning threads at the start of the attn "
+                     f"run: {capacity}{note}")
+    lines.append(f"- attn: Highway target {attn_context.get('attn_target', '?')}, "
+                 f"heap tracking: {attn_context.get('heap_tracking', '?')}, "
+                 f"build {attn_context.get('attn_build_type', '?')}; Google Benchmark library "
+                 f"(Debian's package) reports itself as {attn_context.get('library_build_type', '?')}"
+                 f" (its own build; it does not affect attn's code)")
+    if torch_context:
+        lines.append(f"- PyTorch {torch_context.get('torch_version', '?')} "
+                     f"({torch_context.get('torch_blas', '?')}), OpenBLAS core "
+                     f"{torch_context.get('openblas_core', '?')} "
+                     f"(OPENBLAS_CORETYPE={torch_context.get('openblas_coretype_env', '?')}), "
+                     f"OMP_WAIT_POLICY={torch_context.get('omp_wait_policy', '?')}; "
+                     f"{torch_context.get('openblas_config', '')}")
+    else:
+        lines.append("- PyTorch peer: not run (torch not importable, or skipped)")
+    lines.append("")
+    return lines
+
+
+def peer_environment_effects(results_dir, torch_results):
+    """The peer's sensitivity to its environment, from the two extra runs of bench/run.sh."""
+    lines = []
+    extra = [("torch_default_core.json", "torch_default_core",
+              "OpenBLAS core: the book MHA without OPENBLAS_CORETYPE (Debian's OpenBLAS 0.3.21 "
+              "picks its core by CPUID and does not know this CPU) vs with SkylakeX"),
+             ("torch_omp_active.json", "torch_omp_active",
+              "OpenMP wait policy: the book MHA with OpenMP's default spin-waiting vs "
+              "OMP_WAIT_POLICY=PASSIVE (used for every torch number above)")]
+    for filename, prefix, title in extra:
+        path = os.path.join(results_dir, filename)
+        if not os.path.exists(path):
+            continue
+        context, results = load(path)
+        rows = []
+        for (p, variant, config, threads), entry in sorted(results.items()):
+            if p != prefix:
+                continue
+            base = torch_results.get(("torch", variant, config, threads))
+            base_ms = ms(base) if base else None
+            rows.append(f"| {variant}/{config}/threads:{threads} | {fmt_ms(ms(entry))} | "
+                        f"{fmt_ms(base_ms)} | {fmt_ratio(ms(entry), base_ms)} |")
+        if not rows:
+            continue
+        if not lines:
+            lines = ["## The PyTorch peer's environment", ""]
+        core = context.get("openblas_core", "?")
+        lines += [f"{title}. This run: OpenBLAS core {core}, "
+                  f"OMP_WAIT_POLICY={context.get('omp_wait_policy', '?')}.", "",
+                  "| benchmark | ms, this run | ms, main peer run | ratio |", "|---|--:|--:|--:|"]
+        lines += rows + [""]
+    return lines
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    results_dir = sys.argv[1]
+    attn_context, results = load(os.path.join(results_dir, "attn.json"))
+    torch_context, torch_results = {}, {}
+    torch_path = os.path.join(results_dir, "torch.json")
+    if os.path.exists(torch_path):
+        torch_context, torch_results = load(torch_path)
+        results.update(torch_results)
+
+    present = {key[2] for key in results}
+    configs = [c for c in CONFIGS if c in present] + sorted(present - set(CONFIGS))
+    md = ["# attn attention benchmark", "",
+          "Median wall time per forward call (eval mode, dropout 0.0) over repetitions; "
+          "ratios compare medians of the same run. Formulas and method: bench/README.md.", ""]
+    md += environment(attn_context, torch_context, results)
+    md += ["## Summary: ratios of times (> 1: the second-named is faster)", ""]
+    md += summary_table(results, configs)
+    md += ["## Per configuration", ""]
+    for c in configs:
+        md += config_table(c, results)
+    md += peer_environment_effects(results_dir, torch_results)
+    if any(("attn", "fused", f"B1_T{t}", 2) in results for t in SWEEP):
+        with open(os.path.join(results_dir, "time_vs_T.svg"), "w") as f:
+            f.write(svg_time_vs_t(results))
+        md += ["## Time vs T", "", "![time vs T, 2 threads](time_vs_T.svg)", ""]
+    text = "\n".join(md)
+    with open(os.path.join(results_dir, "report.md"), "w") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
