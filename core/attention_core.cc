@@ -87,6 +87,21 @@ void attend_block(const AttentionProblem& p, size_t b, size_t h, size_t r0, size
   simd::MatMul(wv);
 }
 
+// Query rows per flash task. Each call of the flash kernel transposes and
+// packs the keys and values its queries can see, so a task should cover as
+// many queries as possible: a whole (b, head) when there are enough heads to
+// keep every thread busy (at least 4 tasks per thread, for balance), else the
+// heads are split into equal blocks (a multiple of the kernel's 32-query
+// block, at least 64 rows). The split never changes the results: each query
+// row's output is the same whatever block it is computed in.
+size_t flash_query_block(size_t heads_total, size_t tokens) {
+  const size_t wanted_tasks = 4 * static_cast<size_t>(num_threads());
+  if (heads_total >= wanted_tasks || tokens <= kQueryBlock) return std::max<size_t>(tokens, 1);
+  const size_t blocks = (wanted_tasks + heads_total - 1) / heads_total;
+  const size_t rows = (tokens + blocks - 1) / blocks;
+  return std::max(kQueryBlock, (rows + 31) / 32 * 32);
+}
+
 // One (b, h, query block) of the flash algorithm: rows [r0, r1) attend keys
 // up to their position (causal) or all keys.
 void flash_block(const AttentionProblem& p, size_t b, size_t h, size_t r0, size_t r1,
@@ -132,7 +147,9 @@ void attention(const AttentionProblem& problem) {
         "attention: weights and dropout need self-attention (num_keys = tokens) and a separate "
         "output");
   }
-  const size_t blocks_per_head = (p.tokens + kQueryBlock - 1) / kQueryBlock;
+  const size_t query_block =
+      materialized ? kQueryBlock : flash_query_block(p.batch * p.heads, p.tokens);
+  const size_t blocks_per_head = (p.tokens + query_block - 1) / query_block;
   const size_t tasks = p.batch * p.heads * blocks_per_head;
   parallel::ParallelFor(tasks, 1, [&](size_t begin, size_t end) {
     thread_local std::vector<float> scratch;
@@ -143,8 +160,8 @@ void attention(const AttentionProblem& problem) {
       const size_t head_index = task / blocks_per_head;
       const size_t b = head_index / p.heads;
       const size_t h = head_index % p.heads;
-      const size_t r0 = block * kQueryBlock;
-      const size_t r1 = std::min(p.tokens, r0 + kQueryBlock);
+      const size_t r0 = block * query_block;
+      const size_t r1 = std::min(p.tokens, r0 + query_block);
       if (materialized) {
         attend_block(p, b, h, r0, r1, scratch);
       } else {
