@@ -21,6 +21,8 @@ constexpr size_t kRowQuantum = 24;
 // Tasks per thread: enough to balance uneven progress, few enough that each
 // task keeps a long run over the packed B block in cache.
 constexpr size_t kTasksPerThread = 4;
+// op(B) with fewer floats is packed by the calling thread alone.
+constexpr double kMinParallelPackFloats = double(1 << 20);
 // Smallest task: this many multiply-adds.
 constexpr double kMinTaskFmas = double(1 << 19);
 
@@ -68,8 +70,38 @@ void ParallelMatMul(const simd::MatMulArgs& args) {
     simd::MatMul(args);
     return;
   }
-  const simd::PackedMatrix packed =
-      simd::PackB(args.b, args.ldb, args.b_transposed, args.k, args.n);
+  if (args.b_transposed && args.m <= simd::kMatMulDotRows) {
+    // simd::MatMul's dot-product path: split over columns only (so every
+    // part takes the same path) and read B in place.
+    const size_t threads = static_cast<size_t>(std::max(1, num_threads()));
+    const size_t chunks = std::min(DivCeil(args.n, 16), threads * kTasksPerThread);
+    const size_t cols = DivCeil(args.n, chunks);
+    ParallelFor(DivCeil(args.n, cols), 1, [&](size_t begin, size_t end) {
+      for (size_t t = begin; t < end; ++t) {
+        simd::MatMulArgs part = args;
+        const size_t c0 = t * cols;
+        part.n = std::min(cols, args.n - c0);
+        part.b += c0 * args.ldb;
+        part.c += c0;
+        if (part.bias != nullptr) part.bias += c0;
+        simd::MatMul(part);
+      }
+    });
+    return;
+  }
+  // Pack op(B) once, then split C. Packing costs about a cycle per element
+  // against M / 32 cycles of FMAs per element, so it only runs in parallel
+  // for large matrices (below that, waking the other threads twice costs
+  // more than it saves).
+  simd::PackedMatrix packed = simd::AllocatePackedB(args.k, args.n);
+  const size_t panels = packed.num_panels();
+  const size_t threads = static_cast<size_t>(std::max(1, num_threads()));
+  const size_t grain = double(args.k) * double(args.n) < kMinParallelPackFloats
+                           ? panels
+                           : DivCeil(panels, threads * kTasksPerThread);
+  ParallelFor(panels, grain, [&](size_t begin, size_t end) {
+    simd::PackBPanels(args.b, args.ldb, args.b_transposed, begin, end, &packed);
+  });
   ParallelMatMulPacked(args.a, args.lda, packed, args.c, args.ldc, args.m, args.bias, args.scale,
                        args.accumulate);
 }

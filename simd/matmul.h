@@ -39,6 +39,15 @@ struct MatMulArgs {
 };
 
 // The Highway kernel, dispatched to the best target of this CPU.
+//
+// Rounding: every element is computed the same way whatever the other rows
+// and columns of the call, except for one switch on the shape: with
+// b_transposed and M <= kMatMulDotRows, C is computed as dot products
+// (reading B in place) instead of by the packed register-tiled kernel, which
+// sums in another order. So splitting a call over columns never changes a
+// bit, and splitting over rows does not as long as each part stays on the
+// same side of kMatMulDotRows (parallel/matmul_parallel.h follows this).
+constexpr size_t kMatMulDotRows = 16;
 void MatMul(const MatMulArgs& args);
 
 // Scalar reference: the same contract, one dot product per element in
@@ -52,9 +61,10 @@ const char* MatMulTargetName();
 // weights that are multiplied many times (nn.Linear). Layout: ceil(N / w)
 // panels of w = panel_width() columns; panel p holds op(B)[0..K, p*w..p*w+w)
 // as K rows of w contiguous floats (zero beyond column N), 64-byte aligned.
-// w depends on the target that packed it, which is recorded: MatMulPacked on
-// another target (after DisableTargets, say) still gives the right result
-// through a slower repacking path. Move-only.
+// w depends on the target that packed it (32 on AVX3, 16 on AVX2, 8 on
+// SSE4/SSSE3, 4 on SCALAR) and is recorded with it: MatMulPacked on a target
+// with another width (after DisableTargets, say) still gives the right
+// result, through a slower unpacking path. Move-only.
 class PackedMatrix {
  public:
   PackedMatrix() = default;
@@ -87,10 +97,20 @@ class PackedMatrix {
 // when b_transposed) for the current best target. Only reads the rectangle.
 PackedMatrix PackB(const float* b, size_t ldb, bool b_transposed, size_t k, size_t n);
 
+// PackB in two steps, so that large matrices can be packed in parallel:
+// AllocatePackedB gives uninitialised storage in the current target's layout,
+// PackBPanels fills panels [panel_begin, panel_end) of it (disjoint ranges
+// may run concurrently; a PackedMatrix from another target is filled in its
+// own recorded layout). b, ldb, b_transposed as in PackB; k, n from `packed`.
+PackedMatrix AllocatePackedB(size_t k, size_t n);
+void PackBPanels(const float* b, size_t ldb, bool b_transposed, size_t panel_begin,
+                 size_t panel_end, PackedMatrix* packed);
+
 // C = scale * (A · op(B)) + bias (+ C when accumulate) with a packed B:
 // A is m x b.k() (row stride lda), C is m x b.n() (row stride ldc), bias is
-// b.n() floats or nullptr. Same results, bit for bit, as MatMul on the same
-// target with the unpacked B.
+// b.n() floats or nullptr. Always the register-tiled kernel: the same bits as
+// MatMul on the same target with the unpacked B, except where MatMul takes
+// the dot-product path (b_transposed, m <= kMatMulDotRows).
 void MatMulPacked(const float* a, size_t lda, const PackedMatrix& b, float* c, size_t ldc, size_t m,
                   const float* bias, float scale, bool accumulate);
 

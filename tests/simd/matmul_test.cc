@@ -178,7 +178,8 @@ using matmul_test::Problem;
 // This target's tile and blocks.
 constexpr size_t kMR = matmul_detail::kMR;
 constexpr size_t kNR = matmul_detail::kNR;
-constexpr size_t kKC = matmul_detail::kKC;
+constexpr size_t kKC = matmul_detail::kMaxKC;
+constexpr size_t kLanes = matmul_detail::kLanes;
 
 // Runs the kernel of this target on one case and checks it against the
 // reference; returns the result for bit comparisons.
@@ -236,13 +237,13 @@ void TestMatMulOptions() {
   }
 }
 
-// More than one column block (kNC) and K block, with every option on.
+// More than one column block and K block, with every option on.
 void TestMatMulLarge() {
   for (bool b_transposed : {false, true}) {
     Case cs;
     cs.m = kMR + 2;
-    cs.n = matmul_detail::kNC + kNR + 1;
     cs.k = kKC + 3;
+    cs.n = matmul_detail::ColumnBlockPanels(cs.k) * kNR + kNR + 1;
     cs.pad_a = 1;
     cs.pad_b = 2;
     cs.pad_c = 3;
@@ -281,7 +282,7 @@ void TestMatMulEmpty() {
 void TestMatMulSplitsAreBitExact() {
   for (bool b_transposed : {false, true}) {
     Case cs;
-    cs.m = 3 * kMR + 5;
+    cs.m = 3 * kMR + 3 * simd::kMatMulDotRows + 5;
     cs.n = 3 * kNR + 7;
     cs.k = kKC + 9;
     cs.pad_c = 1;
@@ -292,13 +293,16 @@ void TestMatMulSplitsAreBitExact() {
     const Problem pr(cs);
     const Matrix whole = RunKernel(pr);
 
-    // Rows in uneven blocks, and column ranges not aligned to panels.
+    // Rows in uneven blocks (each above simd::kMatMulDotRows, where the
+    // dot-product path would round differently), and column ranges not
+    // aligned to panels.
     Matrix by_rows = pr.c_init;
-    for (size_t r0 = 0; r0 < cs.m; r0 += 5) {
+    const size_t rows[] = {0, simd::kMatMulDotRows + 1, 2 * simd::kMatMulDotRows + 3, cs.m};
+    for (size_t part = 0; part + 1 < 4; ++part) {
       simd::MatMulArgs args = pr.Args(&by_rows);
-      args.a += r0 * args.lda;
-      args.c += r0 * args.ldc;
-      args.m = std::min<size_t>(5, cs.m - r0);
+      args.a += rows[part] * args.lda;
+      args.c += rows[part] * args.ldc;
+      args.m = rows[part + 1] - rows[part];
       MatMulKernel(args);
     }
     EXPECT_TRUE(matmul_test::SameBits(whole, by_rows)) << cs.Name();
@@ -316,12 +320,44 @@ void TestMatMulSplitsAreBitExact() {
   }
 }
 
+// The dot-product path (b_transposed, M <= simd::kMatMulDotRows): every M up
+// to the switch, column splits bit-exact.
+void TestMatMulDotPath() {
+  for (size_t m = 1; m <= simd::kMatMulDotRows + 1; ++m) {
+    Case cs;
+    cs.m = m;
+    cs.n = 4 * 4 + 3;
+    cs.k = 2 * kLanes + 5;
+    cs.pad_a = 1;
+    cs.pad_b = 2;
+    cs.pad_c = 3;
+    cs.offset = 1;
+    cs.b_transposed = true;
+    cs.bias = true;
+    cs.accumulate = true;
+    cs.scale = -1.25f;
+    const Problem pr(cs);
+    const Matrix whole = RunKernel(pr, "MatMulKernel dot path");
+    Matrix by_cols = pr.c_init;
+    for (size_t c0 = 0; c0 < cs.n; c0 += 3) {
+      simd::MatMulArgs args = pr.Args(&by_cols);
+      args.b += c0 * args.ldb;
+      args.c += c0;
+      args.bias += c0;
+      args.n = std::min<size_t>(3, cs.n - c0);
+      MatMulKernel(args);
+    }
+    EXPECT_TRUE(matmul_test::SameBits(whole, by_cols)) << cs.Name();
+  }
+}
+
 // PackBKernel + MatMulPackedKernel equal MatMulKernel bit for bit, also for
 // column ranges, and a matrix packed with another panel width still works.
 void TestMatMulPacked() {
   for (int variant = 0; variant < 8; ++variant) {
     Case cs;
-    cs.m = (variant & 4) ? 2 * kMR + 3 : 1;
+    cs.m =
+        simd::kMatMulDotRows + 1 + ((variant & 4) ? 2 * kMR + 3 : 0);  // tiled in MatMulKernel too
     cs.n = 2 * kNR + 3;
     cs.k = (variant & 4) ? kKC + 5 : 3;
     cs.pad_a = 2;
@@ -360,6 +396,20 @@ void TestMatMulPacked() {
         foreign.mutable_data()[(j / 3) * cs.k * 3 + p * 3 + j % 3] = j < cs.n ? pr.OpB(p, j) : 0.0f;
       }
     }
+    // PackBPanelsKernel writes the same layout, for a foreign width too, and
+    // in pieces.
+    simd::PackedMatrix foreign2(cs.k, cs.n, 3, 0);
+    PackBPanelsKernel(pr.b.data(), pr.b.ld, cs.b_transposed, 0, 2, &foreign2);
+    PackBPanelsKernel(pr.b.data(), pr.b.ld, cs.b_transposed, 2, foreign2.num_panels(), &foreign2);
+    EXPECT_EQ(0, memcmp(foreign.data(), foreign2.data(),
+                        cs.k * foreign.num_panels() * 3 * sizeof(float)));
+    simd::PackedMatrix halves = AllocatePackedBKernel(cs.k, cs.n);
+    const size_t half = halves.num_panels() / 2;
+    PackBPanelsKernel(pr.b.data(), pr.b.ld, cs.b_transposed, half, halves.num_panels(), &halves);
+    PackBPanelsKernel(pr.b.data(), pr.b.ld, cs.b_transposed, 0, half, &halves);
+    EXPECT_EQ(
+        0, memcmp(packed.data(), halves.data(), cs.k * packed.num_panels() * kNR * sizeof(float)));
+
     Matrix c_foreign = pr.c_init;
     MatMulPackedKernel(pr.a.data(), pr.a.ld, foreign, c_foreign.data(), c_foreign.ld, cs.m, 0, cs.n,
                        bias, cs.scale, cs.accumulate);
@@ -382,6 +432,7 @@ HWY_EXPORT_AND_TEST_P(MatMulTest, TestMatMulOptions);
 HWY_EXPORT_AND_TEST_P(MatMulTest, TestMatMulLarge);
 HWY_EXPORT_AND_TEST_P(MatMulTest, TestMatMulEmpty);
 HWY_EXPORT_AND_TEST_P(MatMulTest, TestMatMulSplitsAreBitExact);
+HWY_EXPORT_AND_TEST_P(MatMulTest, TestMatMulDotPath);
 HWY_EXPORT_AND_TEST_P(MatMulTest, TestMatMulPacked);
 
 // The public, dispatching entry points on each target (SetUp restricts the
