@@ -1,15 +1,24 @@
 # The attention benchmark (included from bench/CMakeLists.txt, where
-# `benchmark` is already found): wrapper vs fused MultiHeadAttention on the
-# book's configurations. bench/run.sh runs it with the PyTorch peer and writes
-# the report; see bench/README.md.
+# `benchmark` is already found): wrapper vs fused MultiHeadAttention (flash
+# and materialized paths) on the book's configurations, the attention core
+# alone, KV-cache decoding, and the machine's FMA peak and read bandwidth.
+# bench/run.sh runs it with the PyTorch peer and writes the report; see
+# bench/README.md.
 #
 # memory_tracking.cc replaces malloc & co. for the whole process to measure
 # the peak heap use of a forward pass; it is linked into this binary only.
+#
+# core_bench.cc includes attn's internal core/attention_core.h (the attention
+# core alone); machine_bench.cc has Highway kernels of its own (the FMA peak
+# and the read bandwidth), hence hwy::hwy, which attn links privately.
 add_executable(attn_attention_bench
   ${CMAKE_CURRENT_SOURCE_DIR}/attention_bench.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/core_bench.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/decode_bench.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/machine_bench.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/memory_tracking.cc)
 find_package(Threads REQUIRED)
-target_link_libraries(attn_attention_bench PRIVATE attn::attn benchmark::benchmark
+target_link_libraries(attn_attention_bench PRIVATE attn::attn hwy::hwy benchmark::benchmark
                                                    Threads::Threads)
 target_compile_definitions(attn_attention_bench PRIVATE
   ATTN_BENCH_BUILD_TYPE="$<CONFIG>")

@@ -1,8 +1,12 @@
 // Attention module benchmarks: the chapter's MultiHeadAttentionWrapper (one
 // CausalAttention head after another), the wrapper followed by an out_proj
 // Linear (the book's bonus-material variant, comparable with the fused
-// module), and the fused MultiHeadAttention, on the configurations of
-// bench/README.md, with 1 and 2 attn threads.
+// module), and the fused MultiHeadAttention on its default flash path
+// ("fused") and on its materialized path ("fused_materialized",
+// set_attention_path(kMaterialized)), on the configurations of
+// bench/README.md, with 1 and 2 attn threads. main() also registers the
+// attention core alone (core_bench.cc), KV-cache decoding (decode_bench.cc)
+// and the machine's FMA peak and read bandwidth (machine_bench.cc).
 //
 // Names: attn/<variant>/<config>/threads:<n> (Google Benchmark appends
 // /real_time). Modules in eval mode, dropout 0.0, weights from
@@ -14,6 +18,11 @@
 //                    before it (every malloc in the process is counted; see
 //                    memory_tracking.h); -1 if the tracking is unavailable
 //   peak_rss_bytes   peak resident set growth during one forward (VmHWM)
+//   qkv_out_bytes    fused variants: what the QKV buffer and the output
+//                    occupy, B·T·3d·4 + B·T·d·4 (both are allocated inside
+//                    forward, so peak_heap_bytes includes them)
+//   extra_heap_bytes fused variants: peak_heap_bytes - qkv_out_bytes, the
+//                    working memory beyond them
 //   threads          attn::num_threads() during the run
 // Label: the Highway target attn's kernels dispatched to ("AVX3", ...).
 // real_time is wall-clock time per call, cpu_time the CPU time of the whole
@@ -21,6 +30,8 @@
 // is the steadier of the two.
 //
 // Run through bench/run.sh, which asks for repetitions and medians.
+
+#include "bench/attention_bench.h"
 
 #include <time.h>
 
@@ -42,15 +53,26 @@
 #define ATTN_BENCH_BUILD_TYPE "unknown"
 #endif
 
-namespace {
+namespace attn_bench {
 
-// One configuration. The wrapper gets `heads` CausalAttention heads of width
-// wrapper_head_dim (output width heads * wrapper_head_dim); the fused module
-// is MultiHeadAttention(d_in, d_out, tokens, 0.0, heads).
-struct Config {
-  std::string name;
-  int64_t batch, tokens, d_in, d_out, heads, wrapper_head_dim;
-};
+namespace {
+bool g_heap_tracking = false;
+}  // namespace
+
+bool HeapTracking() { return g_heap_tracking; }
+
+bool SwitchedTo(const void* id) {
+  static const void* last = nullptr;
+  const bool switched = id != last;
+  last = id;
+  return switched;
+}
+
+double CausalAttentionFlops(int64_t batch, int64_t heads, int64_t head_dim, int64_t tokens) {
+  const double t = static_cast<double>(tokens);
+  return 4.0 * static_cast<double>(batch) * static_cast<double>(heads) *
+         static_cast<double>(head_dim) * t * (t + 1.0) / 2.0;
+}
 
 std::vector<Config> Configs() {
   std::vector<Config> configs;
@@ -68,7 +90,11 @@ std::vector<Config> Configs() {
   return configs;
 }
 
-enum class Variant { kWrapper, kWrapperOutProj, kFused };
+namespace {
+
+enum class Variant { kWrapper, kWrapperOutProj, kFused, kFusedMaterialized };
+
+bool IsFused(Variant v) { return v == Variant::kFused || v == Variant::kFusedMaterialized; }
 
 const char* VariantName(Variant v) {
   switch (v) {
@@ -78,6 +104,8 @@ const char* VariantName(Variant v) {
       return "wrapper_out_proj";
     case Variant::kFused:
       return "fused";
+    case Variant::kFusedMaterialized:
+      return "fused_materialized";
   }
   return "?";
 }
@@ -122,10 +150,13 @@ struct Case {
 std::unique_ptr<Case> MakeCase(const Config& c, Variant v) {
   auto result = std::make_unique<Case>();
   attn::manual_seed(123);
-  if (v == Variant::kFused) {
+  if (IsFused(v)) {
     result->fused =
         std::make_unique<attn::MultiHeadAttention>(c.d_in, c.d_out, c.tokens, 0.0, c.heads);
     result->fused->eval();
+    result->fused->set_attention_path(v == Variant::kFused
+                                          ? attn::MultiHeadAttention::AttentionPath::kFlash
+                                          : attn::MultiHeadAttention::AttentionPath::kMaterialized);
   } else {
     result->wrapper = std::make_unique<attn::MultiHeadAttentionWrapper>(c.d_in, c.wrapper_head_dim,
                                                                         c.tokens, 0.0, c.heads);
@@ -146,9 +177,9 @@ std::unique_ptr<Case> MakeCase(const Config& c, Variant v) {
 void MeasureMemory(Case& c, bool heap_tracking) {
   for (int round = 0; round < 2; ++round) {
     int64_t heap_bytes = -1;
-    attn_bench::RssPeakScope rss;
+    RssPeakScope rss;
     {
-      attn_bench::HeapPeakScope heap;
+      HeapPeakScope heap;
       const attn::Tensor y = c.Forward();
       benchmark::DoNotOptimize(y.data());
       if (heap_tracking) heap_bytes = heap.PeakExtraBytes();
@@ -158,8 +189,6 @@ void MeasureMemory(Case& c, bool heap_tracking) {
     if (round == 0 || rss_bytes < c.peak_rss_bytes) c.peak_rss_bytes = rss_bytes;
   }
 }
-
-bool g_heap_tracking = false;
 
 // Cores this process really gets: CPU time over wall time of two threads that
 // spin for `seconds`. About 2 on an idle 2-core machine; about 1 when other
@@ -191,22 +220,22 @@ void BM_Attention(benchmark::State& state, const std::string& key, const Config&
   // All cases stay alive (the largest, B8_T1024, hold ~35 MB each), so that
   // interleaved repetitions do not rebuild them.
   static std::map<std::string, std::unique_ptr<Case>> cases;
-  static const Case* previous = nullptr;
   attn::set_num_threads(threads);
   std::unique_ptr<Case>& current = cases[key];
-  if (!current) {
+  const bool fresh = !current;
+  if (fresh) {
     current = MakeCase(c, v);
     const auto start = std::chrono::steady_clock::now();
     benchmark::DoNotOptimize(current->Forward().data());  // warm-up (arena, page faults)
     current->first_call_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     MeasureMemory(*current, g_heap_tracking);
-  } else if (previous != current.get() && current->first_call_seconds < 0.05) {
+  }
+  if (SwitchedTo(current.get()) && !fresh && current->first_call_seconds < 0.05) {
     // Another benchmark ran in between: warm the caches and the thread count
     // up again, where that is cheap (a cold call is noise against 50+ ms).
     benchmark::DoNotOptimize(current->Forward().data());
   }
-  previous = current.get();
 
   const auto start = std::chrono::steady_clock::now();
   for (auto _ : state) {
@@ -217,7 +246,7 @@ void BM_Attention(benchmark::State& state, const std::string& key, const Config&
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const double per_call = seconds / static_cast<double>(state.iterations());
 
-  const bool wrapper = v != Variant::kFused;
+  const bool wrapper = !IsFused(v);
   const Flops flops =
       CountFlops(c, wrapper ? c.wrapper_head_dim : c.d_out / c.heads, v != Variant::kWrapper);
   state.counters["flops_dense"] = flops.dense;
@@ -226,38 +255,59 @@ void BM_Attention(benchmark::State& state, const std::string& key, const Config&
   state.counters["GFLOPS_causal"] = flops.causal / per_call * 1e-9;
   state.counters["peak_heap_bytes"] = static_cast<double>(current->peak_heap_bytes);
   state.counters["peak_rss_bytes"] = static_cast<double>(current->peak_rss_bytes);
+  if (IsFused(v)) {
+    const double qkv_out =
+        4.0 * static_cast<double>(c.batch * c.tokens) * static_cast<double>(4 * c.d_out);
+    state.counters["qkv_out_bytes"] = qkv_out;
+    if (current->peak_heap_bytes >= 0) {
+      state.counters["extra_heap_bytes"] = static_cast<double>(current->peak_heap_bytes) - qkv_out;
+    }
+  }
   state.counters["threads"] = attn::num_threads();
   state.SetLabel(attn::simd::MatMulTargetName());
 }
 
 }  // namespace
+}  // namespace attn_bench
 
 int main(int argc, char** argv) {
+  using attn_bench::Config;
+  using attn_bench::Variant;
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
 
-  g_heap_tracking = attn_bench::HeapTrackingWorks();
+  attn_bench::g_heap_tracking = attn_bench::HeapTrackingWorks();
   benchmark::AddCustomContext("attn_target", attn::simd::MatMulTargetName());
   benchmark::AddCustomContext("attn_build_type", ATTN_BENCH_BUILD_TYPE);
   benchmark::AddCustomContext("attn_default_threads", std::to_string(attn::num_threads()));
   char capacity[32];
-  snprintf(capacity, sizeof(capacity), "%.2f", ParallelCapacity(0.3));
+  snprintf(capacity, sizeof(capacity), "%.2f", attn_bench::ParallelCapacity(0.3));
   benchmark::AddCustomContext("cores_available_to_2_threads", capacity);
   benchmark::AddCustomContext("heap_tracking",
-                              g_heap_tracking ? "malloc interposition" : "unavailable");
+                              attn_bench::g_heap_tracking ? "malloc interposition" : "unavailable");
+  // The reference of the core benchmarks' peak_fraction, measured before
+  // anything else runs.
+  char peak[32];
+  snprintf(peak, sizeof(peak), "%.1f", attn_bench::FmaPeakGflops1());
+  benchmark::AddCustomContext("fma_peak_gflops_1thread", peak);
+  benchmark::AddCustomContext("machine_kernel_target", attn_bench::MachineKernelTarget());
 
-  for (const Config& c : Configs()) {
-    for (Variant v : {Variant::kWrapper, Variant::kWrapperOutProj, Variant::kFused}) {
+  for (const Config& c : attn_bench::Configs()) {
+    for (Variant v : {Variant::kWrapper, Variant::kWrapperOutProj, Variant::kFused,
+                      Variant::kFusedMaterialized}) {
       for (int threads : {1, 2}) {
-        const std::string name = std::string("attn/") + VariantName(v) + "/" + c.name +
+        const std::string name = std::string("attn/") + attn_bench::VariantName(v) + "/" + c.name +
                                  "/threads:" + std::to_string(threads);
-        benchmark::RegisterBenchmark(name.c_str(), BM_Attention, name, c, v, threads)
+        benchmark::RegisterBenchmark(name.c_str(), attn_bench::BM_Attention, name, c, v, threads)
             ->UseRealTime()
             ->MeasureProcessCPUTime()
             ->Unit(benchmark::kMillisecond);
       }
     }
   }
+  attn_bench::RegisterCoreBenchmarks();
+  attn_bench::RegisterDecodeBenchmarks();
+  attn_bench::RegisterMachineBenchmarks();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

@@ -5,7 +5,14 @@
 #
 # 1. attn_attention_bench: medians of ATTN_BENCH_REPETITIONS (5) repetitions of
 #    at least ATTN_BENCH_MIN_TIME (0.3) s, the repetitions of all benchmarks
-#    in a random order -> <build>/bench-results/attn.json
+#    in a random order -> <build>/bench-results/attn.json. Besides the modules
+#    (attn/<variant>/<config>), it has the attention core alone
+#    (attn/core_flash, attn/core_materialized), KV-cache decoding
+#    (attn/decode_1_after_1023, attn/full_forward_1024) and the machine's FMA
+#    peak and read bandwidth (machine/...), e.g.
+#      ATTN_BENCH_SKIP_TORCH=1 bench/run.sh build \
+#        --benchmark_filter='fused|core_|decode|full_forward|peak|bandwidth'
+#    (the report's targets, flash vs materialized, core, decoding tables).
 # 2. the PyTorch peer (bench/peers/torch_mha.py) when /usr/bin/python3 can
 #    import torch and ATTN_BENCH_SKIP_TORCH is not 1 -> torch.json, plus two
 #    short runs that show the peer's sensitivity to its environment
