@@ -1,0 +1,72 @@
+// ParallelMatMul and ParallelMatMulPacked give the same bits as simd::MatMul for any thread
+// count, for shapes that split over rows, over column panels, or not at all.
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "parallel/matmul_parallel.h"
+#include "parallel/parallel_for.h"
+#include "simd/matmul.h"
+
+namespace attn {
+namespace {
+
+TEST(ParallelMatMulTest, SameBitsForAnyThreadCount) {
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  const size_t shapes[][3] = {{1, 4096, 300}, {5, 3000, 513}, {300, 257, 1000}, {1000, 100, 64},
+                              {2000, 67, 130}, {777, 1500, 40}, {64, 64, 64},  {3, 5, 7}};
+  for (const auto& shape : shapes) {
+    for (bool b_transposed : {false, true}) {
+      for (bool accumulate : {false, true}) {
+        const size_t m = shape[0], n = shape[1], k = shape[2];
+        std::vector<float> a(m * k), b(k * n), bias(n), c0(m * n);
+        for (auto& x : a) x = u(rng);
+        for (auto& x : b) x = u(rng);
+        for (auto& x : bias) x = u(rng);
+        for (auto& x : c0) x = u(rng);
+        simd::MatMulArgs args;
+        args.a = a.data();
+        args.lda = k;
+        args.b = b.data();
+        args.ldb = b_transposed ? k : n;
+        args.b_transposed = b_transposed;
+        args.ldc = n;
+        args.m = m;
+        args.n = n;
+        args.k = k;
+        args.bias = bias.data();
+        args.scale = 0.7f;
+        args.accumulate = accumulate;
+        std::vector<float> want = c0;
+        args.c = want.data();
+        simd::MatMul(args);
+        const simd::PackedMatrix packed = simd::PackB(args.b, args.ldb, b_transposed, k, n);
+        // MatMulPacked is always the tiled kernel (MatMul switches to dot
+        // products for b_transposed with m <= simd::kMatMulDotRows).
+        std::vector<float> want_packed = c0;
+        simd::MatMulPacked(a.data(), k, packed, want_packed.data(), n, m, bias.data(), 0.7f,
+                           accumulate);
+        for (int threads : {1, 2, 3}) {
+          set_num_threads(threads);
+          std::vector<float> got = c0;
+          args.c = got.data();
+          parallel::ParallelMatMul(args);
+          EXPECT_EQ(0, memcmp(got.data(), want.data(), got.size() * sizeof(float)))
+              << m << "x" << n << "x" << k << " bt=" << b_transposed << " threads=" << threads;
+          std::vector<float> got_packed = c0;
+          parallel::ParallelMatMulPacked(a.data(), k, packed, got_packed.data(), n, m,
+                                         bias.data(), 0.7f, accumulate);
+          EXPECT_EQ(0, memcmp(got_packed.data(), want_packed.data(), got.size() * sizeof(float)))
+              << "packed " << m << "x" << n << "x" << k << " bt=" << b_transposed
+              << " threads=" << threads;
+        }
+        set_num_threads(0);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace attn
