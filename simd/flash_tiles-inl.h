@@ -1,0 +1,311 @@
+// Register-tile building blocks of the flash attention kernel (per target):
+// the tile and block constants with their derivation, S = Q·Kᵀ on a tile,
+// the online-softmax step of a row, acc += P·V on a tile, and the final
+// normalization. Included by simd/flash_attention-inl.h.
+
+#if defined(ATTN_SIMD_FLASH_TILES_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef ATTN_SIMD_FLASH_TILES_INL_H_
+#undef ATTN_SIMD_FLASH_TILES_INL_H_
+#else
+#define ATTN_SIMD_FLASH_TILES_INL_H_
+#endif
+
+#include <stddef.h>
+
+#include <cmath>
+#include <limits>
+
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace attn {
+namespace HWY_NAMESPACE {
+namespace flash_detail {
+
+namespace hn = hwy::HWY_NAMESPACE;
+
+// Queries per register tile. Every K (or V) vector loaded from L1 feeds
+// kTileRows FMAs, and every broadcast query (or weight) element feeds
+// kColVecs FMAs.
+constexpr size_t kTileRows = 4;
+
+// Register tile width in vectors, for both S = Q·Kᵀ (vectors of keys) and
+// acc += P·V (vectors of head_dim). AVX-512 has 32 registers: 4 x 4 = 16
+// accumulators + 4 loaded vectors + 1 broadcast, and per step 8 loads (4 of
+// them broadcasts) for 16 FMAs, within the load ports. The 16-register
+// targets use 4 x 3 = 12 accumulators + 3 loaded + 1 broadcast (measured 3%
+// faster on AVX2 than 4 x 2).
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+constexpr size_t kColVecs = 4;
+#else
+constexpr size_t kColVecs = 3;
+#endif
+static_assert(kColVecs <= 4, "TileScores handles remainders of up to 3 vectors");
+
+// Keys per block: a multiple of every target's lane count (<= 16). At
+// head_dim 64 the packed K block (64 x 64 floats) and V block (64 x 64) take
+// 16 KiB each, and together with the accumulators of a query block
+// (kQueryBlock x 64 floats, 8 KiB) and the score tile (1 KiB) they stay in
+// the 48 KiB L1D of Sapphire Rapids while kQueryBlock / kTileRows = 8 tiles
+// reuse them. Larger head dimensions spill to L2, which still feeds 4 FMAs
+// per loaded vector. (Measured: 128 keys and query blocks of 16 or 64 are
+// within 3% at head_dim 64, 128 keys 7% slower at head_dim 128.)
+constexpr size_t kKeyBlock = 64;
+
+// Queries whose running max, sum and accumulator are live at once; a
+// multiple of kTileRows (see kKeyBlock for the derivation).
+constexpr size_t kQueryBlock = 32;
+static_assert(kQueryBlock % kTileRows == 0, "whole tiles per query block");
+
+// s[r * kKeyBlock + x] = scale * sum_c q_rows[r][c] * kt[c * kKeyBlock + x]
+// for r < kTileRows and x < kCols * N: one register tile of scores.
+// q_rows: kTileRows rows of head_dim floats (any alignment); kt: a column
+// offset (a multiple of N) into a packed K block; s: the same offset into
+// the score tile.
+template <size_t kCols, class D>
+HWY_INLINE void TileScoresCols(D d, const float* const* q_rows, size_t head_dim,
+                               const float* HWY_RESTRICT kt, float scale, float* HWY_RESTRICT s) {
+  using V = hn::Vec<D>;
+  const size_t N = hn::Lanes(d);
+  V acc[kTileRows][kCols];
+  for (size_t r = 0; r < kTileRows; ++r) {
+    for (size_t x = 0; x < kCols; ++x) acc[r][x] = hn::Zero(d);
+  }
+  for (size_t c = 0; c < head_dim; ++c) {
+    V kv[kCols];
+    for (size_t x = 0; x < kCols; ++x) kv[x] = hn::Load(d, kt + c * kKeyBlock + x * N);
+    for (size_t r = 0; r < kTileRows; ++r) {
+      const V qv = hn::Set(d, q_rows[r][c]);
+      for (size_t x = 0; x < kCols; ++x) acc[r][x] = hn::MulAdd(qv, kv[x], acc[r][x]);
+    }
+  }
+  const V vscale = hn::Set(d, scale);
+  for (size_t r = 0; r < kTileRows; ++r) {
+    for (size_t x = 0; x < kCols; ++x) {
+      hn::Store(hn::Mul(acc[r][x], vscale), d, s + r * kKeyBlock + x * N);
+    }
+  }
+}
+
+// Scores of the tile's queries against the first n <= kKeyBlock keys of a
+// packed K block (kt), into s (kTileRows x kKeyBlock), rounded up to whole
+// vectors of keys.
+template <class D>
+HWY_INLINE void TileScores(D d, const float* const* q_rows, size_t head_dim,
+                           const float* HWY_RESTRICT kt, float scale, size_t n,
+                           float* HWY_RESTRICT s) {
+  const size_t N = hn::Lanes(d);
+  const size_t num_vecs = hwy::DivCeil(n, N);
+  size_t x = 0;
+  for (; x + kColVecs <= num_vecs; x += kColVecs) {
+    TileScoresCols<kColVecs>(d, q_rows, head_dim, kt + x * N, scale, s + x * N);
+  }
+  // The diagonal block's remainder: one narrower tile.
+  switch (num_vecs - x) {
+    case 3:
+      TileScoresCols<3>(d, q_rows, head_dim, kt + x * N, scale, s + x * N);
+      break;
+    case 2:
+      TileScoresCols<2>(d, q_rows, head_dim, kt + x * N, scale, s + x * N);
+      break;
+    case 1:
+      TileScoresCols<1>(d, q_rows, head_dim, kt + x * N, scale, s + x * N);
+      break;
+    default:
+      break;
+  }
+}
+
+// exp(x) for x <= 0 or x = -inf (not NaN), as the softmax needs it
+// (x = score - max):
+// Cephes' expf reduction and polynomial, relative error below 1.2e-7 (about
+// 1 ULP) on every target, exactly 1 at 0, and exactly 0 below ln(2^-126) =
+// -87.34 where exp leaves the normal range (such a weight is below 2^-126
+// times the row's largest one, so flushing it changes no output by more than
+// that). About 18 vector operations, against about 30 for hwy's Exp, which
+// also handles x > 0; that saves about 5% of the kernel's time.
+template <class D, class V = hn::Vec<D>>
+HWY_INLINE V ExpNonPositive(D d, V x) {
+  const hn::RebindToSigned<D> di;
+  const V kMin = hn::Set(d, -87.33654f);
+  // Adding 1.5 * 2^23 rounds to an integer n that lands in the low mantissa
+  // bits: bits(t) = 0x4B400000 + n.
+  const V kRound = hn::Set(d, 12582912.0f);
+  const V xc = hn::Max(x, kMin);
+  const V t = hn::MulAdd(xc, hn::Set(d, 1.44269504088896341f), kRound);
+  const V n = hn::Sub(t, kRound);  // round(xc / ln 2), in [-126, 0]
+  // r = xc - n ln 2 in [-ln2/2, ln2/2]; n * 0.693359375 is exact.
+  V r = hn::NegMulAdd(n, hn::Set(d, 0.693359375f), xc);
+  r = hn::NegMulAdd(n, hn::Set(d, -2.12194440e-4f), r);
+  V p = hn::Set(d, 1.9875691500e-4f);
+  p = hn::MulAdd(p, r, hn::Set(d, 1.3981999507e-3f));
+  p = hn::MulAdd(p, r, hn::Set(d, 8.3334519073e-3f));
+  p = hn::MulAdd(p, r, hn::Set(d, 4.1665795894e-2f));
+  p = hn::MulAdd(p, r, hn::Set(d, 1.6666665459e-1f));
+  p = hn::MulAdd(p, r, hn::Set(d, 5.0000001201e-1f));
+  p = hn::MulAdd(p, hn::Mul(r, r), hn::Add(r, hn::Set(d, 1.0f)));  // e^r
+  // 2^n = bits (n + 127) << 23; the 0x4B400000 of t shifts out.
+  const V pow2n = hn::BitCast(d, hn::ShiftLeft<23>(hn::Add(hn::BitCast(di, t), hn::Set(di, 127))));
+  return hn::IfThenZeroElse(hn::Lt(x, kMin), hn::Mul(p, pow2n));
+}
+
+// Online softmax step of one query row over the scores s[0, n) (n >= 1) of
+// one key block: updates the running max m and the running sum, kept as N
+// per-lane partial sums in l (reduced once, in FinishRow), overwrites s[0, n)
+// with p = exp(s - m_new) (and the rest of the last vector with 0), and
+// returns alpha = exp(m_old - m_new), the factor for the row's accumulator.
+// A NaN or +inf score sets bad (the row's result is NaN whatever follows);
+// scores that are all -inf so far leave m = -inf, l = 0 and give p = 0.
+template <class D>
+HWY_INLINE float SoftmaxBlockRow(D d, float* HWY_RESTRICT s, size_t n, float& m,
+                                 float* HWY_RESTRICT l, bool& bad) {
+  using V = hn::Vec<D>;
+  const size_t N = hn::Lanes(d);
+  const float kInf = std::numeric_limits<float>::infinity();
+  const V vneg_inf = hn::Set(d, -kInf);
+  const V vinf = hn::Set(d, kInf);
+
+  // Pass 1: block max, and whether every score is below +inf (not NaN).
+  V vmax = vneg_inf;
+  auto finite = hn::Lt(vneg_inf, vinf);  // all true
+  size_t j = 0;
+  for (; j + N <= n; j += N) {
+    const V x = hn::Load(d, s + j);
+    vmax = hn::Max(vmax, x);
+    finite = hn::And(finite, hn::Lt(x, vinf));
+  }
+  if (j < n) {
+    const V x = hn::IfThenElse(hn::FirstN(d, n - j), hn::Load(d, s + j), vneg_inf);
+    vmax = hn::Max(vmax, x);
+    finite = hn::And(finite, hn::Lt(x, vinf));
+  }
+  if (!hn::AllTrue(d, finite)) {
+    bad = true;
+    return 1.0f;  // s is garbage now; the row's output becomes NaN anyway.
+  }
+  const float m_new = std::max(m, hn::GetLane(hn::MaxOfLanes(d, vmax)));
+  if (m_new == -kInf) {  // every visible score so far is -inf: weights 0
+    for (j = 0; j < n; j += N) hn::Store(hn::Zero(d), d, s + j);
+    return 1.0f;
+  }
+  // m = -inf (first finite block) gives alpha = 0; acc and l are 0 then.
+  const float alpha = (m == m_new) ? 1.0f : hn::GetLane(ExpNonPositive(d, hn::Set(d, m - m_new)));
+
+  // Pass 2: p = exp(s - m_new) and its sum.
+  const V vm = hn::Set(d, m_new);
+  V vsum = hn::Zero(d);
+  for (j = 0; j + N <= n; j += N) {
+    const V p = ExpNonPositive(d, hn::Sub(hn::Load(d, s + j), vm));
+    hn::Store(p, d, s + j);
+    vsum = hn::Add(vsum, p);
+  }
+  if (j < n) {
+    const V p = hn::IfThenElseZero(hn::FirstN(d, n - j),
+                                   ExpNonPositive(d, hn::Sub(hn::Load(d, s + j), vm)));
+    hn::Store(p, d, s + j);
+    vsum = hn::Add(vsum, p);
+  }
+  hn::Store(hn::MulAdd(hn::Load(d, l), hn::Set(d, alpha), vsum), d, l);
+  m = m_new;
+  return alpha;
+}
+
+// acc[r, x] = alpha[r] * acc[r, x] + sum_{j < n} p[r, j] * vp[j, x]
+// for r < kTileRows and x < kCols * N: one register tile of the output
+// accumulator. p: the score tile (row stride kKeyBlock); vp: a column offset
+// (a multiple of N) into the V rows of the key block (packed or in place, row
+// stride ld_vp); acc: the same offset into the tile's accumulator rows (row
+// stride ld_acc). Indices into the register arrays are compile-time constants
+// only, so that they stay in registers. (Arrays of vectors are fine on x86
+// and SCALAR, the targets this project compiles; SVE/RVV would need them
+// unrolled by hand.)
+template <size_t kCols, class D>
+HWY_INLINE void TileAccumulateCols(D d, const float* HWY_RESTRICT p, size_t n, const float* alpha,
+                                   const float* HWY_RESTRICT vp, size_t ld_vp,
+                                   float* HWY_RESTRICT acc, size_t ld_acc) {
+  using V = hn::Vec<D>;
+  const size_t N = hn::Lanes(d);
+  V a[kTileRows][kCols];
+  for (size_t r = 0; r < kTileRows; ++r) {
+    const V va = hn::Set(d, alpha[r]);
+    for (size_t x = 0; x < kCols; ++x) {
+      a[r][x] = hn::Mul(hn::Load(d, acc + r * ld_acc + x * N), va);
+    }
+  }
+  for (size_t j = 0; j < n; ++j) {
+    V vv[kCols];
+    for (size_t x = 0; x < kCols; ++x) vv[x] = hn::LoadU(d, vp + j * ld_vp + x * N);
+    for (size_t r = 0; r < kTileRows; ++r) {
+      const V pv = hn::Set(d, p[r * kKeyBlock + j]);
+      for (size_t x = 0; x < kCols; ++x) a[r][x] = hn::MulAdd(pv, vv[x], a[r][x]);
+    }
+  }
+  for (size_t r = 0; r < kTileRows; ++r) {
+    for (size_t x = 0; x < kCols; ++x) hn::Store(a[r][x], d, acc + r * ld_acc + x * N);
+  }
+}
+
+// acc_row[0, width) += sum_{j_begin <= j < j_end} p_row[j] * vp[j, :] for
+// one row: the keys of the diagonal block that only some rows of a tile see
+// (at most kTileRows - 1 of them).
+template <class D>
+HWY_INLINE void RowAccumulate(D d, const float* HWY_RESTRICT p_row, size_t j_begin, size_t j_end,
+                              const float* HWY_RESTRICT vp, size_t ld_vp, size_t width,
+                              float* HWY_RESTRICT acc_row) {
+  const size_t N = hn::Lanes(d);
+  for (size_t j = j_begin; j < j_end; ++j) {
+    const auto pv = hn::Set(d, p_row[j]);
+    for (size_t x = 0; x < width; x += N) {
+      hn::Store(hn::MulAdd(pv, hn::LoadU(d, vp + j * ld_vp + x), hn::Load(d, acc_row + x)), d,
+                acc_row + x);
+    }
+  }
+}
+
+// The tile's accumulators (kTileRows rows of ld_acc floats, a multiple of N)
+// = alpha * acc + P · V_block, where row r of P has n_row[r] weights
+// (non-decreasing in r); vp: the packed V block, row stride ld_acc. Rows only
+// read their own keys.
+template <class D>
+HWY_INLINE void TileAccumulate(D d, const float* HWY_RESTRICT p, const size_t* n_row,
+                               const float* alpha, const float* HWY_RESTRICT vp, size_t ld_vp,
+                               float* HWY_RESTRICT acc, size_t ld_acc) {
+  const size_t N = hn::Lanes(d);
+  const size_t num_vecs = ld_acc / N;
+  const size_t n_common = n_row[0];
+  size_t x = 0;
+  for (; x + kColVecs <= num_vecs; x += kColVecs) {
+    TileAccumulateCols<kColVecs>(d, p, n_common, alpha, vp + x * N, ld_vp, acc + x * N, ld_acc);
+  }
+  for (; x < num_vecs; ++x) {
+    TileAccumulateCols<1>(d, p, n_common, alpha, vp + x * N, ld_vp, acc + x * N, ld_acc);
+  }
+  for (size_t r = 1; r < kTileRows; ++r) {
+    RowAccumulate(d, p + r * kKeyBlock, n_common, n_row[r], vp, ld_vp, ld_acc, acc + r * ld_acc);
+  }
+}
+
+// out[0, head_dim) = acc / (sum of the N partial sums l), or NaN for a bad
+// row or one without weight.
+template <class D>
+HWY_INLINE void FinishRow(D d, const float* HWY_RESTRICT acc, const float* HWY_RESTRICT l, bool bad,
+                          size_t head_dim, float* HWY_RESTRICT out) {
+  const auto vl = hn::SumOfLanes(d, hn::Load(d, l));
+  const float sum = hn::GetLane(vl);
+  if (bad || !(sum > 0.0f)) {
+    for (size_t c = 0; c < head_dim; ++c) out[c] = std::numeric_limits<float>::quiet_NaN();
+    return;
+  }
+  const size_t N = hn::Lanes(d);
+  size_t c = 0;
+  for (; c + N <= head_dim; c += N) hn::StoreU(hn::Div(hn::Load(d, acc + c), vl), d, out + c);
+  for (; c < head_dim; ++c) out[c] = acc[c] / sum;
+}
+
+}  // namespace flash_detail
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace HWY_NAMESPACE
+}  // namespace attn
+HWY_AFTER_NAMESPACE();
+
+#endif  // ATTN_SIMD_FLASH_TILES_INL_H_
