@@ -11,20 +11,28 @@ namespace attn {
 namespace parallel {
 namespace {
 
-// Below this many multiply-adds a product runs on the calling thread: a task
-// switch costs a few microseconds, about 2^20 FMAs of a single core.
-constexpr double kMinParallelFmas = double(1 << 20);
+// Below this many multiply-adds a product runs on the calling thread: waking
+// a worker costs a few microseconds, about 2^18 FMAs of a single core.
+constexpr double kMinParallelFmas = double(1 << 18);
+// ParallelMatMul with fewer rows splits columns (each task packs its own
+// part of op(B)); from this many rows on, it packs op(B) once and splits rows.
+constexpr size_t kMinRowSplitRows = 256;
+// Column chunks of ParallelMatMul are multiples of 16: whole vectors on
+// every target (half an AVX3 panel, which its 12 x 16 edge tile handles at
+// full speed), fine enough to balance N = 67 over 2 threads as 48 + 19.
+constexpr size_t kColumnQuantum = 16;
 // Row blocks are multiples of this, a multiple of every target's register
 // tile height (12 AVX3, 6 AVX2, 4 others), so that a split adds no partial
-// tiles. (Results do not depend on the split in any case.)
-constexpr size_t kRowQuantum = 24;
+// tiles; small enough to balance (1024 rows in 8 tasks: 132 rows, 7 x 132
+// + 100, rather than 7 x 144 + 16). Results do not depend on the split.
+constexpr size_t kRowQuantum = 12;
 // Tasks per thread: enough to balance uneven progress, few enough that each
 // task keeps a long run over the packed B block in cache.
 constexpr size_t kTasksPerThread = 4;
 // op(B) with fewer floats is packed by the calling thread alone.
 constexpr double kMinParallelPackFloats = double(1 << 20);
 // Smallest task: this many multiply-adds.
-constexpr double kMinTaskFmas = double(1 << 19);
+constexpr double kMinTaskFmas = double(1 << 17);
 
 size_t DivCeil(size_t a, size_t b) { return (a + b - 1) / b; }
 
@@ -64,29 +72,76 @@ void ParallelMatMulPacked(const float* a, size_t lda, const simd::PackedMatrix& 
   });
 }
 
+namespace {
+
+// simd::MatMul on column chunks of at least `quantum` columns (a multiple of
+// it), one task each. Splitting columns never changes a bit (matmul.h).
+void ColumnSplit(const simd::MatMulArgs& args, size_t max_chunks, size_t quantum) {
+  const size_t chunks = std::max<size_t>(1, std::min(DivCeil(args.n, quantum), max_chunks));
+  const size_t cols = DivCeil(DivCeil(args.n, chunks), quantum) * quantum;
+  ParallelFor(DivCeil(args.n, cols), 1, [&](size_t begin, size_t end) {
+    for (size_t t = begin; t < end; ++t) {
+      simd::MatMulArgs part = args;
+      const size_t c0 = t * cols;
+      part.n = std::min(cols, args.n - c0);
+      part.b += args.b_transposed ? c0 * args.ldb : c0;
+      part.c += c0;
+      if (part.bias != nullptr) part.bias += c0;
+      simd::MatMul(part);
+    }
+  });
+}
+
+// simd::MatMul on `parts` row blocks (multiples of kRowQuantum rows), one
+// task each; every task packs op(B) itself, which is cheap for the small
+// problems this is used for. Same bits as long as no part crosses to the
+// other side of simd::kMatMulDotRows (the caller ensures that).
+void RowSplit(const simd::MatMulArgs& args, size_t parts) {
+  const size_t rows = DivCeil(DivCeil(args.m, parts), kRowQuantum) * kRowQuantum;
+  size_t tasks = DivCeil(args.m, rows);
+  // A short last block would take the dot-product path: join it to the one
+  // before.
+  if (args.b_transposed && tasks > 1 && args.m - (tasks - 1) * rows <= simd::kMatMulDotRows) {
+    --tasks;
+  }
+  ParallelFor(tasks, 1, [&](size_t begin, size_t end) {
+    for (size_t t = begin; t < end; ++t) {
+      simd::MatMulArgs part = args;
+      const size_t r0 = t * rows;
+      part.m = t + 1 == tasks ? args.m - r0 : rows;
+      part.a += r0 * args.lda;
+      part.c += r0 * args.ldc;
+      simd::MatMul(part);
+    }
+  });
+}
+
+}  // namespace
+
 void ParallelMatMul(const simd::MatMulArgs& args) {
   const double fmas = double(args.m) * double(args.n) * double(args.k);
-  if (num_threads() == 1 || fmas < kMinParallelFmas) {
+  const size_t threads = static_cast<size_t>(std::max(1, num_threads()));
+  if (threads == 1 || fmas < kMinParallelFmas) {
     simd::MatMul(args);
     return;
   }
   if (args.b_transposed && args.m <= simd::kMatMulDotRows) {
-    // simd::MatMul's dot-product path: split over columns only (so every
-    // part takes the same path) and read B in place.
-    const size_t threads = static_cast<size_t>(std::max(1, num_threads()));
-    const size_t chunks = std::min(DivCeil(args.n, 16), threads * kTasksPerThread);
-    const size_t cols = DivCeil(args.n, chunks);
-    ParallelFor(DivCeil(args.n, cols), 1, [&](size_t begin, size_t end) {
-      for (size_t t = begin; t < end; ++t) {
-        simd::MatMulArgs part = args;
-        const size_t c0 = t * cols;
-        part.n = std::min(cols, args.n - c0);
-        part.b += c0 * args.ldb;
-        part.c += c0;
-        if (part.bias != nullptr) part.bias += c0;
-        simd::MatMul(part);
-      }
-    });
+    // simd::MatMul's dot-product path: split over columns only, so that
+    // every part takes the same path; B is read in place.
+    ColumnSplit(args, threads * kTasksPerThread, 16);
+    return;
+  }
+  if (args.m < kMinRowSplitRows) {
+    // Few rows: no shared packing phase (nor allocation) before the split.
+    // Wide C: each task packs and multiplies its own columns. Narrow C:
+    // each task takes a row block (and packs all of op(B), which is small
+    // then), when the blocks can stay above kMatMulDotRows rows.
+    const size_t parts = std::min(threads, args.m / (simd::kMatMulDotRows + kRowQuantum));
+    if (args.n >= threads * 4 * kColumnQuantum || parts < 2) {
+      ColumnSplit(args, threads, kColumnQuantum);
+    } else {
+      RowSplit(args, parts);
+    }
     return;
   }
   // Pack op(B) once, then split C. Packing costs about a cycle per element
@@ -95,7 +150,6 @@ void ParallelMatMul(const simd::MatMulArgs& args) {
   // more than it saves).
   simd::PackedMatrix packed = simd::AllocatePackedB(args.k, args.n);
   const size_t panels = packed.num_panels();
-  const size_t threads = static_cast<size_t>(std::max(1, num_threads()));
   const size_t grain = double(args.k) * double(args.n) < kMinParallelPackFloats
                            ? panels
                            : DivCeil(panels, threads * kTasksPerThread);

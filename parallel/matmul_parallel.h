@@ -11,12 +11,18 @@
 namespace attn {
 namespace parallel {
 
-// simd::MatMul on up to num_threads() threads. Small products run inline;
-// larger ones pack op(B) once (simd::PackB) and split C into tasks.
+// simd::MatMul on up to num_threads() threads, with simd::MatMul's bits.
+// Below 2^18 multiply-adds it runs inline. Otherwise: b_transposed with
+// M <= simd::kMatMulDotRows (dot products) splits columns; fewer than 256
+// rows split columns (wide C) or row blocks (narrow C), each task packing
+// its own op(B); taller products pack op(B) once (AllocatePackedB +
+// PackBPanels) and run ParallelMatMulPacked.
 void ParallelMatMul(const simd::MatMulArgs& args);
 
-// simd::MatMulPacked on up to num_threads() threads: A is m x b.k() (row
-// stride lda), C is m x b.n() (row stride ldc), bias b.n() floats or nullptr.
+// simd::MatMulPacked on up to num_threads() threads, with its bits: A is
+// m x b.k() (row stride lda), C is m x b.n() (row stride ldc), bias b.n()
+// floats or nullptr. Tasks are row blocks (multiples of 12 rows), and also
+// column ranges in whole panels when there are too few rows.
 void ParallelMatMulPacked(const float* a, size_t lda, const simd::PackedMatrix& b, float* c,
                           size_t ldc, size_t m, const float* bias, float scale, bool accumulate);
 

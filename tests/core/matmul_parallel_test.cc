@@ -1,11 +1,12 @@
 // ParallelMatMul and ParallelMatMulPacked give the same bits as simd::MatMul for any thread
 // count, for shapes that split over rows, over column panels, or not at all.
+#include "parallel/matmul_parallel.h"
+
 #include <cstring>
 #include <random>
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "parallel/matmul_parallel.h"
 #include "parallel/parallel_for.h"
 #include "simd/matmul.h"
 
@@ -15,8 +16,9 @@ namespace {
 TEST(ParallelMatMulTest, SameBitsForAnyThreadCount) {
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  const size_t shapes[][3] = {{1, 4096, 300}, {5, 3000, 513}, {300, 257, 1000}, {1000, 100, 64},
-                              {2000, 67, 130}, {777, 1500, 40}, {64, 64, 64},  {3, 5, 7}};
+  const size_t shapes[][3] = {{1, 4096, 300},  {5, 3000, 513},  {300, 257, 1000}, {1000, 100, 64},
+                              {2000, 67, 130}, {777, 1500, 40}, {64, 64, 64},     {3, 5, 7},
+                              {84, 100, 300},  {90, 60, 200},   {250, 90, 64}};
   for (const auto& shape : shapes) {
     for (bool b_transposed : {false, true}) {
       for (bool accumulate : {false, true}) {
@@ -56,8 +58,8 @@ TEST(ParallelMatMulTest, SameBitsForAnyThreadCount) {
           EXPECT_EQ(0, memcmp(got.data(), want.data(), got.size() * sizeof(float)))
               << m << "x" << n << "x" << k << " bt=" << b_transposed << " threads=" << threads;
           std::vector<float> got_packed = c0;
-          parallel::ParallelMatMulPacked(a.data(), k, packed, got_packed.data(), n, m,
-                                         bias.data(), 0.7f, accumulate);
+          parallel::ParallelMatMulPacked(a.data(), k, packed, got_packed.data(), n, m, bias.data(),
+                                         0.7f, accumulate);
           EXPECT_EQ(0, memcmp(got_packed.data(), want_packed.data(), got.size() * sizeof(float)))
               << "packed " << m << "x" << n << "x" << k << " bt=" << b_transposed
               << " threads=" << threads;
