@@ -54,7 +54,7 @@ Tensor CausalAttention::forward(const Tensor& x, Tensor* attn_weights) const {
   Tensor queries = W_query_(x);
   Tensor keys = W_key_(x);
   Tensor values = W_value_(x);
-  Tensor out({batch, tokens, this->d_out()});
+  Tensor out = Tensor::empty({batch, tokens, this->d_out()});
   if (attn_weights != nullptr) *attn_weights = Tensor({batch, tokens, tokens});
   const std::vector<uint8_t> keep = detail::draw_keep_mask(dropout_, batch * tokens * tokens);
 

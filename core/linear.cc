@@ -84,7 +84,7 @@ Tensor Linear::forward(const Tensor& x) const {
   }
   std::vector<int64_t> shape = x.shape();
   shape.back() = out_features_;
-  Tensor y(shape);
+  Tensor y = Tensor::empty(shape);
   const size_t rows = static_cast<size_t>(x.numel() / in_features_);
   forward_rows(x.data(), static_cast<size_t>(in_features_), rows, y.data(),
                static_cast<size_t>(out_features_));

@@ -48,7 +48,7 @@ void manual_seed(uint64_t seed) {
 }
 
 Tensor rand(std::vector<int64_t> shape) {
-  Tensor result(std::move(shape));
+  Tensor result = Tensor::empty(std::move(shape));
   with_global_generator([&result](Generator& g) {
     float* out = result.data();
     for (int64_t i = 0; i < result.numel(); ++i) out[i] = g.uniform_float();

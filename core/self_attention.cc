@@ -15,7 +15,7 @@ namespace {
 Tensor attend_unmasked(Tensor& queries, Tensor& keys, Tensor& values, Tensor* attn_weights) {
   const size_t tokens = static_cast<size_t>(queries.size(0));
   const size_t d_out = static_cast<size_t>(queries.size(1));
-  Tensor out({queries.size(0), queries.size(1)});
+  Tensor out = Tensor::empty({queries.size(0), queries.size(1)});
   if (attn_weights != nullptr) *attn_weights = Tensor({queries.size(0), queries.size(0)});
 
   detail::AttentionProblem p;
@@ -36,7 +36,7 @@ Tensor attend_unmasked(Tensor& queries, Tensor& keys, Tensor& values, Tensor* at
 
 // y (T, d_out) = x (T, d_in) · w (d_in, d_out)
 Tensor matmul(const Tensor& x, const Tensor& w) {
-  Tensor y({x.size(0), w.size(1)});
+  Tensor y = Tensor::empty({x.size(0), w.size(1)});
   simd::MatMulArgs args;
   args.a = x.data();
   args.lda = static_cast<size_t>(x.size(1));

@@ -6,6 +6,7 @@
 #include <sstream>
 #include <utility>
 
+#include "core/aligned_memory.h"
 #include "core/error.h"
 
 namespace attn {
@@ -33,21 +34,22 @@ int64_t checked_numel(const std::vector<int64_t>& shape) {
 
 }  // namespace
 
-void Tensor::AlignedFree::operator()(float* p) const { std::free(p); }
+void Tensor::AlignedFree::operator()(float* p) const { detail::free_floats(p); }
 
 Tensor::Tensor() : Tensor(std::vector<int64_t>{0}) {}
 
-Tensor::Tensor(std::vector<int64_t> shape) : shape_(std::move(shape)) {
+Tensor::Tensor(std::vector<int64_t> shape, Uninitialized) : shape_(std::move(shape)) {
   numel_ = checked_numel(shape_);
-  // aligned_alloc wants a size that is a multiple of the alignment; allocate
-  // at least one line so that data() is never null.
-  size_t bytes = static_cast<size_t>(numel_) * sizeof(float);
-  bytes = (bytes + kAlignment - 1) / kAlignment * kAlignment;
-  if (bytes == 0) bytes = kAlignment;
-  float* p = static_cast<float*>(std::aligned_alloc(kAlignment, bytes));
-  if (p == nullptr) throw std::bad_alloc();
-  std::memset(p, 0, bytes);
-  data_.reset(p);
+  // Never null, also for zero elements.
+  data_.reset(detail::allocate_floats(static_cast<size_t>(numel_)));
+}
+
+Tensor::Tensor(std::vector<int64_t> shape) : Tensor(std::move(shape), Uninitialized{}) {
+  if (numel_ > 0) std::memset(data(), 0, static_cast<size_t>(numel_) * sizeof(float));
+}
+
+Tensor Tensor::empty(std::vector<int64_t> shape) {
+  return Tensor(std::move(shape), Uninitialized{});
 }
 
 Tensor::Tensor(std::vector<int64_t> shape, std::vector<float> values) : Tensor(std::move(shape)) {
@@ -58,7 +60,7 @@ Tensor::Tensor(std::vector<int64_t> shape, std::vector<float> values) : Tensor(s
   if (numel_ > 0) std::memcpy(data(), values.data(), values.size() * sizeof(float));
 }
 
-Tensor::Tensor(const Tensor& other) : Tensor(other.shape_) {
+Tensor::Tensor(const Tensor& other) : Tensor(other.shape_, Uninitialized{}) {
   if (numel_ > 0) std::memcpy(data(), other.data(), static_cast<size_t>(numel_) * sizeof(float));
 }
 
@@ -136,7 +138,7 @@ Tensor Tensor::reshape(std::vector<int64_t> shape) const {
     throw ShapeError("Tensor::reshape: cannot view shape " + shape_to_string(shape_) + " as " +
                      shape_to_string(requested));
   }
-  Tensor result(std::move(requested));
+  Tensor result = Tensor::empty(std::move(requested));
   if (numel_ > 0) std::memcpy(result.data(), data(), static_cast<size_t>(numel_) * sizeof(float));
   return result;
 }

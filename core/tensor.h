@@ -14,13 +14,18 @@ namespace attn {
 class Tensor {
  public:
   static constexpr size_t kMaxRank = 4;
-  static constexpr size_t kAlignment = 64;  // bytes; one cache line, one AVX-512 vector
+  // Bytes; one cache line, one AVX-512 vector (large tensors are 2 MiB
+  // aligned for transparent huge pages).
+  static constexpr size_t kAlignment = 64;
 
   // An empty tensor: shape {0}, no elements.
   Tensor();
   // Zero-filled tensor of the given shape. Throws ShapeError on a negative
   // extent or a rank above kMaxRank.
   explicit Tensor(std::vector<int64_t> shape);
+  // torch.empty: a tensor of the given shape whose values are unspecified
+  // (not zero-filled); for outputs that are about to be overwritten.
+  static Tensor empty(std::vector<int64_t> shape);
   // Tensor of the given shape holding `values` in row-major order. Throws
   // ShapeError when values.size() differs from the shape's element count.
   Tensor(std::vector<int64_t> shape, std::vector<float> values);
@@ -53,6 +58,8 @@ class Tensor {
   struct AlignedFree {
     void operator()(float* p) const;
   };
+  struct Uninitialized {};
+  Tensor(std::vector<int64_t> shape, Uninitialized);
   size_t offset_of(std::initializer_list<int64_t> index) const;
 
   std::vector<int64_t> shape_;

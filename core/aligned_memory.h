@@ -1,0 +1,35 @@
+// Float buffers for tensors and forward-pass scratch: 64-byte aligned; large
+// ones (>= 4 MiB) 2 MiB aligned and advised for transparent huge pages on
+// Linux, which makes first touch of a big buffer several times cheaper.
+// Internal to attn.
+#pragma once
+
+#include <cstddef>
+
+namespace attn {
+namespace detail {
+
+// At least `count` floats (never null: throws std::bad_alloc). Not zeroed.
+float* allocate_floats(size_t count);
+void free_floats(float* p);
+
+// A scratch buffer for one forward pass, taken from a small process-wide
+// pool of released buffers when one is large enough, so that repeated
+// forward calls do not pay page faults for their big intermediates.
+// Thread-safe; contents unspecified on acquisition.
+class ScratchBuffer {
+ public:
+  explicit ScratchBuffer(size_t count);
+  ~ScratchBuffer();
+  ScratchBuffer(const ScratchBuffer&) = delete;
+  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
+
+  float* data() const { return data_; }
+
+ private:
+  float* data_;
+  size_t capacity_;
+};
+
+}  // namespace detail
+}  // namespace attn
