@@ -85,8 +85,14 @@ fi
 if [[ $with_gemm == 1 ]]; then
   if [[ -x $build/bench/attn_gemm_bench ]]; then
     echo "== attn_gemm_bench"
+    # Repetitions in random order; the min/max aggregates are the best
+    # repetition of each (bench/gemm_bench.cc). bench/gemm_table.py makes the
+    # table of the README's GEMM section from gemm.json.
     OPENBLAS_CORETYPE=SkylakeX "$build/bench/attn_gemm_bench" \
+      --benchmark_repetitions="${ATTN_BENCH_REPETITIONS:-5}" \
+      --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true \
       --benchmark_out="$out/gemm.json" --benchmark_out_format=json
+    "${python:-/usr/bin/python3}" "$root/bench/gemm_table.py" "$out/gemm.json" | tee "$out/gemm.md" || true
   else
     echo "== attn_gemm_bench not built; skipped"
   fi
