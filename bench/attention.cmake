@@ -15,6 +15,7 @@ add_executable(attn_attention_bench
   ${CMAKE_CURRENT_SOURCE_DIR}/attention_bench.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/core_bench.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/decode_bench.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/fma_peak.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/machine_bench.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/memory_tracking.cc)
 find_package(Threads REQUIRED)

@@ -27,7 +27,9 @@
 #include <string>
 #include <vector>
 
+#include "bench/fma_peak.h"
 #include "benchmark/benchmark.h"
+#include "hwy/targets.h"
 #include "parallel/matmul_parallel.h"
 #include "parallel/parallel_for.h"
 #include "simd/matmul.h"
@@ -42,62 +44,8 @@
 #include "oneapi/dnnl/dnnl.h"
 #endif
 
-// The FMA-peak kernel is compiled per Highway target, like the library.
-#undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "bench/gemm_bench.cc"
-#include "hwy/foreach_target.h"  // IWYU pragma: keep
-#include "hwy/highway.h"
-
-HWY_BEFORE_NAMESPACE();
-namespace attn {
-namespace HWY_NAMESPACE {
-namespace hn = hwy::HWY_NAMESPACE;
-
-// `iters` rounds of kChains independent MulAdd chains (FMA latency 4 x 2
-// ports = 8 in flight at least; 12 leaves slack and fits 16 registers).
-// Returns a value depending on all chains; flops = iters * 12 * 2 * lanes.
-float FmaPeakKernelT(size_t iters, float seed) {
-  const hn::ScalableTag<float> d;
-  const auto mul = hn::Set(d, 0.999999f);
-  const auto add = hn::Set(d, 1e-7f);
-  auto a0 = hn::Set(d, seed), a1 = hn::Add(a0, add), a2 = hn::Add(a1, add);
-  auto a3 = hn::Add(a2, add), a4 = hn::Add(a3, add), a5 = hn::Add(a4, add);
-  auto a6 = hn::Add(a5, add), a7 = hn::Add(a6, add), a8 = hn::Add(a7, add);
-  auto a9 = hn::Add(a8, add), a10 = hn::Add(a9, add), a11 = hn::Add(a10, add);
-  for (size_t i = 0; i < iters; ++i) {
-    a0 = hn::MulAdd(a0, mul, add);
-    a1 = hn::MulAdd(a1, mul, add);
-    a2 = hn::MulAdd(a2, mul, add);
-    a3 = hn::MulAdd(a3, mul, add);
-    a4 = hn::MulAdd(a4, mul, add);
-    a5 = hn::MulAdd(a5, mul, add);
-    a6 = hn::MulAdd(a6, mul, add);
-    a7 = hn::MulAdd(a7, mul, add);
-    a8 = hn::MulAdd(a8, mul, add);
-    a9 = hn::MulAdd(a9, mul, add);
-    a10 = hn::MulAdd(a10, mul, add);
-    a11 = hn::MulAdd(a11, mul, add);
-  }
-  const auto s = hn::Add(
-      hn::Add(hn::Add(hn::Add(a0, a1), hn::Add(a2, a3)), hn::Add(hn::Add(a4, a5), hn::Add(a6, a7))),
-      hn::Add(hn::Add(a8, a9), hn::Add(a10, a11)));
-  return hn::GetLane(hn::SumOfLanes(d, s));
-}
-
-size_t LanesT() { return hn::Lanes(hn::ScalableTag<float>()); }
-
-}  // namespace HWY_NAMESPACE
-}  // namespace attn
-HWY_AFTER_NAMESPACE();
-
-#if HWY_ONCE
 namespace attn {
 namespace {
-
-HWY_EXPORT(FmaPeakKernelT);
-HWY_EXPORT(LanesT);
-
-constexpr size_t kFmaChains = 12;
 
 // Runs the peak kernel on `threads` threads; returns GFLOP/s.
 double FmaPeakOnce(int threads, size_t iters, float* sink) {
@@ -105,15 +53,13 @@ double FmaPeakOnce(int threads, size_t iters, float* sink) {
   std::vector<float> out(threads);
   parallel::ParallelFor(threads, 1, [&](size_t begin, size_t end) {
     for (size_t t = begin; t < end; ++t) {
-      out[t] = HWY_DYNAMIC_DISPATCH(FmaPeakKernelT)(iters, 1.0f + float(t));
+      out[t] = attn_bench::FmaChains(iters, 1.0f + float(t));
     }
   });
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   for (float v : out) *sink += v;
-  const double flops =
-      double(threads) * double(iters) * kFmaChains * 2.0 * HWY_DYNAMIC_DISPATCH(LanesT)();
-  return flops / seconds * 1e-9;
+  return double(threads) * attn_bench::FmaChainsFlops(iters) / seconds * 1e-9;
 }
 
 // The best of many short runs (about 0.5 ms each, so that some run is not
@@ -145,8 +91,7 @@ void BM_FmaPeak(benchmark::State& state) {
   float sink = 0.0f;
   for (auto _ : state) FmaPeakOnce(threads, iters, &sink);
   benchmark::DoNotOptimize(sink);
-  const double flops =
-      double(threads) * double(iters) * kFmaChains * 2.0 * HWY_DYNAMIC_DISPATCH(LanesT)();
+  const double flops = double(threads) * attn_bench::FmaChainsFlops(iters);
   state.counters["GFLOP/s"] =
       benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   state.SetLabel(simd::MatMulTargetName());
@@ -398,4 +343,3 @@ int main(int argc, char** argv) {
   benchmark::Shutdown();
   return 0;
 }
-#endif  // HWY_ONCE

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "bench/attention_bench.h"
+#include "bench/fma_peak.h"
 #include "benchmark/benchmark.h"
 #include "hwy/aligned_allocator.h"
 
@@ -35,36 +36,6 @@ HWY_BEFORE_NAMESPACE();
 namespace attn_bench {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
-
-// `iters` rounds of 12 independent MulAdd chains; returns a value depending
-// on all of them. FLOPs = iters * 12 * 2 * lanes.
-float FmaChainsT(size_t iters, float seed) {
-  const hn::ScalableTag<float> d;
-  const auto mul = hn::Set(d, 0.999999f);
-  const auto add = hn::Set(d, 1e-7f);
-  auto a0 = hn::Set(d, seed), a1 = hn::Add(a0, add), a2 = hn::Add(a1, add);
-  auto a3 = hn::Add(a2, add), a4 = hn::Add(a3, add), a5 = hn::Add(a4, add);
-  auto a6 = hn::Add(a5, add), a7 = hn::Add(a6, add), a8 = hn::Add(a7, add);
-  auto a9 = hn::Add(a8, add), a10 = hn::Add(a9, add), a11 = hn::Add(a10, add);
-  for (size_t i = 0; i < iters; ++i) {
-    a0 = hn::MulAdd(a0, mul, add);
-    a1 = hn::MulAdd(a1, mul, add);
-    a2 = hn::MulAdd(a2, mul, add);
-    a3 = hn::MulAdd(a3, mul, add);
-    a4 = hn::MulAdd(a4, mul, add);
-    a5 = hn::MulAdd(a5, mul, add);
-    a6 = hn::MulAdd(a6, mul, add);
-    a7 = hn::MulAdd(a7, mul, add);
-    a8 = hn::MulAdd(a8, mul, add);
-    a9 = hn::MulAdd(a9, mul, add);
-    a10 = hn::MulAdd(a10, mul, add);
-    a11 = hn::MulAdd(a11, mul, add);
-  }
-  const auto s = hn::Add(
-      hn::Add(hn::Add(hn::Add(a0, a1), hn::Add(a2, a3)), hn::Add(hn::Add(a4, a5), hn::Add(a6, a7))),
-      hn::Add(hn::Add(a8, a9), hn::Add(a10, a11)));
-  return hn::GetLane(hn::SumOfLanes(d, s));
-}
 
 // Sum of p[0, n) with 8 independent vector accumulators (enough loads in
 // flight that the additions' latency never limits the stream).
@@ -103,7 +74,6 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace attn_bench {
 
-HWY_EXPORT(FmaChainsT);
 HWY_EXPORT(SumT);
 HWY_EXPORT(FloatLanesT);
 HWY_EXPORT(TargetNameT);
@@ -111,8 +81,6 @@ HWY_EXPORT(TargetNameT);
 const char* MachineKernelTarget() { return HWY_DYNAMIC_DISPATCH(TargetNameT)(); }
 
 namespace {
-
-constexpr size_t kFmaChains = 12;
 
 double Seconds(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -127,18 +95,14 @@ void OnThreads(int threads, const Body& body) {
   for (std::thread& w : workers) w.join();
 }
 
-double FmaFlopsPerThread(size_t iters) {
-  return static_cast<double>(iters) * kFmaChains * 2.0 *
-         static_cast<double>(HWY_DYNAMIC_DISPATCH(FloatLanesT)());
-}
+double FmaFlopsPerThread(size_t iters) { return FmaChainsFlops(iters); }
 
 // One pass of `iters` rounds on each of `threads` threads; returns GFLOP/s.
 double FmaOnce(int threads, size_t iters, float* sink) {
   std::vector<float> out(static_cast<size_t>(threads));
   const auto start = std::chrono::steady_clock::now();
   OnThreads(threads, [&](int t) {
-    out[static_cast<size_t>(t)] =
-        HWY_DYNAMIC_DISPATCH(FmaChainsT)(iters, 1.0f + static_cast<float>(t));
+    out[static_cast<size_t>(t)] = FmaChains(iters, 1.0f + static_cast<float>(t));
   });
   const double seconds = Seconds(start);
   for (float v : out) *sink += v;
