@@ -38,7 +38,7 @@ float FmaChainsT(size_t iters, float seed) {
   return hn::GetLane(hn::SumOfLanes(d, s));
 }
 
-size_t FloatLanesT() { return hn::Lanes(hn::ScalableTag<float>()); }
+static size_t FloatLanesT() { return hn::Lanes(hn::ScalableTag<float>()); }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE

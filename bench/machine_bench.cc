@@ -63,7 +63,6 @@ float SumT(const float* HWY_RESTRICT p, size_t n) {
   return hn::GetLane(hn::SumOfLanes(d, s)) + tail;
 }
 
-size_t FloatLanesT() { return hn::Lanes(hn::ScalableTag<float>()); }
 
 const char* TargetNameT() { return hwy::TargetName(HWY_TARGET); }
 
@@ -75,7 +74,6 @@ HWY_AFTER_NAMESPACE();
 namespace attn_bench {
 
 HWY_EXPORT(SumT);
-HWY_EXPORT(FloatLanesT);
 HWY_EXPORT(TargetNameT);
 
 const char* MachineKernelTarget() { return HWY_DYNAMIC_DISPATCH(TargetNameT)(); }
