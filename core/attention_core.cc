@@ -151,7 +151,11 @@ void attention(const AttentionProblem& problem) {
       materialized ? kQueryBlock : flash_query_block(p.batch * p.heads, p.tokens);
   const size_t blocks_per_head = (p.tokens + query_block - 1) / query_block;
   const size_t tasks = p.batch * p.heads * blocks_per_head;
-  parallel::ParallelFor(tasks, 1, [&](size_t begin, size_t end) {
+  // Below ~64K multiply-adds (the book's toy sizes) waking threads costs more
+  // than the work: one chunk runs inline. Results are the same either way.
+  const size_t work = p.batch * p.heads * p.tokens * p.num_keys * p.head_dim;
+  const size_t grain = work < (size_t{1} << 16) ? tasks : 1;
+  parallel::ParallelFor(tasks, grain, [&](size_t begin, size_t end) {
     thread_local std::vector<float> scratch;
     for (size_t task = begin; task < end; ++task) {
       // Later query blocks see more keys: hand them out first, so that the
