@@ -63,7 +63,6 @@ float SumT(const float* HWY_RESTRICT p, size_t n) {
   return hn::GetLane(hn::SumOfLanes(d, s)) + tail;
 }
 
-
 const char* TargetNameT() { return hwy::TargetName(HWY_TARGET); }
 
 }  // namespace HWY_NAMESPACE
