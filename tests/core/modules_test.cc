@@ -1,5 +1,6 @@
 // Module behaviour that does not need PyTorch data: parameter counts, state
 // dict keys, strict loading, errors, causality, wrapper vs fused, threads.
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
@@ -305,6 +306,33 @@ TEST(Modules, ConcurrentForwardInEvalMode) {
   }
   for (std::thread& thread : threads) thread.join();
   for (int m : mismatches) EXPECT_EQ(m, 0);
+}
+
+}  // namespace
+}  // namespace attn
+
+namespace attn {
+namespace {
+
+TEST(Threads, EnvironmentVariableSetsTheDefault) {
+  const int hardware = [] {
+    unsetenv("ATTN_NUM_THREADS");
+    set_num_threads(0);
+    return num_threads();
+  }();
+  EXPECT_GE(hardware, 1);
+  setenv("ATTN_NUM_THREADS", "3", 1);
+  set_num_threads(0);  // back to the default, which reads the variable
+  EXPECT_EQ(num_threads(), 3);
+  set_num_threads(5);  // an explicit count wins
+  EXPECT_EQ(num_threads(), 5);
+  for (const char* bad : {"0", "-2", "abc", "4x", ""}) {
+    setenv("ATTN_NUM_THREADS", bad, 1);
+    set_num_threads(0);
+    EXPECT_EQ(num_threads(), hardware) << "ATTN_NUM_THREADS=" << bad;
+  }
+  unsetenv("ATTN_NUM_THREADS");
+  set_num_threads(0);
 }
 
 }  // namespace
