@@ -92,9 +92,12 @@ std::vector<Config> Configs() {
 
 namespace {
 
-enum class Variant { kWrapper, kWrapperOutProj, kFused, kFusedMaterialized };
+// kFusedWeights: forward(x, &weights), the path that materializes the whole
+// (B, H, T, T) weights tensor as the book's module does (registered where that
+// tensor is at most 512 MiB).
+enum class Variant { kWrapper, kWrapperOutProj, kFused, kFusedMaterialized, kFusedWeights };
 
-bool IsFused(Variant v) { return v == Variant::kFused || v == Variant::kFusedMaterialized; }
+bool IsFused(Variant v) { return v != Variant::kWrapper && v != Variant::kWrapperOutProj; }
 
 const char* VariantName(Variant v) {
   switch (v) {
@@ -106,6 +109,8 @@ const char* VariantName(Variant v) {
       return "fused";
     case Variant::kFusedMaterialized:
       return "fused_materialized";
+    case Variant::kFusedWeights:
+      return "fused_with_weights";
   }
   return "?";
 }
@@ -140,7 +145,15 @@ struct Case {
   int64_t peak_heap_bytes = -1;
   int64_t peak_rss_bytes = -1;
 
+  bool return_weights = false;
+
   attn::Tensor Forward() const {
+    if (fused && return_weights) {
+      attn::Tensor weights;
+      attn::Tensor y = fused->forward(x, &weights);
+      benchmark::DoNotOptimize(weights.data());
+      return y;
+    }
     if (fused) return fused->forward(x);
     attn::Tensor y = wrapper->forward(x);
     return out_proj ? out_proj->forward(y) : y;
@@ -154,6 +167,7 @@ std::unique_ptr<Case> MakeCase(const Config& c, Variant v) {
     result->fused =
         std::make_unique<attn::MultiHeadAttention>(c.d_in, c.d_out, c.tokens, 0.0, c.heads);
     result->fused->eval();
+    result->return_weights = v == Variant::kFusedWeights;
     result->fused->set_attention_path(v == Variant::kFused
                                           ? attn::MultiHeadAttention::AttentionPath::kFlash
                                           : attn::MultiHeadAttention::AttentionPath::kMaterialized);
@@ -294,7 +308,11 @@ int main(int argc, char** argv) {
 
   for (const Config& c : attn_bench::Configs()) {
     for (Variant v : {Variant::kWrapper, Variant::kWrapperOutProj, Variant::kFused,
-                      Variant::kFusedMaterialized}) {
+                      Variant::kFusedMaterialized, Variant::kFusedWeights}) {
+      if (v == Variant::kFusedWeights &&
+          c.batch * c.heads * c.tokens * c.tokens * 4 > (int64_t{512} << 20)) {
+        continue;
+      }
       for (int threads : {1, 2}) {
         const std::string name = std::string("attn/") + attn_bench::VariantName(v) + "/" + c.name +
                                  "/threads:" + std::to_string(threads);

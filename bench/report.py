@@ -44,6 +44,7 @@ ROWS = [
     (("attn", "wrapper_out_proj"), "attn wrapper + out_proj"),
     (("attn", "fused"), "attn fused MHA"),
     (("attn", "fused_materialized"), "attn fused MHA, materialized path"),
+    (("attn", "fused_with_weights"), "attn fused MHA returning its (B,H,T,T) weights"),
     (("torch", "book_mha"), "torch book MHA"),
     (("torch", "wrapper"), "torch wrapper"),
     (("torch", "wrapper_out_proj"), "torch wrapper + out_proj"),
@@ -151,6 +152,8 @@ def config_table(name, results):
     ratios = [
         ("attn wrapper / attn fused", ("attn", "wrapper"), ("attn", "fused")),
         ("attn fused materialized / attn fused (flash)", ("attn", "fused_materialized"),
+         ("attn", "fused")),
+        ("attn fused returning weights / attn fused (flash)", ("attn", "fused_with_weights"),
          ("attn", "fused")),
         ("attn wrapper+out_proj / attn fused", ("attn", "wrapper_out_proj"), ("attn", "fused")),
         ("torch book MHA / attn fused", ("torch", "book_mha"), ("attn", "fused")),
