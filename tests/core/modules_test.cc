@@ -175,6 +175,18 @@ TEST(Modules, CausalityFutureTokensDoNotChangeThePast) {
   }
 }
 
+TEST(Modules, NaNReachesOnlyTheTokensThatSeeIt) {
+  MultiHeadAttention mha(3, 4, 6, 0.0, 2);
+  MultiHeadAttentionWrapper wrapper(3, 2, 6, 0.0, 2);
+  Tensor x = random_tensor({1, 5, 3}, 12);
+  x.at({0, 2, 1}) = NAN;
+  for (const Tensor& y : {mha.forward(x), wrapper.forward(x)}) {
+    for (int64_t t = 0; t < 5; ++t) {
+      for (int64_t d = 0; d < 4; ++d) EXPECT_EQ(std::isnan(y.at({0, t, d})), t >= 2) << t;
+    }
+  }
+}
+
 TEST(Modules, AttentionWeightsAreCausalAndNormalized) {
   MultiHeadAttention mha(5, 6, 9, 0.0, 3);
   Tensor weights;
