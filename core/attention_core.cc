@@ -138,6 +138,19 @@ void flash_block(const AttentionProblem& p, size_t b, size_t h, size_t r0, size_
 
 }  // namespace
 
+Tensor causal_mask(int64_t n) {
+  Tensor mask({n, n});
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = i + 1; j < n; ++j) mask.data()[i * n + j] = 1.0f;
+  }
+  return mask;
+}
+
+std::vector<uint8_t> draw_keep_mask(const Dropout& dropout, int64_t count) {
+  if (!dropout.active() || count == 0) return {};
+  return dropout.draw_keep_mask(count);
+}
+
 void attention(const AttentionProblem& problem) {
   AttentionProblem p = problem;
   if (p.num_keys == 0) p.num_keys = p.tokens;

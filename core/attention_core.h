@@ -10,8 +10,13 @@
 // Internal to attn (the modules are the public API).
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
+
+#include "core/dropout.h"
+#include "core/tensor.h"
 
 namespace attn {
 namespace detail {
@@ -55,6 +60,17 @@ struct AttentionProblem {
   // keep and weights need self-attention (num_keys = tokens, q_begin = 0).
   float* weights = nullptr;
 };
+
+// Helpers shared by the attention modules.
+// triu(ones(n, n), diagonal=1): the book's `mask` buffer.
+Tensor causal_mask(int64_t n);
+// The dropout keep decisions for `count` attention weights, drawn in
+// PyTorch's order (1 = keep); empty when dropout is inactive.
+std::vector<uint8_t> draw_keep_mask(const Dropout& dropout, int64_t count);
+// 1 / sqrt(d_k): the scale of the scores (PyTorch divides by d_k ** 0.5).
+inline float attention_scale(size_t d_k) {
+  return 1.0f / static_cast<float>(std::sqrt(static_cast<double>(d_k)));
+}
 
 // Runs one flat parallel loop over (batch x head x query block). Each output
 // row is written by exactly one task: the result does not depend on the

@@ -1,28 +1,9 @@
 #include "core/causal_attention.h"
 
-#include <cmath>
-
 #include "core/attention_core.h"
 #include "core/input_checks.h"
 
 namespace attn {
-namespace detail {
-
-Tensor causal_mask(int64_t n) {
-  Tensor mask({n, n});
-  for (int64_t i = 0; i < n; ++i) {
-    for (int64_t j = i + 1; j < n; ++j) mask.data()[i * n + j] = 1.0f;
-  }
-  return mask;
-}
-
-std::vector<uint8_t> draw_keep_mask(const Dropout& dropout, int64_t count) {
-  if (!dropout.active() || count == 0) return {};
-  return dropout.draw_keep_mask(count);
-}
-
-}  // namespace detail
-
 CausalAttention::CausalAttention(int64_t d_in, int64_t d_out, int64_t context_length,
                                  double dropout, bool qkv_bias)
     : context_length_(context_length),
@@ -68,7 +49,7 @@ Tensor CausalAttention::forward(const Tensor& x, Tensor* attn_weights) const {
   p.k = {keys.data(), batch_stride, 0, d_out};
   p.v = {values.data(), batch_stride, 0, d_out};
   p.out = {out.data(), batch_stride, 0, d_out};
-  p.scale = 1.0f / static_cast<float>(std::sqrt(static_cast<double>(d_out)));
+  p.scale = detail::attention_scale(d_out);
   p.causal = true;
   p.keep = keep.empty() ? nullptr : keep.data();
   p.kept_scale = dropout_.kept_scale();

@@ -48,12 +48,4 @@ class CausalAttention : public Module {
   Tensor mask_;
 };
 
-namespace detail {
-// triu(ones(n, n), diagonal=1): the book's `mask` buffer.
-Tensor causal_mask(int64_t n);
-// Draws the dropout keep decisions for `count` attention weights in
-// PyTorch's order (1 = keep); empty when dropout is inactive.
-std::vector<uint8_t> draw_keep_mask(const Dropout& dropout, int64_t count);
-}  // namespace detail
-
 }  // namespace attn

@@ -1,6 +1,5 @@
 #include "core/multi_head_attention.h"
 
-#include <cmath>
 #include <cstring>
 
 #include "core/aligned_memory.h"
@@ -158,7 +157,7 @@ Tensor MultiHeadAttention::forward(const Tensor& x, Tensor* attn_weights) const 
   p.q = {qkv.data(), qkv_batch_stride, hd, 3 * d};
   p.k = {qkv.data() + d, qkv_batch_stride, hd, 3 * d};
   p.v = {qkv.data() + 2 * d, qkv_batch_stride, hd, 3 * d};
-  p.scale = 1.0f / static_cast<float>(std::sqrt(static_cast<double>(hd)));
+  p.scale = detail::attention_scale(hd);
   p.causal = true;
   p.keep = keep.empty() ? nullptr : keep.data();
   p.kept_scale = dropout_.kept_scale();
@@ -237,7 +236,7 @@ Tensor MultiHeadAttention::forward(const Tensor& x, KVCache& cache) const {
   p.k = {cache.keys_.data(), heads * capacity * hd, capacity * hd, hd};
   p.v = {cache.values_.data(), heads * capacity * hd, capacity * hd, hd};
   p.out = p.q;  // outputs replace the queries in place (see forward above)
-  p.scale = 1.0f / static_cast<float>(std::sqrt(static_cast<double>(hd)));
+  p.scale = detail::attention_scale(hd);
   p.causal = true;
   detail::attention(p);
   Tensor out = Tensor::empty({batch, tokens, d_out()});

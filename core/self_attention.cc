@@ -1,7 +1,5 @@
 #include "core/self_attention.h"
 
-#include <cmath>
-
 #include "core/attention_core.h"
 #include "core/input_checks.h"
 #include "core/random.h"
@@ -27,7 +25,7 @@ Tensor attend_unmasked(Tensor& queries, Tensor& keys, Tensor& values, Tensor* at
   p.k = {keys.data(), 0, 0, d_out};
   p.v = {values.data(), 0, 0, d_out};
   p.out = {out.data(), 0, 0, d_out};
-  p.scale = 1.0f / static_cast<float>(std::sqrt(static_cast<double>(d_out)));
+  p.scale = detail::attention_scale(d_out);
   p.causal = false;
   p.weights = attn_weights != nullptr ? attn_weights->data() : nullptr;
   detail::attention(p);
