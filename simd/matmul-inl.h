@@ -52,13 +52,10 @@ float* MatMulScratch(size_t floats);
 #endif
 
 #include <stddef.h>
-#include <stdint.h>
-#include <string.h>
 
 #include <algorithm>
 #include <vector>
 
-#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "simd/matmul.h"
 #include "simd/matmul_tile-inl.h"
