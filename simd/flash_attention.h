@@ -70,9 +70,11 @@ struct FlashAttentionArgs {
 
 // The Highway kernel, dispatched to the best target of this CPU. Tuned for
 // AVX3 (AVX-512) at head_dim 64; correct for any head_dim and every compiled
-// target. Allocates one scratch buffer per call of at most
-// 2 * (keys read + 64) * (head_dim + 15) floats plus a few KiB (K
-// transposed, V packed); throws std::bad_alloc if that fails. Each row's
+// target. Needs a scratch buffer of at most 2 * (keys read + 64) *
+// (head_dim + 15) floats plus a few KiB (K transposed, V packed): each
+// thread keeps its own, grown to the largest call it has made, for its
+// lifetime (0.7 MB for 1024 keys at head_dim 64); throws std::bad_alloc if
+// growing it fails. Safe to call from several threads at once. Each row's
 // result is bitwise the same whichever other rows share its call.
 void FlashAttention(const FlashAttentionArgs& args);
 

@@ -1,7 +1,8 @@
 // Register-tile building blocks of the flash attention kernel (per target):
 // the tile and block constants with their derivation, S = Q·Kᵀ on a tile,
-// the online-softmax step of a row, acc += P·V on a tile, and the final
-// normalization. Included by simd/flash_attention-inl.h.
+// acc += P·V on a tile, and the final normalization. The online softmax
+// between the two is in simd/flash_softmax-inl.h. Included by
+// simd/flash_attention-inl.h.
 
 #if defined(ATTN_SIMD_FLASH_TILES_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef ATTN_SIMD_FLASH_TILES_INL_H_
@@ -116,103 +117,15 @@ HWY_INLINE void TileScores(D d, const float* const* q_rows, size_t head_dim,
   }
 }
 
-// exp(x) for x <= 0 or x = -inf (not NaN), as the softmax needs it
-// (x = score - max):
-// Cephes' expf reduction and polynomial, relative error below 1.2e-7 (about
-// 1 ULP) on every target, exactly 1 at 0, and exactly 0 below ln(2^-126) =
-// -87.34 where exp leaves the normal range (such a weight is below 2^-126
-// times the row's largest one, so flushing it changes no output by more than
-// that). About 18 vector operations, against about 30 for hwy's Exp, which
-// also handles x > 0; that saves about 5% of the kernel's time.
-template <class D, class V = hn::Vec<D>>
-HWY_INLINE V ExpNonPositive(D d, V x) {
-  const hn::RebindToSigned<D> di;
-  const V kMin = hn::Set(d, -87.33654f);
-  // Adding 1.5 * 2^23 rounds to an integer n that lands in the low mantissa
-  // bits: bits(t) = 0x4B400000 + n.
-  const V kRound = hn::Set(d, 12582912.0f);
-  const V xc = hn::Max(x, kMin);
-  const V t = hn::MulAdd(xc, hn::Set(d, 1.44269504088896341f), kRound);
-  const V n = hn::Sub(t, kRound);  // round(xc / ln 2), in [-126, 0]
-  // r = xc - n ln 2 in [-ln2/2, ln2/2]; n * 0.693359375 is exact.
-  V r = hn::NegMulAdd(n, hn::Set(d, 0.693359375f), xc);
-  r = hn::NegMulAdd(n, hn::Set(d, -2.12194440e-4f), r);
-  V p = hn::Set(d, 1.9875691500e-4f);
-  p = hn::MulAdd(p, r, hn::Set(d, 1.3981999507e-3f));
-  p = hn::MulAdd(p, r, hn::Set(d, 8.3334519073e-3f));
-  p = hn::MulAdd(p, r, hn::Set(d, 4.1665795894e-2f));
-  p = hn::MulAdd(p, r, hn::Set(d, 1.6666665459e-1f));
-  p = hn::MulAdd(p, r, hn::Set(d, 5.0000001201e-1f));
-  p = hn::MulAdd(p, hn::Mul(r, r), hn::Add(r, hn::Set(d, 1.0f)));  // e^r
-  // 2^n = bits (n + 127) << 23; the 0x4B400000 of t shifts out.
-  const V pow2n = hn::BitCast(d, hn::ShiftLeft<23>(hn::Add(hn::BitCast(di, t), hn::Set(di, 127))));
-  return hn::IfThenZeroElse(hn::Lt(x, kMin), hn::Mul(p, pow2n));
-}
-
-// Online softmax step of one query row over the scores s[0, n) (n >= 1) of
-// one key block: updates the running max m and the running sum, kept as N
-// per-lane partial sums in l (reduced once, in FinishRow), overwrites s[0, n)
-// with p = exp(s - m_new) (and the rest of the last vector with 0), and
-// returns alpha = exp(m_old - m_new), the factor for the row's accumulator.
-// A NaN or +inf score sets bad (the row's result is NaN whatever follows);
-// scores that are all -inf so far leave m = -inf, l = 0 and give p = 0.
-template <class D>
-HWY_INLINE float SoftmaxBlockRow(D d, float* HWY_RESTRICT s, size_t n, float& m,
-                                 float* HWY_RESTRICT l, bool& bad) {
-  using V = hn::Vec<D>;
-  const size_t N = hn::Lanes(d);
-  const float kInf = std::numeric_limits<float>::infinity();
-  const V vneg_inf = hn::Set(d, -kInf);
-  const V vinf = hn::Set(d, kInf);
-
-  // Pass 1: block max, and whether every score is below +inf (not NaN).
-  V vmax = vneg_inf;
-  auto finite = hn::Lt(vneg_inf, vinf);  // all true
-  size_t j = 0;
-  for (; j + N <= n; j += N) {
-    const V x = hn::Load(d, s + j);
-    vmax = hn::Max(vmax, x);
-    finite = hn::And(finite, hn::Lt(x, vinf));
-  }
-  if (j < n) {
-    const V x = hn::IfThenElse(hn::FirstN(d, n - j), hn::Load(d, s + j), vneg_inf);
-    vmax = hn::Max(vmax, x);
-    finite = hn::And(finite, hn::Lt(x, vinf));
-  }
-  if (!hn::AllTrue(d, finite)) {
-    bad = true;
-    return 1.0f;  // s is garbage now; the row's output becomes NaN anyway.
-  }
-  const float m_new = std::max(m, hn::GetLane(hn::MaxOfLanes(d, vmax)));
-  if (m_new == -kInf) {  // every visible score so far is -inf: weights 0
-    for (j = 0; j < n; j += N) hn::Store(hn::Zero(d), d, s + j);
-    return 1.0f;
-  }
-  // m = -inf (first finite block) gives alpha = 0; acc and l are 0 then.
-  const float alpha = (m == m_new) ? 1.0f : hn::GetLane(ExpNonPositive(d, hn::Set(d, m - m_new)));
-
-  // Pass 2: p = exp(s - m_new) and its sum.
-  const V vm = hn::Set(d, m_new);
-  V vsum = hn::Zero(d);
-  for (j = 0; j + N <= n; j += N) {
-    const V p = ExpNonPositive(d, hn::Sub(hn::Load(d, s + j), vm));
-    hn::Store(p, d, s + j);
-    vsum = hn::Add(vsum, p);
-  }
-  if (j < n) {
-    const V p = hn::IfThenElseZero(hn::FirstN(d, n - j),
-                                   ExpNonPositive(d, hn::Sub(hn::Load(d, s + j), vm)));
-    hn::Store(p, d, s + j);
-    vsum = hn::Add(vsum, p);
-  }
-  hn::Store(hn::MulAdd(hn::Load(d, l), hn::Set(d, alpha), vsum), d, l);
-  m = m_new;
-  return alpha;
-}
+// What a tile's accumulator holds before acc += P·V (see TileAccumulateCols).
+enum class AccStart { kZero, kKeep, kRescale };
 
 // acc[r, x] = alpha[r] * acc[r, x] + sum_{j < n} p[r, j] * vp[j, x]
 // for r < kTileRows and x < kCols * N: one register tile of the output
-// accumulator. p: the score tile (row stride kKeyBlock); vp: a column offset
+// accumulator. start says what acc holds: kZero, nothing yet (the first key
+// block: acc is not read, as if it were 0); kKeep, every alpha is 1 (skip
+// the multiply: alpha * acc = acc exactly); kRescale, the general case. p:
+// the score tile (row stride kKeyBlock); vp: a column offset
 // (a multiple of N) into the V rows of the key block (packed or in place, row
 // stride ld_vp); acc: the same offset into the tile's accumulator rows (row
 // stride ld_acc). Indices into the register arrays are compile-time constants
@@ -221,15 +134,20 @@ HWY_INLINE float SoftmaxBlockRow(D d, float* HWY_RESTRICT s, size_t n, float& m,
 // unrolled by hand.)
 template <size_t kCols, class D>
 HWY_INLINE void TileAccumulateCols(D d, const float* HWY_RESTRICT p, size_t n, const float* alpha,
-                                   const float* HWY_RESTRICT vp, size_t ld_vp,
+                                   AccStart start, const float* HWY_RESTRICT vp, size_t ld_vp,
                                    float* HWY_RESTRICT acc, size_t ld_acc) {
   using V = hn::Vec<D>;
   const size_t N = hn::Lanes(d);
   V a[kTileRows][kCols];
   for (size_t r = 0; r < kTileRows; ++r) {
-    const V va = hn::Set(d, alpha[r]);
     for (size_t x = 0; x < kCols; ++x) {
-      a[r][x] = hn::Mul(hn::Load(d, acc + r * ld_acc + x * N), va);
+      a[r][x] = start == AccStart::kZero ? hn::Zero(d) : hn::Load(d, acc + r * ld_acc + x * N);
+    }
+  }
+  if (start == AccStart::kRescale) {
+    for (size_t r = 0; r < kTileRows; ++r) {
+      const V va = hn::Set(d, alpha[r]);
+      for (size_t x = 0; x < kCols; ++x) a[r][x] = hn::Mul(a[r][x], va);
     }
   }
   for (size_t j = 0; j < n; ++j) {
@@ -264,21 +182,27 @@ HWY_INLINE void RowAccumulate(D d, const float* HWY_RESTRICT p_row, size_t j_beg
 
 // The tile's accumulators (kTileRows rows of ld_acc floats, a multiple of N)
 // = alpha * acc + P · V_block, where row r of P has n_row[r] weights
-// (non-decreasing in r); vp: the packed V block, row stride ld_acc. Rows only
+// (non-decreasing in r, n_row[0] >= 1); vp: the packed V block, row stride
+// ld_acc. first_block: acc holds nothing yet and is only written. Rows only
 // read their own keys.
 template <class D>
 HWY_INLINE void TileAccumulate(D d, const float* HWY_RESTRICT p, const size_t* n_row,
-                               const float* alpha, const float* HWY_RESTRICT vp, size_t ld_vp,
-                               float* HWY_RESTRICT acc, size_t ld_acc) {
+                               const float* alpha, bool first_block, const float* HWY_RESTRICT vp,
+                               size_t ld_vp, float* HWY_RESTRICT acc, size_t ld_acc) {
   const size_t N = hn::Lanes(d);
   const size_t num_vecs = ld_acc / N;
   const size_t n_common = n_row[0];
+  AccStart start = first_block ? AccStart::kZero : AccStart::kKeep;
+  for (size_t r = 0; r < kTileRows; ++r) {
+    if (!first_block && alpha[r] != 1.0f) start = AccStart::kRescale;
+  }
   size_t x = 0;
   for (; x + kColVecs <= num_vecs; x += kColVecs) {
-    TileAccumulateCols<kColVecs>(d, p, n_common, alpha, vp + x * N, ld_vp, acc + x * N, ld_acc);
+    TileAccumulateCols<kColVecs>(d, p, n_common, alpha, start, vp + x * N, ld_vp, acc + x * N,
+                                 ld_acc);
   }
   for (; x < num_vecs; ++x) {
-    TileAccumulateCols<1>(d, p, n_common, alpha, vp + x * N, ld_vp, acc + x * N, ld_acc);
+    TileAccumulateCols<1>(d, p, n_common, alpha, start, vp + x * N, ld_vp, acc + x * N, ld_acc);
   }
   for (size_t r = 1; r < kTileRows; ++r) {
     RowAccumulate(d, p + r * kKeyBlock, n_common, n_row[r], vp, ld_vp, ld_acc, acc + r * ld_acc);
