@@ -18,11 +18,11 @@
 //                    before it (every malloc in the process is counted; see
 //                    memory_tracking.h); -1 if the tracking is unavailable
 //   peak_rss_bytes   peak resident set growth during one forward (VmHWM)
-//   qkv_out_bytes    fused variants: what the QKV buffer and the output
-//                    occupy, B·T·3d·4 + B·T·d·4 (both are allocated inside
-//                    forward, so peak_heap_bytes includes them)
-//   extra_heap_bytes fused variants: peak_heap_bytes - qkv_out_bytes, the
-//                    working memory beyond them
+//   out_bytes        fused variants: the output tensor, B·T·d·4, allocated
+//                    by every forward (the QKV buffer, B·T·3d·4, comes from
+//                    attn's scratch pool: allocated by the first call, reused)
+//   extra_heap_bytes fused variants: peak_heap_bytes - out_bytes, the
+//                    working memory beyond the output
 //   threads          attn::num_threads() during the run
 // Label: the Highway target attn's kernels dispatched to ("AVX3", ...).
 // real_time is wall-clock time per call, cpu_time the CPU time of the whole
@@ -270,11 +270,12 @@ void BM_Attention(benchmark::State& state, const std::string& key, const Config&
   state.counters["peak_heap_bytes"] = static_cast<double>(current->peak_heap_bytes);
   state.counters["peak_rss_bytes"] = static_cast<double>(current->peak_rss_bytes);
   if (IsFused(v)) {
-    const double qkv_out =
-        4.0 * static_cast<double>(c.batch * c.tokens) * static_cast<double>(4 * c.d_out);
-    state.counters["qkv_out_bytes"] = qkv_out;
+    const double out_bytes =
+        4.0 * static_cast<double>(c.batch * c.tokens) * static_cast<double>(c.d_out);
+    state.counters["out_bytes"] = out_bytes;
     if (current->peak_heap_bytes >= 0) {
-      state.counters["extra_heap_bytes"] = static_cast<double>(current->peak_heap_bytes) - qkv_out;
+      state.counters["extra_heap_bytes"] =
+          static_cast<double>(current->peak_heap_bytes) - out_bytes;
     }
   }
   state.counters["threads"] = attn::num_threads();

@@ -409,6 +409,33 @@ void TestExpNonPositive() {
   EXPECT_LE(max_rel, 2e-7);
 }
 
+// The kernel's per-thread scratch (K transposed, V packed, accumulators)
+// is reused from call to call without being cleared: a result must not
+// depend on what earlier calls left there. A problem gives the same bits
+// when run first, after a larger call whose scratch is full of NaN and inf
+// (scores, accumulators and packed rows), and after a smaller call.
+void TestScratchReuse() {
+  for (size_t head_dim : {7, 64}) {
+    const Problem p = SelfAttention(150, head_dim, 21);
+    const std::vector<float> first = RunKernel(p);
+
+    Problem poisoned = SelfAttention(300, head_dim, 22);
+    for (size_t j = 0; j < poisoned.num_keys; j += 3) {
+      poisoned.K(j, 0) = kInf;
+      poisoned.V(j, head_dim - 1) = kNaN;
+    }
+    poisoned.Q(poisoned.num_queries - 1, 0) = kNaN;
+    RunKernel(poisoned);
+    const std::vector<float> after_larger = RunKernel(p);
+    RunKernel(SelfAttention(9, head_dim, 23));
+    const std::vector<float> after_smaller = RunKernel(p);
+    for (size_t i = 0; i < first.size(); ++i) {
+      ASSERT_EQ(after_larger[i], first[i]) << "head_dim " << head_dim << ", element " << i;
+      ASSERT_EQ(after_smaller[i], first[i]) << "head_dim " << head_dim << ", element " << i;
+    }
+  }
+}
+
 // Zero-sized problems write nothing.
 void TestEmpty() {
   Problem p = SelfAttention(5, 8, 3);
@@ -432,6 +459,7 @@ void TestFlashLargeLogits() { flash_test::TestLargeLogits(); }
 void TestFlashSpecialValues() { flash_test::TestSpecialValues(); }
 void TestFlashDeterminism() { flash_test::TestDeterminism(); }
 void TestFlashEmpty() { flash_test::TestEmpty(); }
+void TestFlashScratchReuse() { flash_test::TestScratchReuse(); }
 void TestFlashExpNonPositive() { flash_test::TestExpNonPositive(); }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)
@@ -454,6 +482,7 @@ HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashLargeLogits);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashSpecialValues);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashDeterminism);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashEmpty);
+HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashScratchReuse);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashExpNonPositive);
 
 // The public, dispatching entry point (best target of this CPU).
