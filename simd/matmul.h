@@ -48,6 +48,13 @@ struct MatMulArgs {
 // bit, and splitting over rows does not as long as each part stays on the
 // same side of kMatMulDotRows (parallel/matmul_parallel.h follows this).
 constexpr size_t kMatMulDotRows = 16;
+
+// The register-tiled kernel walks op(B) in column blocks whose packed K x nc
+// floats take about this many bytes (kept in L2 while the rows of A stream
+// past); every block is read once per call, whatever M. A caller splitting a
+// product over threads by columns, at block granularity, has each task read
+// its own blocks only (parallel/matmul_parallel.cc).
+constexpr size_t kMatMulColumnBlockBytes = size_t{1} << 20;
 void MatMul(const MatMulArgs& args);
 
 // Scalar reference: the same contract, one dot product per element in

@@ -18,6 +18,7 @@
 
 #include "hwy/cache_control.h"
 #include "hwy/highway.h"
+#include "simd/matmul.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace attn {
@@ -68,7 +69,7 @@ constexpr size_t kNR = kNV * kLanes;  // columns of a panel
 // - column blocks: the packed B block (kc x nc floats) takes about kL2Bytes,
 //   half the 2 MiB L2, leaving room for the A and C lines streaming through.
 constexpr size_t kMaxKC = 256;
-constexpr size_t kL2Bytes = size_t{1} << 20;
+constexpr size_t kL2Bytes = simd::kMatMulColumnBlockBytes;
 
 // K block length: K cut into equal blocks of at most kMaxKC.
 inline size_t KBlock(size_t k) {

@@ -16,9 +16,21 @@ namespace {
 TEST(ParallelMatMulTest, SameBitsForAnyThreadCount) {
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  const size_t shapes[][3] = {{1, 4096, 300},  {5, 3000, 513},  {300, 257, 1000}, {1000, 100, 64},
-                              {2000, 67, 130}, {777, 1500, 40}, {64, 64, 64},     {3, 5, 7},
-                              {84, 100, 300},  {90, 60, 200},   {250, 90, 64}};
+  const size_t shapes[][3] = {{1, 4096, 300},
+                              {5, 3000, 513},
+                              {300, 257, 1000},
+                              {1000, 100, 64},
+                              {2000, 67, 130},
+                              {777, 1500, 40},
+                              {64, 64, 64},
+                              {3, 5, 7},
+                              {84, 100, 300},
+                              {90, 60, 200},
+                              {250, 90, 64},
+                              // B spans at least as many of the kernel's column blocks
+                              // as there are tasks: ParallelMatMulPacked splits columns.
+                              {100, 2304, 768},
+                              {30, 4100, 1500}};
   for (const auto& shape : shapes) {
     for (bool b_transposed : {false, true}) {
       for (bool accumulate : {false, true}) {
