@@ -25,7 +25,7 @@ foreach(dir core simd parallel)
     FILES_MATCHING PATTERN "*.h" PATTERN "*-inl.h" EXCLUDE
     # Internal to the library: not reachable from the umbrella header.
     PATTERN "attention_core.h" EXCLUDE PATTERN "input_checks.h" EXCLUDE
-    PATTERN "json.h" EXCLUDE)
+    PATTERN "json.h" EXCLUDE PATTERN "thread_scratch.h" EXCLUDE)
 endforeach()
 
 set(ATTN_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/attn)

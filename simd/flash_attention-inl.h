@@ -51,6 +51,7 @@
 #include "simd/flash_attention.h"
 #include "simd/flash_softmax-inl.h"
 #include "simd/flash_tiles-inl.h"
+#include "simd/thread_scratch.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace attn {
@@ -122,26 +123,6 @@ HWY_INLINE void PackValues(const float* HWY_RESTRICT v, size_t ldv, size_t num_k
   }
 }
 
-// The calling thread's scratch: at least `floats` floats, vector-aligned,
-// contents undefined. Grown to the largest call the thread has made and kept
-// for the thread's lifetime (about 0.7 MB per thread for a whole head of
-// 1024 tokens at head_dim 64), so that the parallel layer's many calls do
-// not each pay a malloc of that size and the page faults of fresh memory
-// (measured: 1-4% of the attention core at B=8, T=1024). One call at a time
-// per thread uses it (the kernel calls nothing that could re-enter).
-HWY_INLINE float* ThreadScratch(size_t floats) {
-  static thread_local hwy::AlignedFreeUniquePtr<float[]> buffer;
-  static thread_local size_t capacity = 0;
-  if (capacity < floats) {
-    buffer.reset();
-    capacity = 0;
-    buffer = hwy::AllocateAligned<float>(floats);
-    if (!buffer) throw std::bad_alloc();
-    capacity = floats;
-  }
-  return buffer.get();
-}
-
 }  // namespace flash_detail
 
 // The kernel for this target: the contract of simd::FlashAttention, without
@@ -177,7 +158,11 @@ inline void FlashAttentionKernel(const simd::FlashAttentionArgs& a) {
   const size_t s_size = kTileRows * kKeyBlock;
   const size_t l_size = kQueryBlock * N;
   // Every part is a multiple of N floats, so each starts vector-aligned.
-  float* HWY_RESTRICT kt = ThreadScratch(kt_size + vp_size + acc_size + s_size + l_size);
+  // The thread's scratch: reused across calls (the parallel layer makes one
+  // per (batch, head)) instead of a malloc of ~0.6 MB each with fresh pages
+  // to fault in (measured: 1-4% of the attention core at B=8, T=1024).
+  float* HWY_RESTRICT kt = simd::detail::ThreadScratch(
+      simd::detail::ScratchSlot::kFlashAttention, kt_size + vp_size + acc_size + s_size + l_size);
   float* HWY_RESTRICT vp = kt + kt_size;
   float* HWY_RESTRICT acc = vp + vp_size;
   float* HWY_RESTRICT s = acc + acc_size;

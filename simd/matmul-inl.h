@@ -28,21 +28,6 @@
 // over zero-padded panels; partial columns are stored through an aligned
 // stack buffer with the same vector arithmetic as full tiles.
 
-#ifndef ATTN_SIMD_MATMUL_INL_DECL_H_
-#define ATTN_SIMD_MATMUL_INL_DECL_H_
-#include <stddef.h>
-namespace attn {
-namespace simd {
-namespace detail {
-// This thread's 64-byte aligned scratch of at least `floats` floats, reused
-// across calls (defined in simd/matmul.cc). Valid until the next call on the
-// same thread.
-float* MatMulScratch(size_t floats);
-}  // namespace detail
-}  // namespace simd
-}  // namespace attn
-#endif  // ATTN_SIMD_MATMUL_INL_DECL_H_
-
 // Per-target section: re-included once per target (toggle guard).
 #if defined(ATTN_SIMD_MATMUL_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef ATTN_SIMD_MATMUL_INL_H_
@@ -59,6 +44,7 @@ float* MatMulScratch(size_t floats);
 #include "hwy/highway.h"
 #include "simd/matmul.h"
 #include "simd/matmul_tile-inl.h"
+#include "simd/thread_scratch.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace attn {
@@ -227,7 +213,8 @@ inline void MatMulKernel(const simd::MatMulArgs& args) {
     return;
   }
   const size_t nc_panels = ColumnBlockPanels(args.k);
-  float* scratch = simd::detail::MatMulScratch(args.k * nc_panels * kNR);
+  float* scratch =
+      simd::detail::ThreadScratch(simd::detail::ScratchSlot::kMatMul, args.k * nc_panels * kNR);
   auto get_block = [&](size_t p0, size_t p1) HWY_ATTR {
     for (size_t p = p0; p < p1; ++p) {
       const size_t n0 = p * kNR;

@@ -53,21 +53,6 @@ HWY_AFTER_NAMESPACE();
 namespace attn {
 namespace simd {
 
-namespace detail {
-
-float* MatMulScratch(size_t floats) {
-  thread_local hwy::AlignedFreeUniquePtr<float[]> buffer;
-  thread_local size_t capacity = 0;
-  if (floats > capacity) {
-    buffer = hwy::AllocateAligned<float>(floats);
-    if (!buffer) throw std::bad_alloc();
-    capacity = floats;
-  }
-  return buffer.get();
-}
-
-}  // namespace detail
-
 void PackedMatrix::AlignedDelete::operator()(float* p) const {
   ::operator delete[](p, std::align_val_t(64));
 }
