@@ -20,7 +20,9 @@ constexpr size_t kHugePage = size_t{2} << 20;
 constexpr size_t kHugeThreshold = size_t{4} << 20;  // bytes
 
 // Released scratch buffers kept for reuse: at most kPoolBuffers of them,
-// kPoolBytes in all (the rest go back to the system).
+// kPoolBytes in all. A release into a full pool evicts the buffers released
+// longest ago (back to the system): the buffers a caller is cycling through
+// now stay, whatever it used before.
 constexpr size_t kPoolBuffers = 4;
 constexpr size_t kPoolBytes = size_t{512} << 20;
 // Smaller buffers come from malloc's own free lists cheaply: not pooled.
@@ -28,7 +30,8 @@ constexpr size_t kPoolMinBytes = size_t{1} << 20;
 
 struct Pool {
   std::mutex mutex;
-  std::vector<std::pair<float*, size_t>> buffers;  // (data, capacity in floats)
+  // (data, capacity in floats), the most recently released last.
+  std::vector<std::pair<float*, size_t>> buffers;
   size_t bytes = 0;
 };
 
@@ -77,17 +80,31 @@ ScratchBuffer::ScratchBuffer(size_t count) : data_(nullptr), capacity_(0) {
 
 ScratchBuffer::~ScratchBuffer() {
   Pool& p = pool();
+  const size_t bytes = capacity_ * sizeof(float);
+  if (bytes < kPoolMinBytes || bytes > kPoolBytes) {
+    free_floats(data_);
+    return;
+  }
+  std::vector<float*> evicted;
   {
     std::lock_guard<std::mutex> lock(p.mutex);
-    const size_t bytes = capacity_ * sizeof(float);
-    if (bytes >= kPoolMinBytes && p.buffers.size() < kPoolBuffers &&
-        p.bytes + bytes <= kPoolBytes) {
-      p.buffers.emplace_back(data_, capacity_);
-      p.bytes += bytes;
-      return;
+    size_t oldest = 0;
+    while (p.buffers.size() - oldest >= kPoolBuffers || p.bytes + bytes > kPoolBytes) {
+      evicted.push_back(p.buffers[oldest].first);
+      p.bytes -= p.buffers[oldest].second * sizeof(float);
+      ++oldest;
     }
+    p.buffers.erase(p.buffers.begin(), p.buffers.begin() + static_cast<std::ptrdiff_t>(oldest));
+    p.buffers.emplace_back(data_, capacity_);
+    p.bytes += bytes;
   }
-  free_floats(data_);
+  for (float* buffer : evicted) free_floats(buffer);  // outside the lock
+}
+
+size_t ScratchBuffer::pooled_buffers() {
+  Pool& p = pool();
+  std::lock_guard<std::mutex> lock(p.mutex);
+  return p.buffers.size();
 }
 
 }  // namespace detail

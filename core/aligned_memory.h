@@ -14,9 +14,11 @@ float* allocate_floats(size_t count);
 void free_floats(float* p);
 
 // A scratch buffer for one forward pass, taken from a small process-wide
-// pool of released buffers when one is large enough, so that repeated
-// forward calls do not pay page faults for their big intermediates.
-// Thread-safe; contents unspecified on acquisition.
+// pool of released buffers when one is large enough (the smallest such), so
+// that repeated forward calls do not pay page faults for their big
+// intermediates. Buffers of 1 MiB to 512 MiB are pooled on release; the pool
+// keeps at most 4 of them and 512 MiB in all, evicting the buffers released
+// longest ago. Thread-safe; contents unspecified on acquisition.
 class ScratchBuffer {
  public:
   explicit ScratchBuffer(size_t count);
@@ -25,6 +27,9 @@ class ScratchBuffer {
   ScratchBuffer& operator=(const ScratchBuffer&) = delete;
 
   float* data() const { return data_; }
+
+  // How many released buffers the pool holds now (for tests).
+  static size_t pooled_buffers();
 
  private:
   float* data_;
