@@ -70,7 +70,7 @@ def load(path):
     """{(prefix, variant, config, threads): entry} from a Google Benchmark JSON file."""
     with open(path) as f:
         data = json.load(f)
-    results, singles = {}, {}
+    results, singles, cvs = {}, {}, {}
     for b in data.get("benchmarks", []):
         run_name = b.get("run_name", b["name"])
         m = re.match(r"([^/]+)/([^/]+)/([^/]+)/threads:(\d+)(?:/process_time)?(?:/real_time)?$",
@@ -81,10 +81,15 @@ def load(path):
         if b.get("run_type") == "aggregate":
             if b.get("aggregate_name") == "median":
                 results[key] = b
+            elif b.get("aggregate_name") == "cv":
+                cvs[key] = b.get("real_time")
         elif not b.get("error_occurred"):
             singles.setdefault(key, b)
     for key, b in singles.items():
         results.setdefault(key, b)
+    for key, cv in cvs.items():  # spread over repetitions, a fraction of the mean
+        if key in results:
+            results[key]["_cv"] = cv
     return data.get("context", {}), results
 
 
@@ -404,6 +409,16 @@ def targets_table(results, attn_context):
     val = lambda v, c, n, p="attn": results.get((p, v, c, n))
     times = lambda es: " / ".join("—" if x is None else f"{x:.2f}×" for x in es)
 
+    def spread(names, config="B8_T1024"):
+        """Largest coefficient of variation over repetitions among attn's entries `names`,
+        per thread count: how noisy the run was for that row."""
+        cells = []
+        for n in THREADS:
+            cv = [val(v, config, n).get("_cv") for v in names
+                  if val(v, config, n) and val(v, config, n).get("_cv") is not None]
+            cells.append(fmt_pct(max(cv)) if cv else "—")
+        return " / ".join(cells)
+
     def ratio(slow, fast, config, n):
         """slow, fast: (variant, prefix)."""
         a = results.get((slow[1], slow[0], config, n))
@@ -449,36 +464,40 @@ def targets_table(results, attn_context):
     rows5 = [
         ("flash vs the path that materializes (B,H,T,T): fused returning its weights / fused "
          "at B8_T1024", f"≥ {TARGET_SPEEDUP}×", times(vs_weights),
-         verdict(vs_weights[0], TARGET_SPEEDUP)),
+         verdict(vs_weights[0], TARGET_SPEEDUP), spread(["fused", "fused_with_weights"])),
         ("(for information) flash vs attn's blocked materialized path, which never holds more "
-         "than 64 × T scores: fused materialized / fused at B8_T1024", "", times(vs_blocked), ""),
+         "than 64 × T scores: fused materialized / fused at B8_T1024", "", times(vs_blocked), "",
+         spread(["fused", "fused_materialized"])),
         ("fused at B8_T1024: peak heap growth during forward − the output tensor (QKV comes "
          "from attn's scratch pool), the larger of 1 / 2 thr", "≤ 16 MiB",
          "—" if extra is None else f"{extra / MIB:.2f} MiB",
-         verdict(extra, TARGET_EXTRA_HEAP, False)),
+         verdict(extra, TARGET_EXTRA_HEAP, False), "—"),
         ("attention core (flash) at B8_T1024: GFLOP/s / FMA peak",
          f"≥ {TARGET_PEAK_FRACTION:.0%}", " / ".join(fmt_pct(x) for x in fracs),
-         verdict(fracs[0], TARGET_PEAK_FRACTION)),
+         verdict(fracs[0], TARGET_PEAK_FRACTION), spread(["core_flash"])),
         ("full forward over 1024 tokens / decoding the 1024th", f"≥ {TARGET_DECODE_SPEEDUP:.0f}×",
-         times(decode_speedup), verdict(decode_speedup[0], TARGET_DECODE_SPEEDUP)),
+         times(decode_speedup), verdict(decode_speedup[0], TARGET_DECODE_SPEEDUP),
+         spread(["decode_1_after_1023", "full_forward_1024"], DECODE_CONFIG)),
         ("decoding time / time to stream its bytes at the 256 MiB read bandwidth",
          f"≤ {TARGET_DECODE_VS_IDEAL:.0f}×", times(decode_vs_ideal),
-         verdict(decode_vs_ideal[0], TARGET_DECODE_VS_IDEAL, False)),
+         verdict(decode_vs_ideal[0], TARGET_DECODE_VS_IDEAL, False),
+         spread(["decode_1_after_1023"], DECODE_CONFIG)),
     ]
     rows4 = [
         ("torch book MHA / attn fused at B8_T1024", f"≥ {TARGET_VS_BOOK:.0f}×", times(book),
-         verdict(book[1], TARGET_VS_BOOK)),
+         verdict(book[1], TARGET_VS_BOOK), spread(["fused"])),
         ("torch nn.MultiheadAttention / attn fused at B8_T1024", f"≥ {TARGET_VS_NN_MHA:.0f}×",
-         times(nn_mha), verdict(nn_mha[1], TARGET_VS_NN_MHA)),
+         times(nn_mha), verdict(nn_mha[1], TARGET_VS_NN_MHA), spread(["fused"])),
         ("attn fused at B8_T1024: 1-thread time / 2-thread time", f"≥ {TARGET_SCALING}×",
-         "—" if scaling is None else f"{scaling:.2f}×", verdict(scaling, TARGET_SCALING)),
+         "—" if scaling is None else f"{scaling:.2f}×", verdict(scaling, TARGET_SCALING),
+         spread(["fused"])),
         ("attn wrapper + out_proj / attn fused, the smallest over the configurations (the "
          "like-for-like wrapper)", "> 1×", fmt_worst(w_out),
-         "—" if w2 is None else "**yes**" if w2 > 1.0 else "**no**"),
+         "—" if w2 is None else "**yes**" if w2 > 1.0 else "**no**", "—"),
         ("(for information) the chapter's wrapper, without out_proj (19-25% fewer FLOPs) / attn "
-         "fused, the smallest over the configurations", "", fmt_worst(w_plain), ""),
+         "fused, the smallest over the configurations", "", fmt_worst(w_plain), "", "—"),
     ]
-    if all(met == "—" for *_, met in rows5 + rows4):
+    if all(met == "—" for _, _, _, met, _ in rows5 + rows4):
         return []
     lines = []
     for title, note, met_col, rows in [
@@ -488,10 +507,14 @@ def targets_table(results, attn_context):
             ("Targets: TBB across batch and heads, the wrapper-vs-fused gap against PyTorch",
              "met: judged on the 2-thread value, as the issue asks.", "met (2 threads)", rows4)]:
         lines += [f"## {title}", "", f"Values at 1 thread / 2 threads; {note} \"not run\": the "
-                  "benchmarks it needs were filtered out.", "",
-                  f"| target | wanted | value (1 / 2 thr) | {met_col} |", "|---|--:|--:|:-:|"]
-        lines += [f"| {a} | {b} | {c} | {'not run' if met == '—' else met} |"
-                  for a, b, c, met in rows]
+                  "benchmarks it needs were filtered out. Spread: the largest coefficient of "
+                  "variation over the repetitions of attn's timings behind the row (1 / 2 "
+                  "threads); above 10% the machine was busy with other work during the run and "
+                  "the row's medians carry that noise.", "",
+                  f"| target | wanted | value (1 / 2 thr) | {met_col} | spread |",
+                  "|---|--:|--:|:-:|--:|"]
+        lines += [f"| {a} | {b} | {c} | {'not run' if met == '—' else met} | {cv} |"
+                  for a, b, c, met, cv in rows]
         lines.append("")
     return lines
 
