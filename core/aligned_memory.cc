@@ -1,6 +1,7 @@
 #include "core/aligned_memory.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <mutex>
 #include <new>
@@ -36,7 +37,13 @@ struct Pool {
 };
 
 Pool& pool() {
-  static Pool* p = new Pool;  // never destroyed: buffers may be released at exit
+  static Pool* p = [] {
+    Pool* created = new Pool;  // never destroyed: buffers may be released at exit
+    // Room for a full pool plus the buffer being released, so that a release
+    // (a destructor) never allocates.
+    created->buffers.reserve(kPoolBuffers + 1);
+    return created;
+  }();
   return *p;
 }
 
@@ -85,20 +92,33 @@ ScratchBuffer::~ScratchBuffer() {
     free_floats(data_);
     return;
   }
-  std::vector<float*> evicted;
+  std::array<float*, kPoolBuffers> evicted;  // no allocation in a destructor
+  size_t oldest = 0;
   {
     std::lock_guard<std::mutex> lock(p.mutex);
-    size_t oldest = 0;
     while (p.buffers.size() - oldest >= kPoolBuffers || p.bytes + bytes > kPoolBytes) {
-      evicted.push_back(p.buffers[oldest].first);
+      evicted[oldest] = p.buffers[oldest].first;
       p.bytes -= p.buffers[oldest].second * sizeof(float);
       ++oldest;
     }
     p.buffers.erase(p.buffers.begin(), p.buffers.begin() + static_cast<std::ptrdiff_t>(oldest));
-    p.buffers.emplace_back(data_, capacity_);
+    p.buffers.emplace_back(data_, capacity_);  // within the reserved capacity
     p.bytes += bytes;
   }
-  for (float* buffer : evicted) free_floats(buffer);  // outside the lock
+  for (size_t i = 0; i < oldest; ++i) free_floats(evicted[i]);  // outside the lock
+}
+
+void ScratchBuffer::release_pooled() {
+  Pool& p = pool();
+  std::array<float*, kPoolBuffers> released;
+  size_t count = 0;
+  {
+    std::lock_guard<std::mutex> lock(p.mutex);
+    for (const auto& buffer : p.buffers) released[count++] = buffer.first;
+    p.buffers.clear();
+    p.bytes = 0;
+  }
+  for (size_t i = 0; i < count; ++i) free_floats(released[i]);
 }
 
 size_t ScratchBuffer::pooled_buffers() {

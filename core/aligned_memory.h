@@ -30,6 +30,9 @@ class ScratchBuffer {
 
   // How many released buffers the pool holds now (for tests).
   static size_t pooled_buffers();
+  // Frees every pooled buffer (for tests, and for a caller that wants the
+  // memory back after its last forward).
+  static void release_pooled();
 
  private:
   float* data_;

@@ -53,12 +53,13 @@ void ParallelMatMulPacked(const float* a, size_t lda, const simd::PackedMatrix& 
   const size_t panels = b.num_panels();
   // A wide B (the fused QKV weight: 7 MiB at GPT-2's width) spans several of
   // the kernel's column blocks. When there are at least as many blocks as
-  // tasks, each task takes all rows and a run of columns within about one
-  // block: every block of B is then read from L3 by one task only, instead
-  // of by every row task. Measured at 2 threads, M = 8192, N = 2304, K = 768,
-  // 40 alternating calls of each split on a shared machine: best call 299 vs
-  // 283 GFLOP/s, first quartile 271 vs 236, median 182 vs 170. (For
-  // N = 768, 3 blocks, column and row splits measured the same.)
+  // tasks, each task takes all rows and an equal run of whole panels (about
+  // a block's worth or more): each part of B is then read from L3 by one
+  // task only, instead of by every row task. Measured at 2 threads,
+  // M = 8192, N = 2304, K = 768, 40 alternating calls of each split on a
+  // shared machine: best call 299 vs 283 GFLOP/s, first quartile 271 vs 236,
+  // median 182 vs 170. (For N = 768, 3 blocks, both splits measured the
+  // same.)
   const size_t block_panels =
       std::max<size_t>(1, simd::kMatMulColumnBlockBytes /
                               (std::max<size_t>(1, b.k()) * b.panel_width() * sizeof(float)));

@@ -182,9 +182,10 @@ HWY_INLINE void RowAccumulate(D d, const float* HWY_RESTRICT p_row, size_t j_beg
 
 // The tile's accumulators (kTileRows rows of ld_acc floats, a multiple of N)
 // = alpha * acc + P · V_block, where row r of P has n_row[r] weights
-// (non-decreasing in r, n_row[0] >= 1); vp: the packed V block, row stride
-// ld_acc. first_block: acc holds nothing yet and is only written. Rows only
-// read their own keys.
+// (non-decreasing in r; a row may have none in a block past its diagonal);
+// vp: the V rows of the key block, packed or read in place, row stride
+// ld_vp. first_block: acc holds nothing yet and is only written (every row
+// sees key 0, so n_row[0] >= 1 there). Rows only read their own keys.
 template <class D>
 HWY_INLINE void TileAccumulate(D d, const float* HWY_RESTRICT p, const size_t* n_row,
                                const float* alpha, bool first_block, const float* HWY_RESTRICT vp,

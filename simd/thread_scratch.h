@@ -16,9 +16,10 @@ enum class ScratchSlot { kMatMul, kFlashAttention };
 // floats, contents undefined. Grown to the largest request the thread has
 // made and kept for the thread's lifetime, so that a kernel called many
 // times (once per task of a parallel loop) neither pays a malloc per call
-// nor faults in fresh pages. Valid until the next request for the same slot
-// on the same thread. Throws std::bad_alloc when growing fails (the buffer
-// is empty then).
+// nor faults in fresh pages; a buffer above 8 MiB is given back (reallocated
+// smaller) at the next request that fits under 8 MiB. Valid until the next
+// request for the same slot on the same thread. Throws std::bad_alloc when
+// growing fails (the buffer is empty then).
 float* ThreadScratch(ScratchSlot slot, size_t floats);
 
 }  // namespace detail

@@ -28,7 +28,9 @@ TEST(ParallelMatMulTest, SameBitsForAnyThreadCount) {
                               {90, 60, 200},
                               {250, 90, 64},
                               // B spans at least as many of the kernel's column blocks
-                              // as there are tasks: ParallelMatMulPacked splits columns.
+                              // as there are tasks, so ParallelMatMulPacked splits
+                              // columns: the first at 2 threads on AVX3 (32-wide panels),
+                              // the second at 2 and 3 threads on AVX3 and AVX2.
                               {100, 2304, 768},
                               {30, 4100, 1500}};
   for (const auto& shape : shapes) {

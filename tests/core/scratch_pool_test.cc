@@ -27,7 +27,14 @@ void ReleaseBuffers(size_t count, size_t mib) {
   }
 }
 
-TEST(ScratchPoolTest, ReleasedBufferIsReused) {
+// Each test starts from an empty pool (tests may run in one process).
+class ScratchPoolTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ScratchBuffer::release_pooled(); }
+  void TearDown() override { ScratchBuffer::release_pooled(); }
+};
+
+TEST_F(ScratchPoolTest, ReleasedBufferIsReused) {
   float* first = nullptr;
   {
     ScratchBuffer a(9 * kFloatsPerMiB);
@@ -39,10 +46,10 @@ TEST(ScratchPoolTest, ReleasedBufferIsReused) {
   EXPECT_EQ(ScratchBuffer::pooled_buffers(), pooled - 1);
 }
 
-TEST(ScratchPoolTest, FullPoolKeepsTheNewestRelease) {
+TEST_F(ScratchPoolTest, FullPoolKeepsTheNewestRelease) {
   ReleaseBuffers(6, 2);  // more than the pool holds
   const size_t full = ScratchBuffer::pooled_buffers();
-  EXPECT_EQ(full, 4u);
+  ASSERT_EQ(full, 4u);
   float* newest = nullptr;
   {
     ScratchBuffer big(7 * kFloatsPerMiB);  // none of the pooled ones fits
@@ -56,10 +63,19 @@ TEST(ScratchPoolTest, FullPoolKeepsTheNewestRelease) {
   EXPECT_EQ(again.data(), newest);
 }
 
-TEST(ScratchPoolTest, SmallBuffersAreNotPooled) {
-  const size_t pooled = ScratchBuffer::pooled_buffers();
+TEST_F(ScratchPoolTest, SmallAndHugeBuffersAreNotPooled) {
   { ScratchBuffer small(1000); }
-  EXPECT_EQ(ScratchBuffer::pooled_buffers(), pooled);
+  EXPECT_EQ(ScratchBuffer::pooled_buffers(), 0u);
+  // Above the pool's 512 MiB in all (never written: only address space).
+  { ScratchBuffer huge(600 * kFloatsPerMiB); }
+  EXPECT_EQ(ScratchBuffer::pooled_buffers(), 0u);
+}
+
+TEST_F(ScratchPoolTest, PoolKeepsAtMost512MiB) {
+  ReleaseBuffers(3, 200);  // 600 MiB released: the oldest 200 MiB goes
+  EXPECT_EQ(ScratchBuffer::pooled_buffers(), 2u);
+  ScratchBuffer::release_pooled();
+  EXPECT_EQ(ScratchBuffer::pooled_buffers(), 0u);
 }
 
 }  // namespace

@@ -409,29 +409,48 @@ void TestExpNonPositive() {
   EXPECT_LE(max_rel, 2e-7);
 }
 
-// The kernel's per-thread scratch (K transposed, V packed, accumulators)
-// is reused from call to call without being cleared: a result must not
-// depend on what earlier calls left there. A problem gives the same bits
-// when run first, after a larger call whose scratch is full of NaN and inf
-// (scores, accumulators and packed rows), and after a smaller call.
+// The kernel's per-thread scratch (K transposed, V packed, accumulators,
+// scores, partial sums) is reused from call to call without being cleared:
+// a result must not depend on what earlier calls left there. Each problem
+// (causal, non-causal, decoding 1 and 3 queries) gives the same bits when
+// run first, after a larger call whose inputs are all inf (K) and NaN (V,
+// one Q row), which leaves inf and NaN throughout the scratch, and after a
+// smaller call.
 void TestScratchReuse() {
   for (size_t head_dim : {7, 64}) {
-    const Problem p = SelfAttention(150, head_dim, 21);
-    const std::vector<float> first = RunKernel(p);
-
+    std::vector<Problem> problems;
+    problems.push_back(SelfAttention(150, head_dim, 21));
+    problems.push_back(SelfAttention(150, head_dim, 24));
+    problems.back().causal = false;
+    for (size_t queries : {1, 3}) {  // decoding: the last queries of 200
+      Problem p;
+      p.num_queries = queries;
+      p.num_keys = 200;
+      p.q_begin = 200 - queries;
+      p.head_dim = head_dim;
+      p.Fill(25);
+      problems.push_back(p);
+    }
     Problem poisoned = SelfAttention(300, head_dim, 22);
-    for (size_t j = 0; j < poisoned.num_keys; j += 3) {
-      poisoned.K(j, 0) = kInf;
-      poisoned.V(j, head_dim - 1) = kNaN;
+    for (size_t j = 0; j < poisoned.num_keys; ++j) {
+      for (size_t c = 0; c < head_dim; ++c) {
+        poisoned.K(j, c) = kInf;
+        poisoned.V(j, c) = kNaN;
+      }
     }
     poisoned.Q(poisoned.num_queries - 1, 0) = kNaN;
-    RunKernel(poisoned);
-    const std::vector<float> after_larger = RunKernel(p);
-    RunKernel(SelfAttention(9, head_dim, 23));
-    const std::vector<float> after_smaller = RunKernel(p);
-    for (size_t i = 0; i < first.size(); ++i) {
-      ASSERT_EQ(after_larger[i], first[i]) << "head_dim " << head_dim << ", element " << i;
-      ASSERT_EQ(after_smaller[i], first[i]) << "head_dim " << head_dim << ", element " << i;
+    for (const Problem& p : problems) {
+      const std::vector<float> first = RunKernel(p);
+      RunKernel(poisoned);
+      const std::vector<float> after_larger = RunKernel(p);
+      RunKernel(SelfAttention(9, head_dim, 23));
+      const std::vector<float> after_smaller = RunKernel(p);
+      for (size_t i = 0; i < first.size(); ++i) {
+        ASSERT_EQ(after_larger[i], first[i])
+            << "head_dim " << head_dim << ", queries " << p.num_queries << ", element " << i;
+        ASSERT_EQ(after_smaller[i], first[i])
+            << "head_dim " << head_dim << ", queries " << p.num_queries << ", element " << i;
+      }
     }
   }
 }
