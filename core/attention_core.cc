@@ -1,7 +1,6 @@
 #include "core/attention_core.h"
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "core/error.h"
@@ -104,22 +103,12 @@ size_t flash_query_block(size_t heads_total, size_t tokens) {
 
 // One (b, h, query block) of the flash algorithm: rows [r0, r1) attend keys
 // up to their position (causal) or all keys.
-void flash_block(const AttentionProblem& p, size_t b, size_t h, size_t r0, size_t r1,
-                 std::vector<float>& scratch) {
+// With out == q the kernel writes each output row over its query row
+// (allowed by simd/flash_attention.h); only this task reads those rows.
+void flash_block(const AttentionProblem& p, size_t b, size_t h, size_t r0, size_t r1) {
   simd::FlashAttentionArgs f;
   f.q = p.q.at(b, h, r0);
   f.ldq = p.q.row_stride;
-  if (p.out.data == p.q.data) {
-    // Output in place of Q: only this task reads these query rows, so a
-    // copy of them lets the kernel write its output over the originals.
-    scratch.resize((r1 - r0) * p.head_dim);
-    for (size_t i = 0; i < r1 - r0; ++i) {
-      std::memcpy(scratch.data() + i * p.head_dim, p.q.at(b, h, r0 + i),
-                  p.head_dim * sizeof(float));
-    }
-    f.q = scratch.data();
-    f.ldq = p.head_dim;
-  }
   f.k = p.k.at(b, h);
   f.ldk = p.k.row_stride;
   f.v = p.v.at(b, h);
@@ -182,7 +171,7 @@ void attention(const AttentionProblem& problem) {
       if (materialized) {
         attend_block(p, b, h, r0, r1, scratch);
       } else {
-        flash_block(p, b, h, r0, r1, scratch);
+        flash_block(p, b, h, r0, r1);
       }
     }
   });

@@ -43,9 +43,10 @@ struct AttentionProblem {
   size_t q_begin = 0;
   HeadLayout q, k, v;  // read only
   // (batch, heads, tokens, head_dim), written. `out` may be exactly `q` (the
-  // same layout): each task then copies its query rows aside before writing
-  // its output over them, so the result replaces Q in place with no extra
-  // buffer (only without weights and dropout). Any other overlap is invalid.
+  // same layout): the flash kernel writes each query row's output over it
+  // after its last read (simd/flash_attention.h), so the result replaces Q in
+  // place with no extra buffer (only without weights and dropout). Any other
+  // overlap is invalid.
   HeadLayout out;
   float scale = 1.0f;  // multiplies Q·Kᵀ (1 / sqrt(d_k))
   bool causal = true;  // query t attends keys 0..t (a loop bound, no -inf written)

@@ -40,9 +40,12 @@
 // Against the double reference, outputs agree within 1e-6 * max|v| on the
 // tests' random inputs (every target, with or without FMA).
 //
-// Aliasing: out must not overlap q, k or v. Any size may be 0; pointers are
-// only read when the matching size is nonzero. Misaligned pointers and strides
-// are fine; no element outside the described rectangles is read or written.
+// Aliasing: out may be q itself (out == q and ldo == ldq): each block of
+// query rows is read in full before its outputs are written, and never read
+// again (the module writes heads' outputs over Q that way). Any other overlap
+// of out with q, k or v is invalid. Any size may be 0; pointers are only read
+// when the matching size is nonzero. Misaligned pointers and strides are
+// fine; no element outside the described rectangles is read or written.
 //
 // User errors (strides smaller than head_dim, null pointers with nonzero
 // sizes) throw attn::ShapeError naming the arguments.

@@ -455,6 +455,41 @@ void TestScratchReuse() {
   }
 }
 
+// out == q (the module writes each head's output over its queries): the
+// same bits as with a separate output, for self-attention, non-causal and
+// decoding problems, padded and misaligned.
+void TestInPlaceOverQueries() {
+  for (size_t head_dim : {7, 64}) {
+    std::vector<Problem> problems;
+    problems.push_back(SelfAttention(130, head_dim, 31));
+    problems.back().pad = 3;
+    problems.back().misalign = 1;
+    problems.back().Fill(31);
+    problems.push_back(SelfAttention(70, head_dim, 32));
+    problems.back().causal = false;
+    Problem decode;
+    decode.num_queries = 3;
+    decode.num_keys = 100;
+    decode.q_begin = 97;
+    decode.head_dim = head_dim;
+    decode.Fill(33);
+    problems.push_back(decode);
+    for (const Problem& p : problems) {
+      const std::vector<float> want = RunKernel(p);
+      std::vector<float> q_and_out = p.q;
+      FlashAttentionArgs a = p.Args(q_and_out.data());
+      a.q = a.out;
+      FlashAttentionKernel(a);
+      for (size_t i = 0; i < p.num_queries; ++i) {
+        for (size_t c = 0; c < head_dim; ++c) {
+          const size_t at = p.misalign + i * p.ld() + c;
+          ASSERT_EQ(q_and_out[at], want[at]) << "queries " << p.num_queries << ", row " << i;
+        }
+      }
+    }
+  }
+}
+
 // Zero-sized problems write nothing.
 void TestEmpty() {
   Problem p = SelfAttention(5, 8, 3);
@@ -479,6 +514,7 @@ void TestFlashSpecialValues() { flash_test::TestSpecialValues(); }
 void TestFlashDeterminism() { flash_test::TestDeterminism(); }
 void TestFlashEmpty() { flash_test::TestEmpty(); }
 void TestFlashScratchReuse() { flash_test::TestScratchReuse(); }
+void TestFlashInPlaceOverQueries() { flash_test::TestInPlaceOverQueries(); }
 void TestFlashExpNonPositive() { flash_test::TestExpNonPositive(); }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)
@@ -502,6 +538,7 @@ HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashSpecialValues);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashDeterminism);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashEmpty);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashScratchReuse);
+HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashInPlaceOverQueries);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashExpNonPositive);
 
 // The public, dispatching entry point (best target of this CPU).
