@@ -3,19 +3,24 @@
 // foreach_target.h) and by tests/simd/flash_attention_test.cc, which calls
 // FlashAttentionKernel of each target directly.
 //
-// Algorithm (one call = one (batch, head), a block of queries):
-//   1. Pack the keys the last query can see: K transposed into key blocks of
-//      kKeyBlock columns (head_dim x kKeyBlock each, so that a row of scores
-//      is kKeyBlock / N vectors of lanes); V, unless read in place, into
+// Algorithm (one call = one (batch, head), a block of queries). For each
+// block of kQueryBlock queries:
+//   1. Pack what the block needs that earlier blocks did not: the keys it is
+//      the first to see, K transposed into key blocks of kKeyBlock columns
+//      (head_dim x kKeyBlock each, so that a row of scores is
+//      kKeyBlock / N vectors of lanes), and V, unless read in place, into
 //      contiguous rows of head_dim rounded up to whole vectors, zero-padded
-//      (no tail handling in the P·V tile).
-//   2. For each block of kQueryBlock queries, for each key block up to the
-//      diagonal, for each tile of kTileRows queries that sees the key block:
-//        S = scale * Q_tile · K_blockᵀ             (register tile, TileScores)
+//      (no tail handling in the P·V tile). Pack the block's queries times
+//      scale, interleaved per tile (PackQueryTiles).
+//   2. For each key block up to the diagonal, for each tile of kTileRows
+//      queries that sees the key block:
+//        S = (scale * Q_tile) · K_blockᵀ           (register tile, TileScores)
 //        online softmax of each row of S: running max m, running sum l
 //        (N per-lane partial sums), P = exp(S - m_new) in place of S,
-//        alpha = exp(m_old - m_new)                (SoftmaxBlockRow)
+//        alpha = exp(m_old - m_new), both as powers of 2 (SoftmaxBlockRow)
 //        acc = alpha * acc + P · V_block           (register tile, TileAccumulate)
+//      and between tiles, prefetch a few rows of the next key block, the
+//      next query block and this block's outputs (RowPrefetcher).
 //   3. out = acc / l per row                       (FinishRow)
 // Causality is a loop bound: key blocks above a tile's diagonal are skipped,
 // and in the diagonal block each row stops at its own last visible key.
@@ -39,7 +44,6 @@
 #endif
 
 #include <stddef.h>
-#include <string.h>
 
 #include <algorithm>
 #include <cmath>
@@ -49,6 +53,7 @@
 #include "hwy/aligned_allocator.h"
 #include "hwy/highway.h"
 #include "simd/flash_attention.h"
+#include "simd/flash_packing-inl.h"
 #include "simd/flash_softmax-inl.h"
 #include "simd/flash_tiles-inl.h"
 #include "simd/thread_scratch.h"
@@ -63,64 +68,6 @@ HWY_INLINE size_t VisibleKeys(const simd::FlashAttentionArgs& a, size_t i) {
   if (!a.causal) return a.num_keys;
   const size_t pos = a.q_begin + i;
   return pos < a.num_keys ? pos + 1 : a.num_keys;
-}
-
-// kt <- keys [0, num_keys) of k (row stride ldk), transposed per key block:
-// element (key j, dim c) goes to kt[(j / kKeyBlock) * head_dim * kKeyBlock +
-// c * kKeyBlock + j % kKeyBlock]. Keys from num_keys to the end of the last
-// block are zero. Groups of 4 keys x 4 dims go through 4x4 transposes of
-// 128-bit vectors (2.5x faster than element by element: this packing is
-// most of the time of a single-query decoding step).
-static_assert(kKeyBlock % 4 == 0, "PackKeys transposes groups of 4 keys");
-HWY_INLINE void PackKeys(const float* HWY_RESTRICT k, size_t ldk, size_t num_keys, size_t head_dim,
-                         float* HWY_RESTRICT kt) {
-  const size_t num_blocks = hwy::DivCeil(num_keys, kKeyBlock);
-  for (size_t b = 0; b < num_blocks; ++b) {
-    float* HWY_RESTRICT block = kt + b * head_dim * kKeyBlock;
-    for (size_t jj = 0; jj < kKeyBlock; jj += 4) {
-      const size_t j = b * kKeyBlock + jj;
-      size_t c = 0;
-#if HWY_TARGET != HWY_SCALAR
-      if (j + 4 <= num_keys) {
-        const hn::Full128<float> d4;
-        const float* HWY_RESTRICT row = k + j * ldk;
-        for (; c + 4 <= head_dim; c += 4) {
-          const auto k0 = hn::LoadU(d4, row + c), k1 = hn::LoadU(d4, row + ldk + c);
-          const auto k2 = hn::LoadU(d4, row + 2 * ldk + c), k3 = hn::LoadU(d4, row + 3 * ldk + c);
-          const auto k01_lo = hn::InterleaveLower(d4, k0, k1);  // k0[0] k1[0] k0[1] k1[1]
-          const auto k23_lo = hn::InterleaveLower(d4, k2, k3);
-          const auto k01_hi = hn::InterleaveUpper(d4, k0, k1);  // k0[2] k1[2] k0[3] k1[3]
-          const auto k23_hi = hn::InterleaveUpper(d4, k2, k3);
-          float* HWY_RESTRICT dst = block + c * kKeyBlock + jj;  // 16-byte aligned
-          hn::Store(hn::ConcatLowerLower(d4, k23_lo, k01_lo), d4, dst);
-          hn::Store(hn::ConcatUpperUpper(d4, k23_lo, k01_lo), d4, dst + kKeyBlock);
-          hn::Store(hn::ConcatLowerLower(d4, k23_hi, k01_hi), d4, dst + 2 * kKeyBlock);
-          hn::Store(hn::ConcatUpperUpper(d4, k23_hi, k01_hi), d4, dst + 3 * kKeyBlock);
-        }
-      }
-#endif
-      // The rest of the dims, or a group that reaches past num_keys.
-      for (size_t q = 0; q < 4; ++q) {
-        float* HWY_RESTRICT dst = block + jj + q;
-        if (j + q < num_keys) {
-          const float* HWY_RESTRICT row = k + (j + q) * ldk;
-          for (size_t cc = c; cc < head_dim; ++cc) dst[cc * kKeyBlock] = row[cc];
-        } else {
-          for (size_t cc = c; cc < head_dim; ++cc) dst[cc * kKeyBlock] = 0.0f;
-        }
-      }
-    }
-  }
-}
-
-// vp <- rows [0, num_keys) of v (row stride ldv), row stride ld_vp >=
-// head_dim, zero from head_dim to ld_vp.
-HWY_INLINE void PackValues(const float* HWY_RESTRICT v, size_t ldv, size_t num_keys,
-                           size_t head_dim, float* HWY_RESTRICT vp, size_t ld_vp) {
-  for (size_t j = 0; j < num_keys; ++j) {
-    memcpy(vp + j * ld_vp, v + j * ldv, head_dim * sizeof(float));
-    if (ld_vp > head_dim) memset(vp + j * ld_vp + head_dim, 0, (ld_vp - head_dim) * sizeof(float));
-  }
 }
 
 }  // namespace flash_detail
@@ -155,26 +102,26 @@ inline void FlashAttentionKernel(const simd::FlashAttentionArgs& a) {
   const bool pack_values = ld_acc != head_dim || (a.ldv != head_dim && num_queries > kTileRows);
   const size_t vp_size = pack_values ? key_end * ld_acc : 0;
   const size_t acc_size = kQueryBlock * ld_acc;
+  const size_t qp_size = kQueryBlock * head_dim;  // a multiple of N (kQueryBlock is)
   const size_t s_size = kTileRows * kKeyBlock;
   const size_t l_size = kQueryBlock * N;
   // Every part is a multiple of N floats, so each starts vector-aligned.
   // The thread's scratch: reused across calls (the parallel layer makes one
   // per (batch, head)) instead of a malloc of 0.54 MB each with fresh pages
   // to fault in (measured: 1-4% of the attention core at B=8, T=1024).
-  float* HWY_RESTRICT kt = simd::detail::ThreadScratch(
-      simd::detail::ScratchSlot::kFlashAttention, kt_size + vp_size + acc_size + s_size + l_size);
+  float* HWY_RESTRICT kt =
+      simd::detail::ThreadScratch(simd::detail::ScratchSlot::kFlashAttention,
+                                  kt_size + vp_size + acc_size + qp_size + s_size + l_size);
   float* HWY_RESTRICT vp = kt + kt_size;
   float* HWY_RESTRICT acc = vp + vp_size;
-  float* HWY_RESTRICT s = acc + acc_size;
+  float* HWY_RESTRICT qp = acc + acc_size;
+  float* HWY_RESTRICT s = qp + qp_size;
   float* HWY_RESTRICT l = s + s_size;  // N partial sums per query row
-  PackKeys(a.k, a.ldk, key_end, head_dim, kt);
-  const float* HWY_RESTRICT values = a.v;
-  size_t ld_values = a.ldv;
-  if (pack_values) {
-    PackValues(a.v, a.ldv, key_end, head_dim, vp, ld_acc);
-    values = vp;
-    ld_values = ld_acc;
-  }
+  const float* HWY_RESTRICT values = pack_values ? vp : a.v;
+  const size_t ld_values = pack_values ? ld_acc : a.ldv;
+  size_t packed_blocks = 0;  // key blocks whose K (and V) are packed so far
+  RowPrefetcher<> prefetch_k, prefetch_v, prefetch_q;
+  RowPrefetcher</*kWrite=*/true> prefetch_out;
 
   float m[kQueryBlock];
   bool bad[kQueryBlock];
@@ -185,6 +132,30 @@ inline void FlashAttentionKernel(const simd::FlashAttentionArgs& a) {
     std::fill(l, l + l_size, 0.0f);
     std::fill(bad, bad + kQueryBlock, false);
     const size_t block_key_end = VisibleKeys(a, i0 + rows - 1);
+    // Keys are packed when a query block first sees them. The rows of the
+    // next key block, of the next query block and of this block's outputs
+    // are prefetched between this block's tiles: their cache misses (rows a
+    // page apart in the QKV layout) overlap the tiles' work instead of
+    // stalling the packing (9% of the attention core at T = 1024 when every
+    // key was packed up front).
+    const size_t need_blocks = hwy::DivCeil(block_key_end, kKeyBlock);
+    if (need_blocks > packed_blocks) {
+      PackKeyBlocks(a.k, a.ldk, key_end, head_dim, packed_blocks, need_blocks, kt);
+      if (pack_values) {
+        PackValues(a.v, a.ldv, packed_blocks * kKeyBlock,
+                   std::min(need_blocks * kKeyBlock, key_end), head_dim, vp, ld_acc);
+      }
+      packed_blocks = need_blocks;
+      if (packed_blocks < num_blocks) {
+        const size_t next = packed_blocks * kKeyBlock, count = std::min(kKeyBlock, key_end - next);
+        prefetch_k.Start(a.k + next * a.ldk, a.ldk, count, head_dim);
+        prefetch_v.Start(a.v + next * a.ldv, a.ldv, count, head_dim);
+      }
+    }
+    PackQueryTiles(a.q + i0 * a.ldq, a.ldq, rows, head_dim, a.scale, qp);
+    const size_t next_rows = std::min(kQueryBlock, num_queries - i0 - rows);
+    prefetch_q.Start(a.q + (i0 + rows) * a.ldq, a.ldq, next_rows, head_dim);
+    prefetch_out.Start(a.out + i0 * a.ldo, a.ldo, a.out == a.q ? 0 : rows, head_dim);
 
     for (size_t j0 = 0; j0 < block_key_end; j0 += kKeyBlock) {
       const float* HWY_RESTRICT kt_block = kt + (j0 / kKeyBlock) * head_dim * kKeyBlock;
@@ -193,18 +164,21 @@ inline void FlashAttentionKernel(const simd::FlashAttentionArgs& a) {
         // Rows of a partial last tile repeat its last query (results unused).
         const size_t r0 = t * kTileRows;
         const size_t last = std::min(kTileRows, rows - r0) - 1;
-        const float* q_rows[kTileRows];
         size_t n_row[kTileRows];
         for (size_t r = 0; r < kTileRows; ++r) {
           const size_t i = i0 + r0 + std::min(r, last);
-          q_rows[r] = a.q + i * a.ldq;
           const size_t lim = VisibleKeys(a, i);
           n_row[r] = lim > j0 ? std::min(kKeyBlock, lim - j0) : 0;
         }
         // n_row is non-decreasing in r: the last row sees the most keys.
         const size_t n = n_row[kTileRows - 1];
         if (n == 0) continue;  // the key block is above this tile's diagonal
-        TileScores(d, q_rows, head_dim, kt_block, a.scale, n, s);
+        // At least 8 tiles per query block, and 16 per key block.
+        prefetch_q.Step(kQueryBlock / 8);
+        prefetch_out.Step(kQueryBlock / 8);
+        prefetch_k.Step(kKeyBlock / 16);
+        prefetch_v.Step(kKeyBlock / 16);
+        TileScores(d, qp + r0 * head_dim, head_dim, kt_block, n, s);
         float alpha[kTileRows];
         for (size_t r = 0; r < kTileRows; ++r) {
           alpha[r] = n_row[r] == 0 ? 1.0f

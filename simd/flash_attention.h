@@ -34,8 +34,9 @@
 // visible scores are all -inf gives NaN. A row with no visible key at all
 // (only possible with num_keys == 0) also gives NaN, the value of a fully
 // masked softmax. NaN in a visible V row propagates (0 * NaN = NaN, as in
-// PyTorch). Scores are accumulated in float: products that overflow float
-// give inf there even where the double reference stays finite. Weights below
+// PyTorch). Scores are computed in float as (scale * q[i, :]) · k[j, :] (the
+// queries are scaled once, when packed): products that overflow float give
+// inf there even where the double reference stays finite. Weights below
 // 2^-126 times the row's largest are flushed to 0 (PyTorch keeps denormals).
 // Against the double reference, outputs agree within 1e-6 * max|v| on the
 // tests' random inputs (every target, with or without FMA).
@@ -74,7 +75,8 @@ struct FlashAttentionArgs {
 // The Highway kernel, dispatched to the best target of this CPU. Tuned for
 // AVX3 (AVX-512) at head_dim 64; correct for any head_dim and every compiled
 // target. Needs a scratch buffer of at most 2 * (keys read + 64) *
-// (head_dim + 15) floats plus a few KiB (K transposed, V packed): each
+// (head_dim + 15) + 64 * (head_dim + 16) floats plus a few KiB (K
+// transposed, V packed, 32 query rows and their accumulators): each
 // thread keeps its own, grown to the largest call it has made, for its
 // lifetime (0.54 MB for 1024 keys at head_dim 64; a buffer above 8 MiB is
 // given back at the thread's next smaller call); throws std::bad_alloc if

@@ -58,14 +58,14 @@ constexpr size_t kKeyBlock = 64;
 constexpr size_t kQueryBlock = 32;
 static_assert(kQueryBlock % kTileRows == 0, "whole tiles per query block");
 
-// s[r * kKeyBlock + x] = scale * sum_c q_rows[r][c] * kt[c * kKeyBlock + x]
-// for r < kTileRows and x < kCols * N: one register tile of scores.
-// q_rows: kTileRows rows of head_dim floats (any alignment); kt: a column
-// offset (a multiple of N) into a packed K block; s: the same offset into
-// the score tile.
+// s[r * kKeyBlock + x] = sum_c qt[c * kTileRows + r] * kt[c * kKeyBlock + x]
+// for r < kTileRows and x < kCols * N: one register tile of scores. qt: the
+// tile's queries, packed (PackQueryTiles: head_dim groups of kTileRows
+// floats, already multiplied by the scale); kt: a column offset (a multiple
+// of N) into a packed K block; s: the same offset into the score tile.
 template <size_t kCols, class D>
-HWY_INLINE void TileScoresCols(D d, const float* const* q_rows, size_t head_dim,
-                               const float* HWY_RESTRICT kt, float scale, float* HWY_RESTRICT s) {
+HWY_INLINE void TileScoresCols(D d, const float* HWY_RESTRICT qt, size_t head_dim,
+                               const float* HWY_RESTRICT kt, float* HWY_RESTRICT s) {
   using V = hn::Vec<D>;
   const size_t N = hn::Lanes(d);
   V acc[kTileRows][kCols];
@@ -76,41 +76,37 @@ HWY_INLINE void TileScoresCols(D d, const float* const* q_rows, size_t head_dim,
     V kv[kCols];
     for (size_t x = 0; x < kCols; ++x) kv[x] = hn::Load(d, kt + c * kKeyBlock + x * N);
     for (size_t r = 0; r < kTileRows; ++r) {
-      const V qv = hn::Set(d, q_rows[r][c]);
+      const V qv = hn::Set(d, qt[c * kTileRows + r]);
       for (size_t x = 0; x < kCols; ++x) acc[r][x] = hn::MulAdd(qv, kv[x], acc[r][x]);
     }
   }
-  const V vscale = hn::Set(d, scale);
   for (size_t r = 0; r < kTileRows; ++r) {
-    for (size_t x = 0; x < kCols; ++x) {
-      hn::Store(hn::Mul(acc[r][x], vscale), d, s + r * kKeyBlock + x * N);
-    }
+    for (size_t x = 0; x < kCols; ++x) hn::Store(acc[r][x], d, s + r * kKeyBlock + x * N);
   }
 }
 
-// Scores of the tile's queries against the first n <= kKeyBlock keys of a
-// packed K block (kt), into s (kTileRows x kKeyBlock), rounded up to whole
-// vectors of keys.
+// Scores of the tile's packed queries (qt) against the first n <= kKeyBlock
+// keys of a packed K block (kt), into s (kTileRows x kKeyBlock), rounded up
+// to whole vectors of keys.
 template <class D>
-HWY_INLINE void TileScores(D d, const float* const* q_rows, size_t head_dim,
-                           const float* HWY_RESTRICT kt, float scale, size_t n,
-                           float* HWY_RESTRICT s) {
+HWY_INLINE void TileScores(D d, const float* HWY_RESTRICT qt, size_t head_dim,
+                           const float* HWY_RESTRICT kt, size_t n, float* HWY_RESTRICT s) {
   const size_t N = hn::Lanes(d);
   const size_t num_vecs = hwy::DivCeil(n, N);
   size_t x = 0;
   for (; x + kColVecs <= num_vecs; x += kColVecs) {
-    TileScoresCols<kColVecs>(d, q_rows, head_dim, kt + x * N, scale, s + x * N);
+    TileScoresCols<kColVecs>(d, qt, head_dim, kt + x * N, s + x * N);
   }
   // The diagonal block's remainder: one narrower tile.
   switch (num_vecs - x) {
     case 3:
-      TileScoresCols<3>(d, q_rows, head_dim, kt + x * N, scale, s + x * N);
+      TileScoresCols<3>(d, qt, head_dim, kt + x * N, s + x * N);
       break;
     case 2:
-      TileScoresCols<2>(d, q_rows, head_dim, kt + x * N, scale, s + x * N);
+      TileScoresCols<2>(d, qt, head_dim, kt + x * N, s + x * N);
       break;
     case 1:
-      TileScoresCols<1>(d, q_rows, head_dim, kt + x * N, scale, s + x * N);
+      TileScoresCols<1>(d, qt, head_dim, kt + x * N, s + x * N);
       break;
     default:
       break;
@@ -210,7 +206,7 @@ HWY_INLINE void TileAccumulate(D d, const float* HWY_RESTRICT p, const size_t* n
   }
 }
 
-// out[0, head_dim) = acc / (sum of the N partial sums l), or NaN for a bad
+// out[0, head_dim) = acc * (1 / sum of the N partial sums l), or NaN for a bad
 // row or one without weight.
 template <class D>
 HWY_INLINE void FinishRow(D d, const float* HWY_RESTRICT acc, const float* HWY_RESTRICT l, bool bad,
@@ -221,10 +217,14 @@ HWY_INLINE void FinishRow(D d, const float* HWY_RESTRICT acc, const float* HWY_R
     for (size_t c = 0; c < head_dim; ++c) out[c] = std::numeric_limits<float>::quiet_NaN();
     return;
   }
+  // One division per row, not per vector (measured 1-2% of the kernel's
+  // time at head_dim 64); acc * (1 / sum) is within 1.5 ULP of acc / sum.
   const size_t N = hn::Lanes(d);
+  const auto inv = hn::Div(hn::Set(d, 1.0f), vl);
+  const float inv_sum = hn::GetLane(inv);
   size_t c = 0;
-  for (; c + N <= head_dim; c += N) hn::StoreU(hn::Div(hn::Load(d, acc + c), vl), d, out + c);
-  for (; c < head_dim; ++c) out[c] = acc[c] / sum;
+  for (; c + N <= head_dim; c += N) hn::StoreU(hn::Mul(hn::Load(d, acc + c), inv), d, out + c);
+  for (; c < head_dim; ++c) out[c] = acc[c] * inv_sum;
 }
 
 }  // namespace flash_detail

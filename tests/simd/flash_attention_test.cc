@@ -221,9 +221,10 @@ void TestDecode() {
   ExpectMatchesReference(p, "row block");
 }
 
-// Row strides larger than head_dim, and views misaligned by one float.
+// Row strides larger than head_dim (up to the QKV-like strides whose rows the
+// kernel prefetches), and views misaligned by one float.
 void TestStridesAndMisalignment() {
-  for (size_t pad : {0, 1, 3, 16, 128}) {
+  for (size_t pad : {0, 1, 3, 16, 128, 300}) {  // 300: rows far enough apart to be prefetched
     for (size_t misalign : {0, 1, 3}) {
       for (size_t hd : {1, 7, 64}) {
         Problem p;
@@ -369,18 +370,21 @@ void TestDeterminism() {
   }
 }
 
-// The softmax's exp: relative error within 2e-7 of exp for -87.33 <= x <= 0
-// (measured below 1.2e-7 on every target), exactly 1 at 0, exactly 0 below
-// and at -inf.
-void TestExpNonPositive() {
+// The softmax's exp: 2^x within 2e-7 relative error for -126 <= x < 1/2
+// (the exponents x log2(e) - m log2(e) may round a little above 0), exactly
+// 1 at 0, exactly 0 below -126 and at -inf; results never denormal.
+void TestExp2NonPositive() {
   const hn::ScalableTag<float> d;
   const size_t N = hn::Lanes(d);
-  std::vector<float> xs = {0.0f,         -0.0f,      -kInf,     -1e30f, -104.0f,
-                           -87.34f,      -87.33654f, -87.3365f, -87.0f, -0.34657359f,
-                           -0.34657360f, -1e-7f,     -1e-30f};
-  for (int i = 0; i <= 900000; ++i) xs.push_back(-1e-4f * static_cast<float>(i));
+  std::vector<float> xs = {0.0f,    -0.0f,    -kInf,   -1e30f,   -150.0f, -126.5f,
+                           -126.0f, -125.99f, -125.5f, -125.49f, -0.5f,   0.5f - 3e-8f,
+                           -1e-7f,  -1e-30f,  1e-7f,   0.25f,    -100.5f, -63.5f};
+  for (int i = 0; i <= 1260000; ++i) xs.push_back(-1e-4f * static_cast<float>(i));
+  // [-1, 1/2) on a grid of 1.5 * 2^-22 (about the spacing of floats near
+  // 1): the polynomial's whole reduced range f in [-1/2, 1/2], for n = 0, -1.
+  for (int i = 0; i < (1 << 22); ++i) xs.push_back(-1.0f + 1.5f * std::ldexp(float(i), -22));
   std::mt19937 rng(5);
-  std::uniform_real_distribution<float> dist(-88.0f, 0.0f);
+  std::uniform_real_distribution<float> dist(-127.0f, 0.0f);
   for (int i = 0; i < 100000; ++i) xs.push_back(dist(rng));
   xs.resize(hwy::RoundUpTo(xs.size(), N), 0.0f);
   auto in = hwy::AllocateAligned<float>(N);
@@ -389,21 +393,21 @@ void TestExpNonPositive() {
   for (size_t i = 0; i < xs.size(); i += N) {
     std::copy(xs.begin() + static_cast<ptrdiff_t>(i), xs.begin() + static_cast<ptrdiff_t>(i + N),
               in.get());
-    hn::Store(flash_detail::ExpNonPositive(d, hn::Load(d, in.get())), d, out.get());
+    hn::Store(flash_detail::Exp2NonPositive(d, hn::Load(d, in.get())), d, out.get());
     for (size_t lane = 0; lane < N; ++lane) {
       const float x = in[lane], got = out[lane];
-      if (x < -87.33654f) {
+      if (x < -126.0f) {
         ASSERT_EQ(got, 0.0f) << "x=" << x;
         continue;
       }
-      const double want = std::exp(static_cast<double>(x));
-      const double err = std::fabs(got - want);
-      // Results just below 2^-126 are denormal: allow their absolute spacing.
-      ASSERT_LE(err, 2e-7 * want + 1.5e-45) << "x=" << x << " got " << got << " want " << want;
+      ASSERT_EQ(std::fpclassify(got), FP_NORMAL) << "x=" << x << " got " << got;
+      const double want = std::exp2(static_cast<double>(x));
+      const double rel = std::fabs(got - want) / want;
+      ASSERT_LE(rel, 2e-7) << "x=" << x << " got " << got << " want " << want;
       if (x == 0.0f) {
         ASSERT_EQ(got, 1.0f);
       }
-      if (want > 1e-37) max_rel = std::max(max_rel, err / want);
+      max_rel = std::max(max_rel, rel);
     }
   }
   EXPECT_LE(max_rel, 2e-7);
@@ -467,6 +471,9 @@ void TestInPlaceOverQueries() {
     problems.back().Fill(31);
     problems.push_back(SelfAttention(70, head_dim, 32));
     problems.back().causal = false;
+    problems.push_back(SelfAttention(100, head_dim, 33));
+    problems.back().pad = 400;  // QKV-like strides: rows prefetched, outputs not (in place)
+    problems.back().Fill(33);
     Problem decode;
     decode.num_queries = 3;
     decode.num_keys = 100;
@@ -515,7 +522,7 @@ void TestFlashDeterminism() { flash_test::TestDeterminism(); }
 void TestFlashEmpty() { flash_test::TestEmpty(); }
 void TestFlashScratchReuse() { flash_test::TestScratchReuse(); }
 void TestFlashInPlaceOverQueries() { flash_test::TestInPlaceOverQueries(); }
-void TestFlashExpNonPositive() { flash_test::TestExpNonPositive(); }
+void TestFlashExp2NonPositive() { flash_test::TestExp2NonPositive(); }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
@@ -539,7 +546,7 @@ HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashDeterminism);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashEmpty);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashScratchReuse);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashInPlaceOverQueries);
-HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashExpNonPositive);
+HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashExp2NonPositive);
 
 // The public, dispatching entry point (best target of this CPU).
 TEST(FlashAttentionDispatchTest, MatchesReference) {
