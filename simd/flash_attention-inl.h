@@ -29,12 +29,14 @@
 // are bitwise independent of how the parallel layer splits the queries.
 //
 // Cost at head_dim 64 on AVX3: per 16 visible scores, 128 FMAs (64 for S, 64
-// for P·V) and about 30 other vector operations (exp, max, sums), which
-// share AVX-512's two FMA ports: about 80% of peak at best. Measured
-// single-threaded, causal, head_dim 64, on a shared 2-core Xeon (Sapphire
-// Rapids class, 178 GFLOP/s FMA peak per core): T = 1024 about 120 GFLOP/s
-// (140 at best), T = 2048 120-150, the scalar reference 3.6; AVX2 about 60,
-// SSE4 about 28; decoding 1 query over 1024 keys 12 (memory-bound).
+// for P·V) and about 18 other vector operations (exp2 11, max and checks 3,
+// exponent and sum 2), which share AVX-512's two FMA ports: about 87% of peak
+// at best. Measured single-threaded, causal, head_dim 64, on a shared 2-core
+// Xeon (Sapphire Rapids class, about 178 GFLOP/s FMA peak per core; profile:
+// the two FMA loops take 75% of the time, the softmax 18%): T = 1024 about
+// 126 GFLOP/s, T = 2048 about 135, T = 256 105, the scalar reference 3.6;
+// AVX2 about 65, SSE4 about 25; decoding 1 query over 1024 keys 11
+// (memory-bound).
 
 #if defined(ATTN_SIMD_FLASH_ATTENTION_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef ATTN_SIMD_FLASH_ATTENTION_INL_H_
