@@ -149,15 +149,21 @@ inline void FlashAttentionKernel(const simd::FlashAttentionArgs& a) {
       }
       packed_blocks = need_blocks;
       if (packed_blocks < num_blocks) {
+        // Spread over the tiles until the next block is packed: in causal
+        // self-attention, the next kKeyBlock / kQueryBlock query blocks.
         const size_t next = packed_blocks * kKeyBlock, count = std::min(kKeyBlock, key_end - next);
-        prefetch_k.Start(a.k + next * a.ldk, a.ldk, count, head_dim);
-        prefetch_v.Start(a.v + next * a.ldv, a.ldv, count, head_dim);
+        const size_t steps = num_tiles * need_blocks * (kKeyBlock / kQueryBlock);
+        prefetch_k.Start(a.k + next * a.ldk, a.ldk, count, head_dim, steps);
+        prefetch_v.Start(a.v + next * a.ldv, a.ldv, count, head_dim, steps);
       }
     }
     PackQueryTiles(a.q + i0 * a.ldq, a.ldq, rows, head_dim, a.scale, qp);
+    // The next query block's rows and this block's outputs, spread over this
+    // block's tiles.
+    const size_t steps = num_tiles * need_blocks;
     const size_t next_rows = std::min(kQueryBlock, num_queries - i0 - rows);
-    prefetch_q.Start(a.q + (i0 + rows) * a.ldq, a.ldq, next_rows, head_dim);
-    prefetch_out.Start(a.out + i0 * a.ldo, a.ldo, a.out == a.q ? 0 : rows, head_dim);
+    prefetch_q.Start(a.q + (i0 + rows) * a.ldq, a.ldq, next_rows, head_dim, steps);
+    prefetch_out.Start(a.out + i0 * a.ldo, a.ldo, a.out == a.q ? 0 : rows, head_dim, steps);
 
     for (size_t j0 = 0; j0 < block_key_end; j0 += kKeyBlock) {
       const float* HWY_RESTRICT kt_block = kt + (j0 / kKeyBlock) * head_dim * kKeyBlock;
@@ -175,11 +181,10 @@ inline void FlashAttentionKernel(const simd::FlashAttentionArgs& a) {
         // n_row is non-decreasing in r: the last row sees the most keys.
         const size_t n = n_row[kTileRows - 1];
         if (n == 0) continue;  // the key block is above this tile's diagonal
-        // At least 8 tiles per query block, and 16 per key block.
-        prefetch_q.Step(kQueryBlock / 8);
-        prefetch_out.Step(kQueryBlock / 8);
-        prefetch_k.Step(kKeyBlock / 16);
-        prefetch_v.Step(kKeyBlock / 16);
+        prefetch_q.Step();
+        prefetch_out.Step();
+        prefetch_k.Step();
+        prefetch_v.Step();
         TileScores(d, qp + r0 * head_dim, head_dim, kt_block, n, s);
         float alpha[kTileRows];
         for (size_t r = 0; r < kTileRows; ++r) {

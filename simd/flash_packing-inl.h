@@ -42,27 +42,29 @@ HWY_INLINE void PrefetchRow(const float* x, size_t width) {
 // prefetchers follow; nearer rows stream by themselves.
 constexpr size_t kPrefetchMinStride = 256;  // floats
 
-// Prefetches rows [0, rows) of x (row stride ld, width floats each) a few
-// rows at a time, between tiles: a burst of hundreds of prefetches would
-// hold every line fill buffer and stall the loads of the work in between.
+// Prefetches rows [0, rows) of x (row stride ld, width floats each) evenly
+// over `steps` calls of Step (between tiles): each prefetch holds a line fill
+// buffer until its line arrives from memory, so a burst of hundreds would
+// stall the loads of the work around it.
 template <bool kWrite = false>
 class RowPrefetcher {
  public:
-  void Start(const float* x, size_t ld, size_t rows, size_t width) {
+  void Start(const float* x, size_t ld, size_t rows, size_t width, size_t steps) {
     x_ = x;
     ld_ = ld;
     width_ = width;
     next_ = 0;
     rows_ = ld >= kPrefetchMinStride ? rows : 0;
+    per_step_ = hwy::DivCeil(rows_, std::max<size_t>(steps, 1));
   }
-  void Step(size_t count) {
-    const size_t end = std::min(rows_, next_ + count);
+  void Step() {
+    const size_t end = std::min(rows_, next_ + per_step_);
     for (; next_ < end; ++next_) PrefetchRow<kWrite>(x_ + next_ * ld_, width_);
   }
 
  private:
   const float* x_ = nullptr;
-  size_t ld_ = 0, width_ = 0, rows_ = 0, next_ = 0;
+  size_t ld_ = 0, width_ = 0, rows_ = 0, next_ = 0, per_step_ = 0;
 };
 
 // Key blocks [b_begin, b_end) of k (row stride ldk; keys from num_keys on
@@ -80,11 +82,12 @@ HWY_INLINE void PackKeyBlocks(const float* HWY_RESTRICT k, size_t ldk, size_t nu
   for (size_t b = b_begin; b < b_end; ++b) {
     if (b + 1 < b_end) {
       const size_t next = (b + 1) * kKeyBlock;
-      prefetch.Start(k + next * ldk, ldk, std::min(kKeyBlock, num_keys - next), head_dim);
+      prefetch.Start(k + next * ldk, ldk, std::min(kKeyBlock, num_keys - next), head_dim,
+                     kKeyBlock / 4);
     }
     float* HWY_RESTRICT block = kt + b * head_dim * kKeyBlock;
     for (size_t jj = 0; jj < kKeyBlock; jj += 4) {
-      prefetch.Step(4);
+      prefetch.Step();
       const size_t j = b * kKeyBlock + jj;
       size_t c = 0;
 #if HWY_TARGET != HWY_SCALAR
