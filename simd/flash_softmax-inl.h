@@ -72,16 +72,12 @@ HWY_INLINE V Exp2NonPositive(D d, V x) {
   const V kMin = hn::Set(d, kExp2Min);
   const auto keep = hn::Ge(x, kMin);
   const V xc = hn::Max(x, kMin);
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
-  const V n = hn::Round(xc);
-  const V t = n;  // unused by scalef
-#else
   // Adding 1.5 * 2^23 rounds to an integer n that lands in the low mantissa
-  // bits: bits(t) = 0x4B400000 + n.
+  // bits: bits(t) = 0x4B400000 + n. (Two operations that either FMA port
+  // runs; AVX-512's roundscale would be two on port 0 only.)
   const V kRound = hn::Set(d, 12582912.0f);
   const V t = hn::Add(xc, kRound);
   const V n = hn::Sub(t, kRound);
-#endif
   const V f = hn::Sub(xc, n);  // exact, in [-1/2, 1/2]
   V p = hn::Set(d, kExp2C5);
   p = hn::MulAdd(p, f, hn::Set(d, kExp2C4));
