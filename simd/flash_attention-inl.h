@@ -162,7 +162,9 @@ inline void FlashAttentionKernel(const simd::FlashAttentionArgs& a) {
     // block's tiles.
     const size_t steps = num_tiles * need_blocks;
     const size_t next_rows = std::min(kQueryBlock, num_queries - i0 - rows);
-    prefetch_q.Start(a.q + (i0 + rows) * a.ldq, a.ldq, next_rows, head_dim, steps);
+    // (No pointer past the last row is formed: the last block has no next.)
+    prefetch_q.Start(next_rows > 0 ? a.q + (i0 + rows) * a.ldq : a.q, a.ldq, next_rows, head_dim,
+                     steps);
     prefetch_out.Start(a.out + i0 * a.ldo, a.ldo, a.out == a.q ? 0 : rows, head_dim, steps);
 
     for (size_t j0 = 0; j0 < block_key_end; j0 += kKeyBlock) {

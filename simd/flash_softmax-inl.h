@@ -13,7 +13,6 @@
 #include <stddef.h>
 
 #include <algorithm>
-#include <cmath>
 #include <limits>
 
 #include "hwy/highway.h"
@@ -35,7 +34,7 @@ constexpr float kExp2C3 = 0.05550733581185341f;
 constexpr float kExp2C4 = 0.009671512991189957f;
 constexpr float kExp2C5 = 0.001326472731307149f;
 
-// log2(e): the softmax's weights are exp(s - m) = 2^(s log2(e) - m log2(e)).
+// log2(e): the softmax's weights are exp(s - m) = 2^((s - m) log2(e)).
 constexpr float kLog2E = 1.44269504088896341f;
 
 // Below this exponent, 2^x would leave float's normal range: such a weight is
@@ -60,13 +59,13 @@ HWY_INLINE V ScaleByPow2(D d, V p, V /*n*/, V t, hn::Mask<D> keep) {
   return hn::IfThenElseZero(keep, hn::Mul(p, pow2n));
 }
 
-// 2^x for x < 1/2, x = -inf included (not NaN): the softmax's weights, whose
-// exponents x = s log2(e) - m log2(e) are at most 0 but for the rounding of
-// m log2(e). Round x to an integer n and evaluate 2^(x - n) by the
-// polynomial above: relative error below 2e-7, exactly 1 at x = 0, exactly 0
-// for x < -126 (and at -inf). About 11 vector operations on AVX-512 (scalef),
-// 15 elsewhere, against 18 for a natural-base exp with its two-constant
-// reduction and 30 for hwy's Exp, which also handles large x > 0.
+// 2^x for x <= 0 (valid up to x < 1/2), x = -inf included (not NaN): the
+// softmax's weights, whose exponents are x = (s - m) log2(e) <= 0. Round x to
+// an integer n and evaluate 2^(x - n) by the polynomial above: relative error
+// below 2e-7, exactly 1 at x = 0, exactly 0 for x < -126 (and at -inf). About
+// 11 vector operations on AVX-512 (scalef), 15 elsewhere, against 18 for a
+// natural-base exp with its two-constant reduction and 30 for hwy's Exp,
+// which also handles large x > 0.
 template <class D, class V = hn::Vec<D>>
 HWY_INLINE V Exp2NonPositive(D d, V x) {
   const V kMin = hn::Set(d, kExp2Min);
@@ -121,19 +120,16 @@ HWY_INLINE hn::Vec<D> ExponentiateScores(D d, float* HWY_RESTRICT s, size_t n,
   return vsum;
 }
 
-// Running maxima up to this magnitude have a finite m log2(e) (FLT_MAX /
-// log2(e) = 2.36e38); larger ones (only from hostile inputs) take exponents
-// (s - m) log2(e), two operations instead of one.
-constexpr float kFoldableMax = 2e38f;
-
 // Online softmax step of one query row over the scores s[0, n) (n >= 1) of
 // one key block: updates the running max m and the running sum, kept as N
 // per-lane partial sums in l (reduced once, in FinishRow), overwrites s[0, n)
 // with p = exp(s - m_new) (and the rest of the last vector with 0), and
 // returns alpha = exp(m_old - m_new), the factor for the row's accumulator.
-// Both are 2^(x log2(e) - m log2(e)) with x log2(e) - m log2(e) one FMA; the
-// rounding of m log2(e) is the same for a block's p and the alpha that later
-// rescales them, so it cancels in the normalized result.
+// Both are powers of 2 with exponents (x - m) log2(e): the difference first,
+// exact near the max, so that no rounding of a large m log2(e) enters them
+// (folding log2(e) into one FMA, x log2(e) - m log2(e), would save one
+// operation per 16 scores but carries an absolute error of |m| 2^-24 into
+// every exponent: garbage weights for scores around 1e8 and beyond).
 // A NaN or +inf score sets bad (the row's result is NaN whatever follows);
 // scores that are all -inf so far leave m = -inf, l = 0 and give p = 0.
 template <class D>
@@ -170,21 +166,11 @@ HWY_INLINE float SoftmaxBlockRow(D d, float* HWY_RESTRICT s, size_t n, float& m,
   }
   // Pass 2: p = exp(s - m_new) and its sum; m = -inf (first finite block)
   // gives alpha = 0, and acc and l are 0 then.
+  const float alpha =
+      m == m_new ? 1.0f : hn::GetLane(Exp2NonPositive(d, hn::Set(d, (m - m_new) * kLog2E)));
+  const V vm = hn::Set(d, m_new);
   const V vlog2e = hn::Set(d, kLog2E);
-  float alpha = 1.0f;
-  V vsum;
-  if (HWY_LIKELY(std::fabs(m_new) <= kFoldableMax)) {
-    // m <= m_new: m log2(e) is finite or -inf (alpha = 0, right for m = -inf
-    // and for m < -2.36e38 alike).
-    const float m2_new = m_new * kLog2E;
-    if (m != m_new) alpha = hn::GetLane(Exp2NonPositive(d, hn::Set(d, m * kLog2E - m2_new)));
-    const V vneg_m2 = hn::Set(d, -m2_new);
-    vsum = ExponentiateScores(d, s, n, [&](V x) { return hn::MulAdd(x, vlog2e, vneg_m2); });
-  } else {
-    if (m != m_new) alpha = hn::GetLane(Exp2NonPositive(d, hn::Set(d, (m - m_new) * kLog2E)));
-    const V vm = hn::Set(d, m_new);
-    vsum = ExponentiateScores(d, s, n, [&](V x) { return hn::Mul(hn::Sub(x, vm), vlog2e); });
-  }
+  const V vsum = ExponentiateScores(d, s, n, [&](V x) { return hn::Mul(hn::Sub(x, vm), vlog2e); });
   hn::Store(hn::MulAdd(hn::Load(d, l), hn::Set(d, alpha), vsum), d, l);
   m = m_new;
   return alpha;

@@ -275,6 +275,26 @@ void TestLargeLogits() {
   ExpectMatchesReference(p, "peaky");
 }
 
+// Scores up to +-3e38, still finite: a running max beyond 2e38 has no finite
+// max * log2(e), and the kernel takes exponents (s - max) log2(e) instead;
+// rows switch between the two forms as their max grows over key blocks.
+// Scores differ by about 1e37, so every row is one-hot on its largest score.
+void TestHugeScores() {
+  for (bool causal : {true, false}) {
+    for (float sign : {1.0f, -1.0f}) {
+      Problem p = SelfAttention(150, 4, causal ? 11u : 12u);
+      p.causal = causal;
+      p.scale = 1.0f;
+      for (size_t i = 0; i < p.num_queries; ++i) p.Q(i, 0) = 1e19f;
+      for (size_t j = 0; j < p.num_keys; ++j) {
+        p.K(j, 0) = sign * 3e19f * (0.05f + 0.95f * static_cast<float>(j % 37) / 36.0f);
+      }
+      const std::vector<float> got = ExpectMatchesReference(p, "huge scores");
+      for (float x : got) ASSERT_FALSE(std::isnan(x));
+    }
+  }
+}
+
 // Output row i is NaN, or is finite, according to expect_nan(i).
 template <class Pred>
 void ExpectNaNRows(const Problem& p, const char* what, const Pred& expect_nan) {
@@ -517,6 +537,7 @@ void TestFlashNonCausal() { flash_test::TestNonCausal(); }
 void TestFlashDecode() { flash_test::TestDecode(); }
 void TestFlashStridesAndMisalignment() { flash_test::TestStridesAndMisalignment(); }
 void TestFlashLargeLogits() { flash_test::TestLargeLogits(); }
+void TestFlashHugeScores() { flash_test::TestHugeScores(); }
 void TestFlashSpecialValues() { flash_test::TestSpecialValues(); }
 void TestFlashDeterminism() { flash_test::TestDeterminism(); }
 void TestFlashEmpty() { flash_test::TestEmpty(); }
@@ -541,6 +562,7 @@ HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashNonCausal);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashDecode);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashStridesAndMisalignment);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashLargeLogits);
+HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashHugeScores);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashSpecialValues);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashDeterminism);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashEmpty);
