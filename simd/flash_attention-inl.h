@@ -29,8 +29,8 @@
 // are bitwise independent of how the parallel layer splits the queries.
 //
 // Cost at head_dim 64 on AVX3: per 16 visible scores, 128 FMAs (64 for S, 64
-// for P·V) and about 19 other vector operations (exp2 11, max and checks 3,
-// exponent 2, sum 1), which share AVX-512's two FMA ports: about 87% of peak
+// for P·V) and about 17 other vector operations (exp2 11, max and checks 3,
+// exponent 2, sum 1), which share AVX-512's two FMA ports: about 88% of peak
 // at best. Measured single-threaded, causal, head_dim 64, on a shared 2-core
 // Xeon (Sapphire Rapids class, about 178 GFLOP/s FMA peak per core; profile:
 // the two FMA loops take 75% of the time, the softmax 18%): T = 1024 about

@@ -275,10 +275,10 @@ void TestLargeLogits() {
   ExpectMatchesReference(p, "peaky");
 }
 
-// Scores up to +-3e38, still finite: a running max beyond 2e38 has no finite
-// max * log2(e), and the kernel takes exponents (s - max) log2(e) instead;
-// rows switch between the two forms as their max grows over key blocks.
-// Scores differ by about 1e37, so every row is one-hot on its largest score.
+// Scores up to +-3e38, still finite: exponents (s - max) log2(e) stay exact
+// near the max however large the max is (a folded s log2(e) - max log2(e)
+// would carry an error of |max| 2^-24 into every exponent). Scores differ by
+// about 1e37 or tie exactly, so each row's weights sit on its largest scores.
 void TestHugeScores() {
   for (bool causal : {true, false}) {
     for (float sign : {1.0f, -1.0f}) {
@@ -291,6 +291,93 @@ void TestHugeScores() {
       }
       const std::vector<float> got = ExpectMatchesReference(p, "huge scores");
       for (float x : got) ASSERT_FALSE(std::isnan(x));
+    }
+  }
+}
+
+// The max moves by 1 between two key blocks of equal scores, at scores from
+// 1e3 to 1e7 (exact in float): with v = 1 on the first block and 0 on the
+// second, every output is 64 / (64 + n2 e) for the n2 keys of the second
+// block it sees (1 / (1 + e) when it sees them all). An error in the rescaling of
+// the first block (alpha) or in exponents near a large max shows here on
+// every target, with or without FMA.
+void TestShiftedLargeMax() {
+  for (float base : {1000.5f, 1e5f + 0.5f, 1e6f, 1e7f}) {
+    for (bool causal : {true, false}) {
+      Problem p;
+      p.num_keys = 128;
+      p.num_queries = 3;
+      p.q_begin = causal ? 125 : 0;  // causal: the last 3 rows
+      p.causal = causal;
+      p.head_dim = 1;
+      p.scale = 1.0f;
+      p.Fill(1);
+      for (size_t i = 0; i < p.num_queries; ++i) p.Q(i, 0) = 1.0f;
+      for (size_t j = 0; j < p.num_keys; ++j) {
+        p.K(j, 0) = j < 64 ? base : base + 1.0f;
+        p.V(j, 0) = j < 64 ? 1.0f : 0.0f;
+      }
+      const std::vector<float> got = RunKernel(p);
+      for (size_t i = 0; i < p.num_queries; ++i) {
+        // Keys of the second block row i sees, each of weight e against 1.
+        const double n2 = causal ? static_cast<double>(p.q_begin + i + 1 - 64) : 64.0;
+        const double want = 64.0 / (64.0 + n2 * std::exp(1.0));
+        EXPECT_NEAR(got[i], want, 1e-6) << "base " << base << " causal " << causal << " row " << i;
+      }
+    }
+  }
+}
+
+// Q, K, V and the output with four different row strides (one of them
+// contiguous, some far enough apart to be prefetched), against the
+// reference on the same views.
+void TestMixedStrides() {
+  struct Strides {
+    size_t q, k, v, o;  // extra floats per row beyond head_dim
+  };
+  const Strides cases[] = {{284, 3, 0, 240}, {0, 270, 1, 5}, {7, 0, 300, 0}};
+  for (const Strides& st : cases) {
+    for (size_t hd : {5, 64}) {
+      for (bool causal : {true, false}) {
+        const size_t t = 100;
+        std::mt19937 rng(static_cast<uint32_t>(st.q + st.k + hd));
+        std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+        auto make = [&](size_t ld) {
+          std::vector<float> x((t - 1) * ld + hd, kGuard);
+          for (size_t r = 0; r < t; ++r) {
+            for (size_t c = 0; c < hd; ++c) x[r * ld + c] = dist(rng);
+          }
+          return x;
+        };
+        const size_t ldq = hd + st.q, ldk = hd + st.k, ldv = hd + st.v, ldo = hd + st.o;
+        const std::vector<float> q = make(ldq), k = make(ldk), v = make(ldv);
+        std::vector<float> got((t - 1) * ldo + hd, kGuard), want = got;
+        FlashAttentionArgs a;
+        a.q = q.data();
+        a.k = k.data();
+        a.v = v.data();
+        a.ldq = ldq;
+        a.ldk = ldk;
+        a.ldv = ldv;
+        a.ldo = ldo;
+        a.num_queries = a.num_keys = t;
+        a.head_dim = hd;
+        a.causal = causal;
+        a.scale = 0.3f;
+        a.out = got.data();
+        FlashAttentionKernel(a);
+        a.out = want.data();
+        simd::FlashAttentionReference(a);
+        for (size_t idx = 0; idx < got.size(); ++idx) {
+          if (idx % ldo >= hd) {
+            ASSERT_EQ(got[idx], kGuard) << "guard overwritten at " << idx;
+          } else {
+            ASSERT_NEAR(got[idx], want[idx], 1e-5)
+                << "strides " << ldq << "/" << ldk << "/" << ldv << "/" << ldo << " hd " << hd
+                << " causal " << causal << " at " << idx;
+          }
+        }
+      }
     }
   }
 }
@@ -390,9 +477,9 @@ void TestDeterminism() {
   }
 }
 
-// The softmax's exp: 2^x within 2e-7 relative error for -126 <= x < 1/2
-// (the exponents x log2(e) - m log2(e) may round a little above 0), exactly
-// 1 at 0, exactly 0 below -126 and at -inf; results never denormal.
+// The softmax's exp: 2^x within 2e-7 relative error for -126 <= x <= 0 (and
+// on to 1/2: the function's whole valid range), exactly 1 at 0, exactly 0
+// below -126 and at -inf; results never denormal.
 void TestExp2NonPositive() {
   const hn::ScalableTag<float> d;
   const size_t N = hn::Lanes(d);
@@ -538,6 +625,8 @@ void TestFlashDecode() { flash_test::TestDecode(); }
 void TestFlashStridesAndMisalignment() { flash_test::TestStridesAndMisalignment(); }
 void TestFlashLargeLogits() { flash_test::TestLargeLogits(); }
 void TestFlashHugeScores() { flash_test::TestHugeScores(); }
+void TestFlashShiftedLargeMax() { flash_test::TestShiftedLargeMax(); }
+void TestFlashMixedStrides() { flash_test::TestMixedStrides(); }
 void TestFlashSpecialValues() { flash_test::TestSpecialValues(); }
 void TestFlashDeterminism() { flash_test::TestDeterminism(); }
 void TestFlashEmpty() { flash_test::TestEmpty(); }
@@ -563,6 +652,8 @@ HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashDecode);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashStridesAndMisalignment);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashLargeLogits);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashHugeScores);
+HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashShiftedLargeMax);
+HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashMixedStrides);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashSpecialValues);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashDeterminism);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashEmpty);
