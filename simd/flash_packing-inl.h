@@ -67,6 +67,23 @@ class RowPrefetcher {
   size_t ld_ = 0, width_ = 0, rows_ = 0, next_ = 0, per_step_ = 0;
 };
 
+#if HWY_TARGET != HWY_SCALAR
+// Transposes the 4x4 block of rows r0..r3 (4 floats each): dst[i * stride +
+// k] = r_k[i], for i, k < 4. dst and stride keep every store 16-byte aligned.
+template <class D4, class V4 = hn::Vec<D4>>
+HWY_INLINE void StoreTransposed4x4(D4 d4, V4 r0, V4 r1, V4 r2, V4 r3, float* HWY_RESTRICT dst,
+                                   size_t stride) {
+  const V4 r01_lo = hn::InterleaveLower(d4, r0, r1);  // r0[0] r1[0] r0[1] r1[1]
+  const V4 r23_lo = hn::InterleaveLower(d4, r2, r3);
+  const V4 r01_hi = hn::InterleaveUpper(d4, r0, r1);  // r0[2] r1[2] r0[3] r1[3]
+  const V4 r23_hi = hn::InterleaveUpper(d4, r2, r3);
+  hn::Store(hn::ConcatLowerLower(d4, r23_lo, r01_lo), d4, dst);
+  hn::Store(hn::ConcatUpperUpper(d4, r23_lo, r01_lo), d4, dst + stride);
+  hn::Store(hn::ConcatLowerLower(d4, r23_hi, r01_hi), d4, dst + 2 * stride);
+  hn::Store(hn::ConcatUpperUpper(d4, r23_hi, r01_hi), d4, dst + 3 * stride);
+}
+#endif
+
 // Key blocks [b_begin, b_end) of k (row stride ldk; keys from num_keys on
 // are zero) into kt, transposed per key block: element (key j, dim c) goes
 // to kt[(j / kKeyBlock) * head_dim * kKeyBlock + c * kKeyBlock + j %
@@ -95,17 +112,9 @@ HWY_INLINE void PackKeyBlocks(const float* HWY_RESTRICT k, size_t ldk, size_t nu
         const hn::Full128<float> d4;
         const float* HWY_RESTRICT row = k + j * ldk;
         for (; c + 4 <= head_dim; c += 4) {
-          const auto k0 = hn::LoadU(d4, row + c), k1 = hn::LoadU(d4, row + ldk + c);
-          const auto k2 = hn::LoadU(d4, row + 2 * ldk + c), k3 = hn::LoadU(d4, row + 3 * ldk + c);
-          const auto k01_lo = hn::InterleaveLower(d4, k0, k1);  // k0[0] k1[0] k0[1] k1[1]
-          const auto k23_lo = hn::InterleaveLower(d4, k2, k3);
-          const auto k01_hi = hn::InterleaveUpper(d4, k0, k1);  // k0[2] k1[2] k0[3] k1[3]
-          const auto k23_hi = hn::InterleaveUpper(d4, k2, k3);
-          float* HWY_RESTRICT dst = block + c * kKeyBlock + jj;  // 16-byte aligned
-          hn::Store(hn::ConcatLowerLower(d4, k23_lo, k01_lo), d4, dst);
-          hn::Store(hn::ConcatUpperUpper(d4, k23_lo, k01_lo), d4, dst + kKeyBlock);
-          hn::Store(hn::ConcatLowerLower(d4, k23_hi, k01_hi), d4, dst + 2 * kKeyBlock);
-          hn::Store(hn::ConcatUpperUpper(d4, k23_hi, k01_hi), d4, dst + 3 * kKeyBlock);
+          StoreTransposed4x4(d4, hn::LoadU(d4, row + c), hn::LoadU(d4, row + ldk + c),
+                             hn::LoadU(d4, row + 2 * ldk + c), hn::LoadU(d4, row + 3 * ldk + c),
+                             block + c * kKeyBlock + jj, kKeyBlock);
         }
       }
 #endif
@@ -143,19 +152,10 @@ HWY_INLINE void PackQueryTiles(const float* q, size_t ldq, size_t rows, size_t h
     const hn::Full128<float> d4;
     const auto vscale = hn::Set(d4, scale);
     for (; c + 4 <= head_dim; c += 4) {
-      const auto q0 = hn::Mul(hn::LoadU(d4, row[0] + c), vscale);
-      const auto q1 = hn::Mul(hn::LoadU(d4, row[1] + c), vscale);
-      const auto q2 = hn::Mul(hn::LoadU(d4, row[2] + c), vscale);
-      const auto q3 = hn::Mul(hn::LoadU(d4, row[3] + c), vscale);
-      const auto q01_lo = hn::InterleaveLower(d4, q0, q1);  // q0[0] q1[0] q0[1] q1[1]
-      const auto q23_lo = hn::InterleaveLower(d4, q2, q3);
-      const auto q01_hi = hn::InterleaveUpper(d4, q0, q1);  // q0[2] q1[2] q0[3] q1[3]
-      const auto q23_hi = hn::InterleaveUpper(d4, q2, q3);
-      float* HWY_RESTRICT dst = tile + c * kTileRows;  // 16-byte aligned
-      hn::Store(hn::ConcatLowerLower(d4, q23_lo, q01_lo), d4, dst);
-      hn::Store(hn::ConcatUpperUpper(d4, q23_lo, q01_lo), d4, dst + 4);
-      hn::Store(hn::ConcatLowerLower(d4, q23_hi, q01_hi), d4, dst + 8);
-      hn::Store(hn::ConcatUpperUpper(d4, q23_hi, q01_hi), d4, dst + 12);
+      StoreTransposed4x4(
+          d4, hn::Mul(hn::LoadU(d4, row[0] + c), vscale),
+          hn::Mul(hn::LoadU(d4, row[1] + c), vscale), hn::Mul(hn::LoadU(d4, row[2] + c), vscale),
+          hn::Mul(hn::LoadU(d4, row[3] + c), vscale), tile + c * kTileRows, kTileRows);
     }
 #endif
     for (; c < head_dim; ++c) {

@@ -98,29 +98,6 @@ HWY_INLINE float NewRunningMax(D d, hn::Vec<D> vmax, float m) {
   return std::max(m, hn::GetLane(hn::MaxOfLanes(d, vmax)));
 }
 
-// s[0, n) <- 2^exponent(s[j]) (and the rest of the last vector <- 0);
-// returns the per-lane sums of the new values.
-template <class D, class Exponent>
-HWY_INLINE hn::Vec<D> ExponentiateScores(D d, float* HWY_RESTRICT s, size_t n,
-                                         const Exponent& exponent) {
-  using V = hn::Vec<D>;
-  const size_t N = hn::Lanes(d);
-  V vsum = hn::Zero(d);
-  size_t j = 0;
-  for (; j + N <= n; j += N) {
-    const V p = Exp2NonPositive(d, exponent(hn::Load(d, s + j)));
-    hn::Store(p, d, s + j);
-    vsum = hn::Add(vsum, p);
-  }
-  if (j < n) {
-    const V p =
-        hn::IfThenElseZero(hn::FirstN(d, n - j), Exp2NonPositive(d, exponent(hn::Load(d, s + j))));
-    hn::Store(p, d, s + j);
-    vsum = hn::Add(vsum, p);
-  }
-  return vsum;
-}
-
 // Online softmax step of one query row over the scores s[0, n) (n >= 1) of
 // one key block: updates the running max m and the running sum, kept as N
 // per-lane partial sums in l (reduced once, in FinishRow), overwrites s[0, n)
@@ -171,7 +148,18 @@ HWY_INLINE float SoftmaxBlockRow(D d, float* HWY_RESTRICT s, size_t n, float& m,
       m == m_new ? 1.0f : hn::GetLane(Exp2NonPositive(d, hn::Set(d, (m - m_new) * kLog2E)));
   const V vm = hn::Set(d, m_new);
   const V vlog2e = hn::Set(d, kLog2E);
-  const V vsum = ExponentiateScores(d, s, n, [&](V x) { return hn::Mul(hn::Sub(x, vm), vlog2e); });
+  V vsum = hn::Zero(d);
+  for (j = 0; j + N <= n; j += N) {
+    const V p = Exp2NonPositive(d, hn::Mul(hn::Sub(hn::Load(d, s + j), vm), vlog2e));
+    hn::Store(p, d, s + j);
+    vsum = hn::Add(vsum, p);
+  }
+  if (j < n) {
+    const V p = hn::IfThenElseZero(
+        hn::FirstN(d, n - j), Exp2NonPositive(d, hn::Mul(hn::Sub(hn::Load(d, s + j), vm), vlog2e)));
+    hn::Store(p, d, s + j);
+    vsum = hn::Add(vsum, p);
+  }
   hn::Store(hn::MulAdd(hn::Load(d, l), hn::Set(d, alpha), vsum), d, l);
   m = m_new;
   return alpha;
