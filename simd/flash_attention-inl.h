@@ -72,6 +72,31 @@ HWY_INLINE size_t VisibleKeys(const simd::FlashAttentionArgs& a, size_t i) {
   return pos < a.num_keys ? pos + 1 : a.num_keys;
 }
 
+// The (tile, key block) steps of the query block [i0, i0 + rows): tile t
+// runs for the key blocks its last row sees (earlier rows see no more).
+// These are the Step calls of the prefetchers between its tiles.
+HWY_INLINE size_t TileSteps(const simd::FlashAttentionArgs& a, size_t i0, size_t rows) {
+  size_t steps = 0;
+  for (size_t r0 = 0; r0 < rows; r0 += kTileRows) {
+    steps += hwy::DivCeil(VisibleKeys(a, i0 + std::min(r0 + kTileRows, rows) - 1), kKeyBlock);
+  }
+  return steps;
+}
+
+// The steps from the query block at i0 until (not including) the first later
+// block that needs more than packed_blocks key blocks: the time left to
+// prefetch the next key block before it is packed.
+HWY_INLINE size_t StepsUntilPacking(const simd::FlashAttentionArgs& a, size_t i0,
+                                    size_t packed_blocks) {
+  size_t steps = 0;
+  for (size_t i = i0; i < a.num_queries; i += kQueryBlock) {
+    const size_t rows = std::min(kQueryBlock, a.num_queries - i);
+    if (i > i0 && hwy::DivCeil(VisibleKeys(a, i + rows - 1), kKeyBlock) > packed_blocks) break;
+    steps += TileSteps(a, i, rows);
+  }
+  return steps;
+}
+
 }  // namespace flash_detail
 
 // The kernel for this target: the contract of simd::FlashAttention, without
@@ -152,7 +177,7 @@ inline void FlashAttentionKernel(const simd::FlashAttentionArgs& a) {
         // Spread over the tiles until the next block is packed: in causal
         // self-attention, the next kKeyBlock / kQueryBlock query blocks.
         const size_t next = packed_blocks * kKeyBlock, count = std::min(kKeyBlock, key_end - next);
-        const size_t steps = num_tiles * need_blocks * (kKeyBlock / kQueryBlock);
+        const size_t steps = StepsUntilPacking(a, i0, packed_blocks);
         prefetch_k.Start(a.k + next * a.ldk, a.ldk, count, head_dim, steps);
         prefetch_v.Start(a.v + next * a.ldv, a.ldv, count, head_dim, steps);
       }
@@ -160,7 +185,7 @@ inline void FlashAttentionKernel(const simd::FlashAttentionArgs& a) {
     PackQueryTiles(a.q + i0 * a.ldq, a.ldq, rows, head_dim, a.scale, qp);
     // The next query block's rows and this block's outputs, spread over this
     // block's tiles.
-    const size_t steps = num_tiles * need_blocks;
+    const size_t steps = TileSteps(a, i0, rows);
     const size_t next_rows = std::min(kQueryBlock, num_queries - i0 - rows);
     // (No pointer past the last row is formed: the last block has no next.)
     prefetch_q.Start(next_rows > 0 ? a.q + (i0 + rows) * a.ldq : a.q, a.ldq, next_rows, head_dim,
