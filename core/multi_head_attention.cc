@@ -161,6 +161,7 @@ Tensor MultiHeadAttention::forward(const Tensor& x, Tensor* attn_weights) const 
   p.causal = true;
   p.keep = keep.empty() ? nullptr : keep.data();
   p.kept_scale = dropout_.kept_scale();
+  p.materialize = materialized;
   Tensor out = Tensor::empty({batch, tokens, d_out});
   if (!materialized) {
     // Flash path: the heads' outputs replace Q inside the QKV buffer (each

@@ -81,6 +81,7 @@ class MultiHeadAttention : public Module {
 
   void train(bool mode = true) override;
 
+  // The path of forward(x) (forward(x, cache) always runs the flash kernel).
   // Not thread-safe against concurrent forward calls: set it before.
   void set_attention_path(AttentionPath path) { path_ = path; }
   AttentionPath attention_path() const { return path_; }
