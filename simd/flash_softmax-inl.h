@@ -88,6 +88,13 @@ HWY_INLINE V Exp2NonPositive(D d, V x) {
   return ScaleByPow2(d, p, n, t, keep);
 }
 
+// The softmax weights exp(s - m) = 2^((s - m) log2(e)) of scores s <= m (the
+// running max): the difference first (see SoftmaxBlockRow).
+template <class D, class V = hn::Vec<D>>
+HWY_INLINE V SoftmaxWeight(D d, V s, V vm) {
+  return Exp2NonPositive(d, hn::Mul(hn::Sub(s, vm), hn::Set(d, kLog2E)));
+}
+
 // max(m, the largest lane of vmax), without NaN. The cross-lane reduction (a
 // chain of shuffles on the FMA port, 5% of the kernel's time when done for
 // every row and block) only runs when some lane exceeds m: after the first
@@ -144,19 +151,16 @@ HWY_INLINE float SoftmaxBlockRow(D d, float* HWY_RESTRICT s, size_t n, float& m,
   }
   // Pass 2: p = exp(s - m_new) and its sum; m = -inf (first finite block)
   // gives alpha = 0, and acc and l are 0 then.
-  const float alpha =
-      m == m_new ? 1.0f : hn::GetLane(Exp2NonPositive(d, hn::Set(d, (m - m_new) * kLog2E)));
   const V vm = hn::Set(d, m_new);
-  const V vlog2e = hn::Set(d, kLog2E);
+  const float alpha = m == m_new ? 1.0f : hn::GetLane(SoftmaxWeight(d, hn::Set(d, m), vm));
   V vsum = hn::Zero(d);
   for (j = 0; j + N <= n; j += N) {
-    const V p = Exp2NonPositive(d, hn::Mul(hn::Sub(hn::Load(d, s + j), vm), vlog2e));
+    const V p = SoftmaxWeight(d, hn::Load(d, s + j), vm);
     hn::Store(p, d, s + j);
     vsum = hn::Add(vsum, p);
   }
   if (j < n) {
-    const V p = hn::IfThenElseZero(
-        hn::FirstN(d, n - j), Exp2NonPositive(d, hn::Mul(hn::Sub(hn::Load(d, s + j), vm), vlog2e)));
+    const V p = hn::IfThenElseZero(hn::FirstN(d, n - j), SoftmaxWeight(d, hn::Load(d, s + j), vm));
     hn::Store(p, d, s + j);
     vsum = hn::Add(vsum, p);
   }
