@@ -29,14 +29,13 @@
 // are bitwise independent of how the parallel layer splits the queries.
 //
 // Cost at head_dim 64 on AVX3: per 16 visible scores, 128 FMAs (64 for S, 64
-// for P·V) and about 17 other vector operations (exp2 11, max and checks 3,
-// exponent 2, sum 1), which share AVX-512's two FMA ports: about 88% of peak
-// at best. Measured single-threaded, causal, head_dim 64, on a shared 2-core
-// Xeon (Sapphire Rapids class, about 178 GFLOP/s FMA peak per core; profile:
-// the two FMA loops take 75% of the time, the softmax 18%): T = 1024 about
-// 126 GFLOP/s, T = 2048 about 135, T = 256 105, the scalar reference 3.6;
-// AVX2 about 65, SSE4 about 25; decoding 1 query over 1024 keys 11
-// (memory-bound).
+// for P·V) and about 14 other vector operations (exp2 10, max 1, exponent 2,
+// sum 1), which share AVX-512's two FMA ports: about 90% of peak at best.
+// Measured single-threaded, causal, head_dim 64, on a shared 2-core Xeon
+// (Sapphire Rapids class, about 178 GFLOP/s FMA peak per core; profile: the two
+// FMA loops take 75% of the time, the softmax 18%): T = 1024 about 126 GFLOP/s,
+// T = 2048 about 135, T = 256 105, the scalar reference 3.6; AVX2 about 65,
+// SSE4 about 25; decoding 1 query over 1024 keys 11 (memory-bound).
 
 #if defined(ATTN_SIMD_FLASH_ATTENTION_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef ATTN_SIMD_FLASH_ATTENTION_INL_H_
@@ -151,13 +150,11 @@ inline void FlashAttentionKernel(const simd::FlashAttentionArgs& a) {
   RowPrefetcher</*kWrite=*/true> prefetch_out;
 
   float m[kQueryBlock];
-  bool bad[kQueryBlock];
   for (size_t i0 = 0; i0 < num_queries; i0 += kQueryBlock) {
     const size_t rows = std::min(kQueryBlock, num_queries - i0);
     const size_t num_tiles = hwy::DivCeil(rows, kTileRows);
     std::fill(m, m + kQueryBlock, -std::numeric_limits<float>::infinity());
     std::fill(l, l + l_size, 0.0f);
-    std::fill(bad, bad + kQueryBlock, false);
     const size_t block_key_end = VisibleKeys(a, i0 + rows - 1);
     // Keys are packed when a query block first sees them. The rows of the
     // next key block, of the next query block and of this block's outputs
@@ -217,13 +214,13 @@ inline void FlashAttentionKernel(const simd::FlashAttentionArgs& a) {
         for (size_t r = 0; r < kTileRows; ++r) {
           alpha[r] = n_row[r] == 0 ? 1.0f
                                    : SoftmaxBlockRow(d, s + r * kKeyBlock, n_row[r], m[r0 + r],
-                                                     l + (r0 + r) * N, bad[r0 + r]);
+                                                     l + (r0 + r) * N);
         }
         TileAccumulate(d, s, n_row, alpha, j0 == 0, v_block, ld_values, acc + r0 * ld_acc, ld_acc);
       }
     }
     for (size_t r = 0; r < rows; ++r) {
-      FinishRow(d, acc + r * ld_acc, l + r * N, bad[r], head_dim, a.out + (i0 + r) * a.ldo);
+      FinishRow(d, acc + r * ld_acc, l + r * N, head_dim, a.out + (i0 + r) * a.ldo);
     }
   }
 }

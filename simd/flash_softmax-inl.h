@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 #include "hwy/highway.h"
@@ -42,50 +43,52 @@ constexpr float kLog2E = 1.44269504088896341f;
 // flushed to 0 (it is below 2^-126 times the row's largest).
 constexpr float kExp2Min = -126.0f;
 
-// p * 2^n, n integral in [-126, 0], the result normal: AVX-512's scalef in
-// one instruction (zeroing the lanes of keep = false), elsewhere the bits of
-// 2^n ((n + 127) << 23) built from t = n + 1.5 * 2^23, whose low mantissa
-// bits hold n, and a multiply.
+// p * 2^n for n integral in [-126, 0], or 0 where x < kExp2Min (NaN x is
+// not below it: its lane stays NaN). AVX-512: one compare (not-less-than,
+// true for NaN) and scalef, zeroing the other lanes. Elsewhere the bits of
+// 2^n ((n + 127) << 23) come from t = n + 1.5 * 2^23, whose low mantissa
+// bits hold n, then a multiply and a blend; the lanes zeroed may hold
+// anything before (the shift of a meaningless n included).
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
-HWY_INLINE hn::Vec512<float> ScaleByPow2(hn::Full512<float> /*d*/, hn::Vec512<float> p,
-                                         hn::Vec512<float> n, hn::Vec512<float> /*t*/,
-                                         hn::Mask512<float> keep) {
-  return hn::Vec512<float>{_mm512_maskz_scalef_ps(keep.raw, p.raw, n.raw)};
+HWY_INLINE hn::Vec512<float> ScaleByPow2OrZero(hn::Full512<float> /*d*/, hn::Vec512<float> p,
+                                               hn::Vec512<float> n, hn::Vec512<float> /*t*/,
+                                               hn::Vec512<float> x) {
+  const __mmask16 keep = _mm512_cmp_ps_mask(x.raw, _mm512_set1_ps(kExp2Min), _CMP_NLT_UQ);
+  return hn::Vec512<float>{_mm512_maskz_scalef_ps(keep, p.raw, n.raw)};
 }
 #endif
 template <class D, class V = hn::Vec<D>>
-HWY_INLINE V ScaleByPow2(D d, V p, V /*n*/, V t, hn::Mask<D> keep) {
+HWY_INLINE V ScaleByPow2OrZero(D d, V p, V /*n*/, V t, V x) {
   const hn::RebindToSigned<D> di;
   const V pow2n = hn::BitCast(d, hn::ShiftLeft<23>(hn::Add(hn::BitCast(di, t), hn::Set(di, 127))));
-  return hn::IfThenElseZero(keep, hn::Mul(p, pow2n));
+  return hn::IfThenZeroElse(hn::Lt(x, hn::Set(d, kExp2Min)), hn::Mul(p, pow2n));
 }
 
-// 2^x for x <= 0 (valid up to x < 1/2), x = -inf included (not NaN): the
+// 2^x for x <= 0 (valid up to x < 1/2), x = -inf included, NaN for NaN: the
 // softmax's weights, whose exponents are x = (s - m) log2(e) <= 0. Round x to
 // an integer n and evaluate 2^(x - n) by the polynomial above: relative error
 // below 2e-7, exactly 1 at x = 0, exactly 0 for x < -126 (and at -inf). About
-// 11 vector operations on AVX-512 (scalef), 15 elsewhere, against 18 for a
+// 10 vector operations on AVX-512 (scalef), 14 elsewhere, against 18 for a
 // natural-base exp with its two-constant reduction and 30 for hwy's Exp,
 // which also handles large x > 0.
 template <class D, class V = hn::Vec<D>>
 HWY_INLINE V Exp2NonPositive(D d, V x) {
-  const V kMin = hn::Set(d, kExp2Min);
-  const auto keep = hn::Ge(x, kMin);
-  const V xc = hn::Max(x, kMin);
+  // No clamp: lanes below kExp2Min (-inf included) are zeroed at the end,
+  // whatever they compute before (NaN for -inf, a meaningless n below -2^22).
   // Adding 1.5 * 2^23 rounds to an integer n that lands in the low mantissa
   // bits: bits(t) = 0x4B400000 + n. (Two operations that either FMA port
   // runs; AVX-512's roundscale would be two on port 0 only.)
   const V kRound = hn::Set(d, 12582912.0f);
-  const V t = hn::Add(xc, kRound);
+  const V t = hn::Add(x, kRound);
   const V n = hn::Sub(t, kRound);
-  const V f = hn::Sub(xc, n);  // exact, in [-1/2, 1/2]
+  const V f = hn::Sub(x, n);  // exact, in [-1/2, 1/2] (kept lanes)
   V p = hn::Set(d, kExp2C5);
   p = hn::MulAdd(p, f, hn::Set(d, kExp2C4));
   p = hn::MulAdd(p, f, hn::Set(d, kExp2C3));
   p = hn::MulAdd(p, f, hn::Set(d, kExp2C2));
   p = hn::MulAdd(p, f, hn::Set(d, kExp2C1));
   p = hn::MulAdd(p, f, hn::Set(d, 1.0f));
-  return ScaleByPow2(d, p, n, t, keep);
+  return ScaleByPow2OrZero(d, p, n, t, x);
 }
 
 // The softmax weights exp(s - m) = 2^((s - m) log2(e)) of scores s <= m (the
@@ -115,37 +118,32 @@ HWY_INLINE float NewRunningMax(D d, hn::Vec<D> vmax, float m) {
 // (folding log2(e) into one FMA, x log2(e) - m log2(e), would save one
 // operation per 16 scores but carries an absolute error of |m| 2^-24 into
 // every exponent: garbage weights for scores around 1e8 and beyond).
-// A NaN or +inf score sets bad (the row's result is NaN whatever follows);
-// scores that are all -inf so far leave m = -inf, l = 0 and give p = 0.
+// Scores that are all -inf so far leave m = -inf and l = 0 and give p = 0.
+// A NaN or +inf score makes the row's sum NaN, and so its result (FinishRow),
+// without a test per score: a NaN score gives a NaN weight (Exp2NonPositive
+// keeps NaN); +inf makes m_new = +inf, and its own weight exp(inf - inf) is
+// NaN; a NaN that hides among -inf scores is looked for on that rare path.
 template <class D>
 HWY_INLINE float SoftmaxBlockRow(D d, float* HWY_RESTRICT s, size_t n, float& m,
-                                 float* HWY_RESTRICT l, bool& bad) {
+                                 float* HWY_RESTRICT l) {
   using V = hn::Vec<D>;
   const size_t N = hn::Lanes(d);
   const float kInf = std::numeric_limits<float>::infinity();
   const V vneg_inf = hn::Set(d, -kInf);
-  const V vinf = hn::Set(d, kInf);
 
-  // Pass 1: block max, and whether every score is below +inf (not NaN).
+  // Pass 1: block max (a NaN lane may or may not survive hn::Max; pass 2
+  // sees the NaN score either way).
   V vmax = vneg_inf;
-  auto finite = hn::Lt(vneg_inf, vinf);  // all true
   size_t j = 0;
-  for (; j + N <= n; j += N) {
-    const V x = hn::Load(d, s + j);
-    vmax = hn::Max(vmax, x);
-    finite = hn::And(finite, hn::Lt(x, vinf));
-  }
+  for (; j + N <= n; j += N) vmax = hn::Max(vmax, hn::Load(d, s + j));
   if (j < n) {
-    const V x = hn::IfThenElse(hn::FirstN(d, n - j), hn::Load(d, s + j), vneg_inf);
-    vmax = hn::Max(vmax, x);
-    finite = hn::And(finite, hn::Lt(x, vinf));
-  }
-  if (!hn::AllTrue(d, finite)) {
-    bad = true;
-    return 1.0f;  // s is garbage now; the row's output becomes NaN anyway.
+    vmax = hn::Max(vmax, hn::IfThenElse(hn::FirstN(d, n - j), hn::Load(d, s + j), vneg_inf));
   }
   const float m_new = NewRunningMax(d, vmax, m);
-  if (m_new == -kInf) {  // every visible score so far is -inf: weights 0
+  if (m_new == -kInf) {  // every visible score so far is -inf or NaN
+    bool any_nan = false;
+    for (j = 0; j < n; ++j) any_nan |= std::isnan(s[j]);
+    if (any_nan) hn::Store(hn::Set(d, std::numeric_limits<float>::quiet_NaN()), d, l);
     for (j = 0; j < n; j += N) hn::Store(hn::Zero(d), d, s + j);
     return 1.0f;
   }

@@ -206,14 +206,14 @@ HWY_INLINE void TileAccumulate(D d, const float* HWY_RESTRICT p, const size_t* n
   }
 }
 
-// out[0, head_dim) = acc * (1 / sum of the N partial sums l), or NaN for a bad
-// row or one without weight.
+// out[0, head_dim) = acc * (1 / sum of the N partial sums l), or NaN for a
+// row whose sum is NaN (a NaN or +inf score) or 0 (no finite score).
 template <class D>
-HWY_INLINE void FinishRow(D d, const float* HWY_RESTRICT acc, const float* HWY_RESTRICT l, bool bad,
+HWY_INLINE void FinishRow(D d, const float* HWY_RESTRICT acc, const float* HWY_RESTRICT l,
                           size_t head_dim, float* HWY_RESTRICT out) {
   const auto vl = hn::SumOfLanes(d, hn::Load(d, l));
   const float sum = hn::GetLane(vl);
-  if (bad || !(sum > 0.0f)) {
+  if (!(sum > 0.0f)) {
     for (size_t c = 0; c < head_dim; ++c) out[c] = std::numeric_limits<float>::quiet_NaN();
     return;
   }

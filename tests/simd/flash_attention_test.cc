@@ -439,6 +439,15 @@ void TestSpecialValues() {
   for (size_t j = 0; j <= 33; ++j) p.K(j, 0) = -kInf;
   ExpectNaNRows(p, "all scores -inf", [](size_t i) { return i <= 33; });
 
+  // The first key block all -inf but for one NaN score (the running max stays
+  // -inf), finite scores after it: rows 0..9 see only -inf, rows 10..63 the
+  // NaN too, and rows 64.. also finite scores, but the NaN makes them NaN.
+  p = SelfAttention(100, hd, 2);
+  for (size_t i = 0; i < 100; ++i) p.Q(i, 0) = 0.25f;
+  for (size_t j = 0; j < 64; ++j) p.K(j, 0) = -kInf;
+  p.K(10, 0) = kNaN;
+  ExpectNaNRows(p, "NaN among -inf scores", [](size_t) { return true; });
+
   // No keys at all: the softmax of nothing is NaN.
   Problem empty;
   empty.num_queries = 3;
@@ -486,8 +495,8 @@ void TestExp2NonPositive() {
   std::vector<float> xs = {0.0f,    -0.0f,    -kInf,   -1e30f,   -150.0f, -126.5f,
                            -126.0f, -125.99f, -125.5f, -125.49f, -0.5f,   0.5f - 3e-8f,
                            -1e-7f,  -1e-30f,  1e-7f,   0.25f,    -100.5f, -63.5f};
-  // Around and beyond the range of the rounding by 1.5 * 2^23 (|x| < 2^22),
-  // and NaN: 0.
+  // Around and beyond the range of the rounding by 1.5 * 2^23 (|x| < 2^22):
+  // 0; and NaN: NaN (the kernel relies on it to mark a row with a NaN score).
   for (float x : {-4194303.5f, -4194304.0f, -8388608.0f, -12582912.0f, -16777216.0f, -3.4e38f,
                   -std::numeric_limits<float>::max(), kNaN}) {
     xs.push_back(x);
@@ -509,7 +518,11 @@ void TestExp2NonPositive() {
     hn::Store(flash_detail::Exp2NonPositive(d, hn::Load(d, in.get())), d, out.get());
     for (size_t lane = 0; lane < N; ++lane) {
       const float x = in[lane], got = out[lane];
-      if (x < -126.0f || std::isnan(x)) {
+      if (std::isnan(x)) {
+        ASSERT_TRUE(std::isnan(got)) << "got " << got;
+        continue;
+      }
+      if (x < -126.0f) {
         ASSERT_EQ(got, 0.0f) << "x=" << x;
         continue;
       }
