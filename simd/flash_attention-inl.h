@@ -15,7 +15,8 @@
 //   2. For each key block up to the diagonal, for each tile of kTileRows
 //      queries that sees the key block:
 //        S = (scale * Q_tile) · K_blockᵀ           (register tile, TileScores)
-//        online softmax of each row of S: running max m, running sum l
+//        online softmax of each row of S: reference m (the running max,
+//        raised only when a score exceeds it by kMaxLag), running sum l
 //        (N per-lane partial sums), P = exp(S - m_new) in place of S,
 //        alpha = exp(m_old - m_new), both as powers of 2 (SoftmaxBlockRow)
 //        acc = alpha * acc + P · V_block           (register tile, TileAccumulate)

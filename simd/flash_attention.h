@@ -36,8 +36,12 @@
 // masked softmax. NaN in a visible V row propagates (0 * NaN = NaN, as in
 // PyTorch). Scores are computed in float as (scale * q[i, :]) · k[j, :] (the
 // queries are scaled once, when packed): products that overflow float give
-// inf there even where the double reference stays finite. Weights below
-// 2^-126 times the row's largest are flushed to 0 (PyTorch keeps denormals).
+// inf there even where the double reference stays finite. The kernel sums
+// unnormalized weights, each up to exp(5.5) ~ 245 (relative to a running
+// reference within 5.5 of the row's max), times V, then divides: V values
+// beyond about FLT_MAX / (245 * visible keys) can overflow there where
+// PyTorch's normalized weights would not. Weights below 2^-126 times that
+// reference are flushed to 0 (PyTorch keeps denormals).
 // Against the double reference, outputs agree within 1e-6 * max|v| on the
 // tests' random inputs (every target, with or without FMA).
 //

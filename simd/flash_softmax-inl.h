@@ -40,10 +40,23 @@ constexpr float kExp2C5 = 0.001326472731307149f;
 constexpr float kLog2E = 1.44269504088896341f;
 
 // Below this exponent, 2^x would leave float's normal range: such a weight is
-// flushed to 0 (it is below 2^-126 times the row's largest).
+// flushed to 0 (it is below 2^-126 times the row's reference m, see kMaxLag).
 constexpr float kExp2Min = -126.0f;
 
-// p * 2^n for n integral in [-126, 0], or 0 where x < kExp2Min (NaN x is
+// How far a row's scores may exceed its reference m before m is raised (in
+// score units; weights up to exp(5.5) ~ 245, 2^7.9). A row's first finite
+// block sets m to its exact max; a later block raises m to its own max only
+// when some score exceeds m + kMaxLag (the online softmax result does not
+// depend on which m is used, only on m being the same for the weights and
+// the sum). With the exact running max, m grows in about 1 in 5 of the
+// later (row, key block) steps on random scores, each time paying a
+// cross-lane max, the exponential of alpha and a rescaled accumulator tile
+// (over 4% of the kernel's time in a profile at T = 1024); with the lag,
+// almost only in a row's first block. The price: unnormalized sums up to
+// 245 times larger (simd/flash_attention.h).
+constexpr float kMaxLag = 5.5f;
+
+// p * 2^n for n integral in [-126, 127], or 0 where x < kExp2Min (NaN x is
 // not below it: its lane stays NaN). AVX-512: one compare (not-less-than,
 // true for NaN) and scalef, zeroing the other lanes. Elsewhere the bits of
 // 2^n ((n + 127) << 23) come from t = n + 1.5 * 2^23, whose low mantissa
@@ -64,15 +77,15 @@ HWY_INLINE V ScaleByPow2OrZero(D d, V p, V /*n*/, V t, V x) {
   return hn::IfThenZeroElse(hn::Lt(x, hn::Set(d, kExp2Min)), hn::Mul(p, pow2n));
 }
 
-// 2^x for x <= 0 (valid up to x < 1/2), x = -inf included, NaN for NaN: the
-// softmax's weights, whose exponents are x = (s - m) log2(e) <= 0. Round x to
-// an integer n and evaluate 2^(x - n) by the polynomial above: relative error
+// 2^x for x < 127.5, x = -inf included, NaN for NaN: the softmax's weights,
+// whose exponents are x = (s - m) log2(e) <= kMaxLag log2(e). Round x to an
+// integer n and evaluate 2^(x - n) by the polynomial above: relative error
 // below 2e-7, exactly 1 at x = 0, exactly 0 for x < -126 (and at -inf). About
 // 10 vector operations on AVX-512 (scalef), 14 elsewhere, against 18 for a
 // natural-base exp with its two-constant reduction and 30 for hwy's Exp,
 // which also handles large x > 0.
 template <class D, class V = hn::Vec<D>>
-HWY_INLINE V Exp2NonPositive(D d, V x) {
+HWY_INLINE V Exp2Below128(D d, V x) {
   // No clamp: lanes below kExp2Min (-inf included) are zeroed at the end,
   // whatever they compute before (NaN for -inf, a meaningless n below -2^22).
   // Adding 1.5 * 2^23 rounds to an integer n that lands in the low mantissa
@@ -91,28 +104,31 @@ HWY_INLINE V Exp2NonPositive(D d, V x) {
   return ScaleByPow2OrZero(d, p, n, t, x);
 }
 
-// The softmax weights exp(s - m) = 2^((s - m) log2(e)) of scores s <= m (the
-// running max): the difference first (see SoftmaxBlockRow).
+// The softmax weights exp(s - m) = 2^((s - m) log2(e)) of scores
+// s <= m + kMaxLag (m: the row's reference): the difference first (see
+// SoftmaxBlockRow).
 template <class D, class V = hn::Vec<D>>
 HWY_INLINE V SoftmaxWeight(D d, V s, V vm) {
-  return Exp2NonPositive(d, hn::Mul(hn::Sub(s, vm), hn::Set(d, kLog2E)));
+  return Exp2Below128(d, hn::Mul(hn::Sub(s, vm), hn::Set(d, kLog2E)));
 }
 
-// max(m, the largest lane of vmax), without NaN. The cross-lane reduction (a
-// chain of shuffles on the FMA port, 5% of the kernel's time when done for
-// every row and block) only runs when some lane exceeds m: after the first
-// few key blocks the running max rarely grows.
+// The row's new reference: m while every lane of vmax is within kMaxLag of
+// it (NaN lanes included), else max(m, the largest lane of vmax), never NaN.
+// The cross-lane reduction (a chain of shuffles on the FMA ports, 5% of the
+// kernel's time when done for every row and block) only runs then.
 template <class D>
 HWY_INLINE float NewRunningMax(D d, hn::Vec<D> vmax, float m) {
-  if (hn::AllFalse(d, hn::Gt(vmax, hn::Set(d, m)))) return m;
+  if (hn::AllFalse(d, hn::Gt(vmax, hn::Set(d, m + kMaxLag)))) return m;
   return std::max(m, hn::GetLane(hn::MaxOfLanes(d, vmax)));
 }
 
 // Online softmax step of one query row over the scores s[0, n) (n >= 1) of
-// one key block: updates the running max m and the running sum, kept as N
-// per-lane partial sums in l (reduced once, in FinishRow), overwrites s[0, n)
-// with p = exp(s - m_new) (and the rest of the last vector with 0), and
-// returns alpha = exp(m_old - m_new), the factor for the row's accumulator.
+// one key block: updates the row's reference m (NewRunningMax: within
+// kMaxLag of the running max) and the running sum, kept as N per-lane
+// partial sums in l (reduced once, in FinishRow), overwrites s[0, n) with
+// p = exp(s - m_new) (and the rest of the last vector with 0), and returns
+// alpha = exp(m_old - m_new), the factor for the row's accumulator (1 when m
+// stays).
 // Both are powers of 2 with exponents (x - m) log2(e): the difference first,
 // exact near the max, so that no rounding of a large m log2(e) enters them
 // (folding log2(e) into one FMA, x log2(e) - m log2(e), would save one
@@ -120,7 +136,7 @@ HWY_INLINE float NewRunningMax(D d, hn::Vec<D> vmax, float m) {
 // every exponent: garbage weights for scores around 1e8 and beyond).
 // Scores that are all -inf so far leave m = -inf and l = 0 and give p = 0.
 // A NaN or +inf score makes the row's sum NaN, and so its result (FinishRow),
-// without a test per score: a NaN score gives a NaN weight (Exp2NonPositive
+// without a test per score: a NaN score gives a NaN weight (Exp2Below128
 // keeps NaN); +inf makes m_new = +inf, and its own weight exp(inf - inf) is
 // NaN; a NaN that hides among -inf scores is looked for on that rare path.
 template <class D>

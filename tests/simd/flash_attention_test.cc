@@ -275,6 +275,34 @@ void TestLargeLogits() {
   ExpectMatchesReference(p, "peaky");
 }
 
+// Scores that rise from key block to key block by a step below, near and
+// above the reference's lag (kMaxLag = 5.5): the row's reference m stays
+// while the scores exceed it by less than the lag (weights above 1, up to
+// e^5.5) and is raised past it (alpha < 1 rescales the accumulator). Every
+// case must match the double reference, and column 1 (v = 1) must give 1.
+void TestRisingScores() {
+  for (float step : {0.5f, 2.0f, 5.4f, 5.6f, 12.0f, 30.0f, 100.0f}) {
+    for (bool causal : {true, false}) {
+      Problem p = SelfAttention(6 * 64 + 5, 3, 21);
+      p.causal = causal;
+      p.scale = 1.0f;
+      for (size_t i = 0; i < p.num_queries; ++i) {
+        p.Q(i, 0) = 1.0f;
+        p.Q(i, 1) = p.Q(i, 2) = 0.0f;
+      }
+      for (size_t j = 0; j < p.num_keys; ++j) {
+        p.K(j, 0) = step * static_cast<float>(j / 64) + 0.125f * static_cast<float>(j % 7);
+        p.V(j, 1) = 1.0f;
+      }
+      const std::vector<float> got = RunKernel(p);
+      for (size_t i = 0; i < p.num_queries; ++i) {
+        ASSERT_NEAR(got[i * p.ld() + 1], 1.0f, 1e-6f) << "step " << step << " row " << i;
+      }
+      ExpectMatchesReference(p, "rising scores", 2e-6);
+    }
+  }
+}
+
 // Scores up to +-3e38, still finite: exponents (s - max) log2(e) stay exact
 // near the max however large the max is (a folded s log2(e) - max log2(e)
 // would carry an error of |max| 2^-24 into every exponent). Scores differ by
@@ -486,15 +514,17 @@ void TestDeterminism() {
   }
 }
 
-// The softmax's exp: 2^x within 2e-7 relative error for -126 <= x <= 0 (and
-// on to 1/2: the function's whole valid range), exactly 1 at 0, exactly 0
-// below -126 and at -inf; results never denormal.
-void TestExp2NonPositive() {
+// The softmax's exp: 2^x within 2e-7 relative error for -126 <= x < 127.5
+// (the function's whole valid range; the kernel uses x <= 7.94), exactly 1
+// at 0, exactly 0 below -126 and at -inf, NaN for NaN; results never
+// denormal.
+void TestExp2Below128() {
   const hn::ScalableTag<float> d;
   const size_t N = hn::Lanes(d);
-  std::vector<float> xs = {0.0f,    -0.0f,    -kInf,   -1e30f,   -150.0f, -126.5f,
-                           -126.0f, -125.99f, -125.5f, -125.49f, -0.5f,   0.5f - 3e-8f,
-                           -1e-7f,  -1e-30f,  1e-7f,   0.25f,    -100.5f, -63.5f};
+  std::vector<float> xs = {0.0f,     -0.0f,   -kInf,    -1e30f, -150.0f,      -126.5f, -126.0f,
+                           -125.99f, -125.5f, -125.49f, -0.5f,  0.5f - 3e-8f, -1e-7f,  -1e-30f,
+                           1e-7f,    0.25f,   -100.5f,  -63.5f, 0.5f,         1.0f,    7.9f,
+                           8.0f,     63.5f,   126.5f,   127.0f, 127.49f};
   // Around and beyond the range of the rounding by 1.5 * 2^23 (|x| < 2^22):
   // 0; and NaN: NaN (the kernel relies on it to mark a row with a NaN score).
   for (float x : {-4194303.5f, -4194304.0f, -8388608.0f, -12582912.0f, -16777216.0f, -3.4e38f,
@@ -505,6 +535,8 @@ void TestExp2NonPositive() {
   // [-1, 1/2) on a grid of 1.5 * 2^-22 (about the spacing of floats near
   // 1): the polynomial's whole reduced range f in [-1/2, 1/2], for n = 0, -1.
   for (int i = 0; i < (1 << 22); ++i) xs.push_back(-1.0f + 1.5f * std::ldexp(float(i), -22));
+  // Positive exponents: the softmax's weights reach 2^7.9 (kMaxLag).
+  for (int i = 0; i <= 100000; ++i) xs.push_back(8.5e-5f * static_cast<float>(i));
   std::mt19937 rng(5);
   std::uniform_real_distribution<float> dist(-127.0f, 0.0f);
   for (int i = 0; i < 100000; ++i) xs.push_back(dist(rng));
@@ -515,7 +547,7 @@ void TestExp2NonPositive() {
   for (size_t i = 0; i < xs.size(); i += N) {
     std::copy(xs.begin() + static_cast<ptrdiff_t>(i), xs.begin() + static_cast<ptrdiff_t>(i + N),
               in.get());
-    hn::Store(flash_detail::Exp2NonPositive(d, hn::Load(d, in.get())), d, out.get());
+    hn::Store(flash_detail::Exp2Below128(d, hn::Load(d, in.get())), d, out.get());
     for (size_t lane = 0; lane < N; ++lane) {
       const float x = in[lane], got = out[lane];
       if (std::isnan(x)) {
@@ -644,6 +676,7 @@ void TestFlashDecode() { flash_test::TestDecode(); }
 void TestFlashStridesAndMisalignment() { flash_test::TestStridesAndMisalignment(); }
 void TestFlashLargeLogits() { flash_test::TestLargeLogits(); }
 void TestFlashHugeScores() { flash_test::TestHugeScores(); }
+void TestFlashRisingScores() { flash_test::TestRisingScores(); }
 void TestFlashShiftedLargeMax() { flash_test::TestShiftedLargeMax(); }
 void TestFlashMixedStrides() { flash_test::TestMixedStrides(); }
 void TestFlashSpecialValues() { flash_test::TestSpecialValues(); }
@@ -651,7 +684,7 @@ void TestFlashDeterminism() { flash_test::TestDeterminism(); }
 void TestFlashEmpty() { flash_test::TestEmpty(); }
 void TestFlashScratchReuse() { flash_test::TestScratchReuse(); }
 void TestFlashInPlaceOverQueries() { flash_test::TestInPlaceOverQueries(); }
-void TestFlashExp2NonPositive() { flash_test::TestExp2NonPositive(); }
+void TestFlashExp2Below128() { flash_test::TestExp2Below128(); }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
@@ -671,6 +704,7 @@ HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashDecode);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashStridesAndMisalignment);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashLargeLogits);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashHugeScores);
+HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashRisingScores);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashShiftedLargeMax);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashMixedStrides);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashSpecialValues);
@@ -678,7 +712,7 @@ HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashDeterminism);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashEmpty);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashScratchReuse);
 HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashInPlaceOverQueries);
-HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashExp2NonPositive);
+HWY_EXPORT_AND_TEST_P(FlashAttentionTest, TestFlashExp2Below128);
 
 // The public, dispatching entry point (best target of this CPU).
 TEST(FlashAttentionDispatchTest, MatchesReference) {
