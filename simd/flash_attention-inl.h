@@ -33,10 +33,12 @@
 // for P·V) and about 14 other vector operations (exp2 10, max 1, exponent 2,
 // sum 1), which share AVX-512's two FMA ports: about 90% of peak at best.
 // Measured single-threaded, causal, head_dim 64, on a shared 2-core Xeon
-// (Sapphire Rapids class, about 178 GFLOP/s FMA peak per core; profile: the two
-// FMA loops take 75% of the time, the softmax 18%): T = 1024 about 126 GFLOP/s,
-// T = 2048 about 135, T = 256 105, the scalar reference 3.6; AVX2 about 65,
-// SSE4 about 25; decoding 1 query over 1024 keys 11 (memory-bound).
+// (Sapphire Rapids class, about 178 GFLOP/s FMA peak per core), before the last
+// two softmax changes (about 5% together): T = 1024 about 126 GFLOP/s, T = 2048
+// about 135, T = 256 105, the scalar reference 3.6; AVX2 about 65, SSE4 about
+// 25; decoding 1 query over 1024 keys 11 (memory-bound). Profile at T = 1024
+// now: the two FMA loops take 74% of the time, the exp2 loop 8%, the rest (max
+// pass, row bookkeeping, packing, prefetching) 18%.
 
 #if defined(ATTN_SIMD_FLASH_ATTENTION_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef ATTN_SIMD_FLASH_ATTENTION_INL_H_
