@@ -19,6 +19,7 @@ add_executable(attn_attention_bench
   ${CMAKE_CURRENT_SOURCE_DIR}/machine_bench.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/memory_tracking.cc)
 find_package(Threads REQUIRED)
+target_include_directories(attn_attention_bench PRIVATE ${ATTN_INTERNAL_INCLUDE_DIRS})
 target_link_libraries(attn_attention_bench PRIVATE attn::attn hwy::hwy benchmark::benchmark
                                                    Threads::Threads)
 target_compile_definitions(attn_attention_bench PRIVATE

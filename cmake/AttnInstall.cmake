@@ -1,32 +1,16 @@
-# `cmake --install` puts libattn.a, the public headers and a CMake package in
-# the prefix, so that another project can do
-#   find_package(attn CONFIG REQUIRED)
-#   target_link_libraries(app PRIVATE attn::attn)
-# and `#include <attn/attn.h>`.
-#
-# Header layout once installed:
-#   include/attn/attn.h               the umbrella header
-#   include/attn/{core,simd,parallel}/*.h
-# Both include/ and include/attn/ are on attn::attn's include path, so the
-# umbrella and the headers it pulls in resolve the same way as in the tree.
+# `cmake --install` puts libattn.a, the public headers, a CMake package and a
+# pkg-config file in the prefix:
+#   include/attn/*.h                   everything under include/attn/ (only)
+#   lib/libattn.a
+#   lib/cmake/attn/attnConfig.cmake    find_package(attn CONFIG) -> attn::attn
+#   lib/pkgconfig/attn.pc              pkg-config --cflags --libs attn
+# The internal headers of core/, simd/ and parallel/ are not under
+# include/attn/, so they are never installed.
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-install(TARGETS attn EXPORT attnTargets
-  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
-  INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-
-install(FILES ${PROJECT_SOURCE_DIR}/include/attn/attn.h
-  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/attn)
-foreach(dir core simd parallel)
-  # Plain declarations only: per-target Highway code (-inl.h) stays private.
-  install(DIRECTORY ${PROJECT_SOURCE_DIR}/${dir}/
-    DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/attn/${dir}
-    FILES_MATCHING PATTERN "*.h" PATTERN "*-inl.h" EXCLUDE
-    # Internal to the library: not reachable from the umbrella header.
-    PATTERN "attention_core.h" EXCLUDE PATTERN "input_checks.h" EXCLUDE
-    PATTERN "json.h" EXCLUDE PATTERN "thread_scratch.h" EXCLUDE)
-endforeach()
+install(TARGETS attn EXPORT attnTargets ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/attn DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 
 set(ATTN_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/attn)
 install(EXPORT attnTargets NAMESPACE attn:: DESTINATION ${ATTN_CMAKE_DIR})
@@ -36,3 +20,12 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/attnConfigVersion.cmake
   COMPATIBILITY SameMinorVersion)
 install(FILES ${PROJECT_BINARY_DIR}/attnConfig.cmake
   ${PROJECT_BINARY_DIR}/attnConfigVersion.cmake DESTINATION ${ATTN_CMAKE_DIR})
+
+# pkg-config: libattn.a is static, so Highway and oneTBB are public
+# requirements (a consumer links them too). The prefix is found from the .pc
+# file's own place, so that `cmake --install --prefix` anywhere works.
+file(RELATIVE_PATH ATTN_PC_TO_PREFIX
+  /prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig /prefix)
+string(REGEX REPLACE "/$" "" ATTN_PC_TO_PREFIX "${ATTN_PC_TO_PREFIX}")
+configure_file(${PROJECT_SOURCE_DIR}/cmake/attn.pc.in ${PROJECT_BINARY_DIR}/attn.pc @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/attn.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "core/error.h"
+#include "attn/error.h"
 #include "parallel/parallel_for.h"
 #include "simd/flash_attention.h"
 #include "simd/matmul.h"

@@ -15,8 +15,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/dropout.h"
-#include "core/tensor.h"
+#include "attn/dropout.h"
+#include "attn/tensor.h"
 
 namespace attn {
 namespace detail {

@@ -1,4 +1,4 @@
-#include "core/causal_attention.h"
+#include "attn/causal_attention.h"
 
 #include "core/attention_core.h"
 #include "core/input_checks.h"

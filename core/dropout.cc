@@ -1,9 +1,9 @@
-#include "core/dropout.h"
+#include "attn/dropout.h"
 
 #include <cmath>
 
-#include "core/error.h"
-#include "core/random.h"
+#include "attn/error.h"
+#include "attn/random.h"
 
 namespace attn {
 

@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <string>
 
-#include "core/error.h"
-#include "core/tensor.h"
+#include "attn/error.h"
+#include "attn/tensor.h"
 
 namespace attn {
 namespace detail {

@@ -2,7 +2,7 @@
 
 #include <cstdio>
 
-#include "core/error.h"
+#include "attn/error.h"
 
 namespace attn {
 namespace detail {

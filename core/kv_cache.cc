@@ -1,8 +1,8 @@
-#include "core/kv_cache.h"
+#include "attn/kv_cache.h"
 
 #include <string>
 
-#include "core/error.h"
+#include "attn/error.h"
 #include "core/input_checks.h"
 
 namespace attn {

@@ -1,10 +1,10 @@
-#include "core/linear.h"
+#include "attn/linear.h"
 
 #include <cmath>
 #include <utility>
 
-#include "core/error.h"
-#include "core/random.h"
+#include "attn/error.h"
+#include "attn/random.h"
 #include "parallel/matmul_parallel.h"
 #include "simd/matmul.h"
 

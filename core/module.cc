@@ -1,9 +1,9 @@
-#include "core/module.h"
+#include "attn/module.h"
 
 #include <algorithm>
 #include <set>
 
-#include "core/error.h"
+#include "attn/error.h"
 
 namespace attn {
 namespace {

@@ -1,4 +1,4 @@
-#include "core/multi_head_attention.h"
+#include "attn/multi_head_attention.h"
 
 #include <cstring>
 

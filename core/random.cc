@@ -1,4 +1,4 @@
-#include "core/random.h"
+#include "attn/random.h"
 
 #include <cmath>
 

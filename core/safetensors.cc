@@ -1,4 +1,4 @@
-#include "core/safetensors.h"
+#include "attn/safetensors.h"
 
 #include <algorithm>
 #include <cstring>
@@ -6,7 +6,7 @@
 #include <iterator>
 #include <vector>
 
-#include "core/error.h"
+#include "attn/error.h"
 #include "core/json.h"
 
 namespace attn {

@@ -1,8 +1,8 @@
-#include "core/self_attention.h"
+#include "attn/self_attention.h"
 
+#include "attn/random.h"
 #include "core/attention_core.h"
 #include "core/input_checks.h"
-#include "core/random.h"
 #include "simd/matmul.h"
 
 namespace attn {

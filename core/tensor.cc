@@ -1,4 +1,4 @@
-#include "core/tensor.h"
+#include "attn/tensor.h"
 
 #include <cmath>
 #include <cstdlib>
@@ -6,8 +6,8 @@
 #include <sstream>
 #include <utility>
 
+#include "attn/error.h"
 #include "core/aligned_memory.h"
-#include "core/error.h"
 
 namespace attn {
 namespace {

@@ -12,6 +12,9 @@
 #include <cstdlib>
 #include <memory>
 #include <mutex>
+#include <string>
+
+#include "attn/error.h"
 
 namespace attn {
 namespace {
@@ -20,7 +23,8 @@ int default_num_threads() {
   if (const char* env = std::getenv("ATTN_NUM_THREADS")) {
     char* end = nullptr;
     const long n = std::strtol(env, &end, 10);
-    if (end != env && *end == '\0' && n > 0) return static_cast<int>(std::min(n, 1024L));
+    if (end != env && *end == '\0' && n > 0)
+      return static_cast<int>(std::min(n, static_cast<long>(kMaxThreads)));
   }
   return std::max(1, tbb::info::default_concurrency());
 }
@@ -49,6 +53,10 @@ std::shared_ptr<tbb::task_arena> current_arena() {
 int num_threads() { return current_arena()->max_concurrency(); }
 
 void set_num_threads(int n) {
+  if (n > kMaxThreads) {
+    throw ArgumentError("set_num_threads: n = " + std::to_string(n) +
+                        " exceeds kMaxThreads = " + std::to_string(kMaxThreads));
+  }
   const int threads = n > 0 ? n : default_num_threads();
   ArenaState& state = arena_state();
   std::lock_guard<std::mutex> lock(state.mutex);

@@ -1,25 +1,14 @@
-// attn's threading layer. The only part of attn that includes oneTBB is
-// parallel/*.cc; this header is plain C++.
-//
-// All parallel work runs inside one task arena owned by attn, capped at
-// num_threads(), so attn never oversubscribes a host application's own TBB
-// threads. Results never depend on the thread count: every output element is
-// computed by exactly one task, in an order fixed by the data, not the schedule.
+// attn's parallel loop (internal). The only part of attn that includes oneTBB
+// is parallel/*.cc; this header is plain C++. The thread count is set through
+// attn/threads.h.
 #pragma once
 
 #include <cstddef>
 #include <functional>
 
+#include "attn/threads.h"
+
 namespace attn {
-
-// Number of threads attn's parallel loops may use. The default is the
-// environment variable ATTN_NUM_THREADS when set to a positive integer, else
-// the number of hardware threads available to the process.
-int num_threads();
-
-// Sets the thread count for later calls; n <= 0 restores the default.
-// Call it between forward passes, not concurrently with one.
-void set_num_threads(int n);
 
 namespace parallel {
 

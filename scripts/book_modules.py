@@ -2,8 +2,8 @@
 
 These are the reference implementations the C++ library is checked against. They follow the
 book's code line for line (same parameter creation order, so the same random draws; same
-operations in the same order, so the same float32 rounding). See
-/work/shared/pytorch-parity.md for a prose description of what each one computes.
+operations in the same order, so the same float32 rounding). tests/data/README.md describes
+what each one computes and how PyTorch draws its random numbers.
 
 Classes:
   SelfAttention_v1                      section 3.4.1 (raw nn.Parameter(torch.rand(d_in, d_out)))

@@ -4,9 +4,9 @@
 # (OpenBLAS, oneDNN, PyTorch) are installed with --with-peers.
 set -euo pipefail
 
-packages=(build-essential cmake libhwy-dev libtbb-dev libgtest-dev libbenchmark-dev)
+packages=(build-essential cmake pkg-config libhwy-dev libtbb-dev libgtest-dev libbenchmark-dev)
 if [[ "${1:-}" == "--with-peers" ]]; then
-  packages+=(libopenblas-dev libdnnl-dev python3-torch)
+  packages+=(libopenblas-dev libdnnl-dev ocl-icd-opencl-dev python3-torch)
 fi
 
 missing=()

@@ -14,7 +14,7 @@ Outputs (all deterministic; re-running gives byte-identical files):
 See tests/data/README.md for the exact contents.
 
 Before writing anything, the script checks the random-number facts of
-/work/shared/pytorch-parity.md against an independent MT19937 written below (torch.rand,
+tests/data/README.md against an independent MT19937 written below (torch.rand,
 nn.Linear init, dropout masks and scaling) and aborts if any of them does not hold.
 """
 

@@ -31,7 +31,7 @@ void FlashAttentionT(const simd::FlashAttentionArgs& args) { FlashAttentionKerne
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
-#include "core/error.h"
+#include "attn/error.h"
 
 namespace attn {
 namespace simd {

@@ -6,8 +6,8 @@
 #include <random>
 #include <vector>
 
+#include "attn/threads.h"
 #include "gtest/gtest.h"
-#include "parallel/parallel_for.h"
 #include "simd/matmul.h"
 
 namespace attn {

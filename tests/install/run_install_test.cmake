@@ -2,7 +2,9 @@
 #   1. cmake --install BUILD_DIR --prefix PREFIX
 #   2. configure and build CONSUMER_SOURCE_DIR in CONSUMER_BINARY_DIR against
 #      PREFIX only (find_package(attn CONFIG REQUIRED))
-#   3. run the consumer, which exits nonzero when attn misbehaves.
+#   3. run the consumer, which exits nonzero when attn misbehaves;
+#   4. check that the installed headers are include/attn/*.h only;
+#   5. build the same consumer with make and pkg-config (attn.pc), run it.
 # Every step starts from scratch: PREFIX and CONSUMER_BINARY_DIR are removed.
 cmake_minimum_required(VERSION 3.20)
 
@@ -73,3 +75,34 @@ if(CONFIG AND EXISTS ${CONSUMER_BINARY_DIR}/${CONFIG}/consumer)
   set(consumer ${CONSUMER_BINARY_DIR}/${CONFIG}/consumer)
 endif()
 run_step(run ${consumer})
+
+# 4. Only the public headers are installed, all under include/attn/.
+file(GLOB_RECURSE installed_headers RELATIVE ${PREFIX}/include ${PREFIX}/include/*)
+foreach(header ${installed_headers})
+  if(NOT header MATCHES "^attn/[a-z_]+\\.h$")
+    message(FATAL_ERROR "[install_and_consume] unexpected installed file include/${header}")
+  endif()
+endforeach()
+if(NOT "attn/attn.h" IN_LIST installed_headers)
+  message(FATAL_ERROR "[install_and_consume] include/attn/attn.h is not installed")
+endif()
+
+# 5. pkg-config and make, without CMake. The library directory is lib/ or
+# lib64/ (GNUInstallDirs); both are searched.
+find_program(MAKE_TOOL NAMES make gmake)
+find_program(PKG_CONFIG_TOOL pkg-config)
+if(NOT MAKE_TOOL OR NOT PKG_CONFIG_TOOL)
+  message(FATAL_ERROR "[install_and_consume] make and pkg-config are needed for step 5")
+endif()
+file(GLOB pc_dirs ${PREFIX}/lib*/pkgconfig)
+if(NOT pc_dirs)
+  message(FATAL_ERROR "[install_and_consume] no attn.pc under ${PREFIX}/lib*/pkgconfig")
+endif()
+string(REPLACE ";" ":" pc_path "${pc_dirs}")
+if(DEFINED ENV{PKG_CONFIG_PATH} AND NOT "$ENV{PKG_CONFIG_PATH}" STREQUAL "")
+  string(APPEND pc_path ":$ENV{PKG_CONFIG_PATH}")
+endif()
+run_step(make ${CMAKE_COMMAND} -E env PKG_CONFIG_PATH=${pc_path}
+  ${MAKE_TOOL} -C ${CONSUMER_SOURCE_DIR} -B CXX=${CXX_COMPILER} PKG_CONFIG=${PKG_CONFIG_TOOL}
+  OUT=${CONSUMER_BINARY_DIR}/consumer-make)
+run_step(run-make ${CONSUMER_BINARY_DIR}/consumer-make)

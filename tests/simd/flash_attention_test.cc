@@ -692,7 +692,7 @@ void TestFlashExp2Below128() { flash_test::TestExp2Below128(); }
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
-#include "core/error.h"
+#include "attn/error.h"
 #include "hwy/tests/hwy_gtest.h"
 
 namespace attn {

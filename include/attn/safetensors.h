@@ -10,8 +10,8 @@
 #include <map>
 #include <string>
 
-#include "core/module.h"
-#include "core/tensor.h"
+#include "attn/module.h"
+#include "attn/tensor.h"
 
 namespace attn {
 

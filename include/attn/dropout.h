@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/module.h"
+#include "attn/module.h"
 
 namespace attn {
 

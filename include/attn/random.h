@@ -4,7 +4,8 @@
 // 32-bit Mersenne Twister (the stream of std::mt19937). With the same seed,
 // attn::rand, the modules' weight initialization and dropout masks draw the
 // same numbers in the same order as torch.rand, nn.Linear and nn.Dropout in
-// PyTorch 1.13 on x86-64, bit for bit. See ../shared/pytorch-parity.md.
+// PyTorch 1.13 on x86-64, bit for bit (tests/data/README.md gives the rules
+// and the tests that check them).
 #pragma once
 
 #include <cstdint>
@@ -12,7 +13,7 @@
 #include <random>
 #include <vector>
 
-#include "core/tensor.h"
+#include "attn/tensor.h"
 
 namespace attn {
 

@@ -7,8 +7,8 @@
 
 #include <cstdint>
 
-#include "core/linear.h"
-#include "core/module.h"
+#include "attn/linear.h"
+#include "attn/module.h"
 
 namespace attn {
 

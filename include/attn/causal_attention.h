@@ -9,9 +9,9 @@
 
 #include <cstdint>
 
-#include "core/dropout.h"
-#include "core/linear.h"
-#include "core/module.h"
+#include "attn/dropout.h"
+#include "attn/linear.h"
+#include "attn/module.h"
 
 namespace attn {
 

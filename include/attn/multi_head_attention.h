@@ -4,11 +4,11 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/causal_attention.h"
-#include "core/dropout.h"
-#include "core/kv_cache.h"
-#include "core/linear.h"
-#include "core/module.h"
+#include "attn/causal_attention.h"
+#include "attn/dropout.h"
+#include "attn/kv_cache.h"
+#include "attn/linear.h"
+#include "attn/module.h"
 
 namespace attn {
 

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "core/module.h"
+#include "attn/module.h"
 
 namespace attn {
 

@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-#include "core/tensor.h"
+#include "attn/tensor.h"
 
 namespace attn {
 
