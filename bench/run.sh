@@ -1,102 +1,169 @@
 #!/usr/bin/env bash
-# Runs the attention benchmarks and writes the report (bench/README.md).
+# Runs the attention benchmarks and writes the report (bench/README.md tells how
+# to read it). ./scripts/bench.sh builds attn and then runs this script.
 #
-#   bench/run.sh <build dir> [--with-gemm] [arguments for attn_attention_bench]
+#   bench/run.sh <build dir> [--quick] [--with-gemm] [attn_attention_bench arguments]
 #
 # 1. attn_attention_bench: medians of ATTN_BENCH_REPETITIONS (5) repetitions of
-#    at least ATTN_BENCH_MIN_TIME (0.3) s, the repetitions of all benchmarks
-#    in a random order -> <build>/bench-results/attn.json. Besides the modules
-#    (attn/<variant>/<config>), it has the attention core alone
-#    (attn/core_flash, attn/core_materialized), KV-cache decoding
+#    at least ATTN_BENCH_MIN_TIME (0.3) s, the repetitions of all benchmarks in
+#    a random order -> attn.json. Besides the modules (attn/<variant>/<config>),
+#    it has the attention core alone (attn/core_*), KV-cache decoding
 #    (attn/decode_1_after_1023, attn/full_forward_1024) and the machine's FMA
-#    peak and read bandwidth (machine/...), e.g.
-#      ATTN_BENCH_SKIP_TORCH=1 bench/run.sh build \
-#        --benchmark_filter='fused|core_|decode|full_forward|peak|bandwidth'
-#    (the report's targets, flash vs materialized, core, decoding tables).
-# 2. the PyTorch peer (bench/peers/torch_mha.py) when /usr/bin/python3 can
+#    peak and read bandwidth (machine/...).
+# 2. the PyTorch peer (bench/peers/torch_mha.py), when /usr/bin/python3 can
 #    import torch and ATTN_BENCH_SKIP_TORCH is not 1 -> torch.json, plus two
 #    short runs that show the peer's sensitivity to its environment
-# 3. bench/report.py -> report.md (printed) and time_vs_T.svg
-# --with-gemm also runs attn_gemm_bench when it was built (-> gemm.json).
+#    (torch_default_core.json, torch_omp_active.json; not with --quick).
+# 3. --with-gemm: attn_gemm_bench, when it was built -> gemm.json, gemm.md.
+# 4. bench/report.py -> report.md and time_vs_T.svg; prints the headline table.
+#
+# --quick: the headline configuration only (B8_T1024: attn's wrapper and fused
+# module, the PyTorch book module and nn.MultiheadAttention, 1 and 2 threads),
+# 3 repetitions, into bench-results-quick/: a minute or two.
 # A --benchmark_filter=REGEX argument is applied to the peer's names too
-# (torch/<variant>/<config>/threads:<n>).
+# (torch/<variant>/<config>/threads:<n>), e.g.
+#   bench/run.sh build --benchmark_filter='B8_T1024'
+#   ATTN_BENCH_SKIP_TORCH=1 bench/run.sh build \
+#     --benchmark_filter='fused|core_|decode|full_forward|peak|bandwidth'
+#
+# Results go to <build dir>/bench-results/ (bench-results-quick/ with --quick).
+# Each program's raw output goes to <name>_console.txt there; the terminal
+# shows one progress line per program (bench/progress.py) and the headline.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if [[ $# -lt 1 ]]; then
-  echo "usage: $0 <build dir> [--with-gemm] [attn_attention_bench arguments]" >&2
+  echo "usage: $0 <build dir> [--quick] [--with-gemm] [attn_attention_bench arguments]" >&2
   exit 2
 fi
 build=$(cd "$1" && pwd)
 shift
 with_gemm=0
+quick=0
 filter=""
+repetitions=${ATTN_BENCH_REPETITIONS:-}
 args=()
 for arg in "$@"; do
   case $arg in
     --with-gemm) with_gemm=1 ;;
+    --quick) quick=1 ;;
     --benchmark_filter=*) filter=${arg#--benchmark_filter=}; args+=("$arg") ;;
+    --benchmark_repetitions=*) repetitions=${arg#--benchmark_repetitions=} ;;
     *) args+=("$arg") ;;
   esac
 done
 
+python=/usr/bin/python3
 bench=$build/bench/attn_attention_bench
 if [[ ! -x $bench ]]; then
   echo "$bench not found: cmake --build $build --target attn_attention_bench" >&2
   exit 1
 fi
-out=$build/bench-results
-mkdir -p "$out"
-rm -f "$out"/attn.json "$out"/torch*.json
 
-echo "== attn_attention_bench"
-"$bench" --benchmark_repetitions="${ATTN_BENCH_REPETITIONS:-5}" \
-  --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true \
-  --benchmark_min_time="${ATTN_BENCH_MIN_TIME:-0.3}" \
-  --benchmark_out="$out/attn.json" --benchmark_out_format=json "${args[@]}"
+out=$build/bench-results
+peer_args=()
+if [[ $quick == 1 ]]; then
+  out=$build/bench-results-quick
+  repetitions=${repetitions:-3}
+  peer_args=(--repetitions "$repetitions" --big-repetitions "$repetitions")
+  if [[ -z $filter ]]; then
+    args+=('--benchmark_filter=^attn/(wrapper|fused)/B8_T1024/')
+    peer_args+=(--filter '^torch/(book_mha|nn_mha)/B8_T1024/')
+  fi
+fi
+repetitions=${repetitions:-5}
+[[ -n $filter ]] && peer_args+=(--filter "$filter")
+mkdir -p "$out"
+rm -f "$out"/attn.json "$out"/attn_console.txt "$out"/torch*.json "$out"/torch*_console.txt \
+  "$out"/report.md "$out"/time_vs_T.svg
+[[ $with_gemm == 1 ]] && rm -f "$out"/gemm.json "$out"/gemm_console.txt "$out"/gemm.md
+
+# run_logged KIND LABEL LOG TOTAL COMMAND...: runs COMMAND with its output in LOG
+# and a progress display on the terminal; on failure, shows the end of LOG.
+run_logged() {
+  local kind=$1 label=$2 log=$3 total=$4
+  shift 4
+  set +e +o pipefail
+  "$@" 2>&1 | "$python" "$root/bench/progress.py" "$kind" "$label" "$log" "$total"
+  local status=("${PIPESTATUS[@]}")
+  set -e -o pipefail
+  if [[ ${status[0]} != 0 || ${status[1]} != 0 ]]; then
+    echo "$label failed (exit status ${status[0]}); the end of $log:" >&2
+    tail -n 20 "$log" >&2
+    exit 1
+  fi
+}
+
+# benchmarks BINARY ARGS...: how many benchmarks BINARY runs with ARGS.
+benchmarks() {
+  local binary=$1
+  shift
+  "$binary" --benchmark_list_tests=true "$@" 2>/dev/null | grep -c . || true
+}
+
+if [[ $quick == 1 ]]; then
+  echo "Quick run: B8_T1024 only, $repetitions repetitions. Results: $out/"
+else
+  echo "Results: $out/"
+fi
+
+# The CPU model, recorded in attn.json for the report (no ',' or '=' allowed).
+cpu_model=$(grep -m1 '^model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | tr ',=' '  ' |
+  sed 's/^ *//; s/ *$//' || true)
+attn_args=(--benchmark_repetitions="$repetitions"
+  --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true
+  --benchmark_min_time="${ATTN_BENCH_MIN_TIME:-0.3}"
+  --benchmark_out="$out/attn.json" --benchmark_out_format=json
+  --benchmark_context=cpu_model="${cpu_model:-?}" "${args[@]}")
+count=$(benchmarks "$bench" "${attn_args[@]}")
+# --v=2: Google Benchmark logs every timed run to stderr; bench/progress.py counts them.
+run_logged gbench attn_attention_bench "$out/attn_console.txt" $((count * repetitions)) \
+  "$bench" --v=2 "${attn_args[@]}"
 
 # The PyTorch peer. OPENBLAS_CORETYPE=SkylakeX: Debian's OpenBLAS 0.3.21 does
-# not recognise this CPU and would fall back to its SSE3 (Prescott) kernels.
+# not recognise newer Xeons and would fall back to its SSE3 (Prescott) kernels.
 # OMP_WAIT_POLICY=PASSIVE: otherwise torch's OpenMP threads spin while
-# OpenBLAS's own threads need the same two cores (bench/README.md).
-python=/usr/bin/python3
+# OpenBLAS's own threads need the same cores (bench/README.md).
 peer=$root/bench/peers/torch_mha.py
 if [[ ${ATTN_BENCH_SKIP_TORCH:-0} != 1 ]] && "$python" -c 'import torch' 2>/dev/null; then
-  peer_filter=()
-  [[ -n $filter ]] && peer_filter=(--filter "$filter")
-  echo "== PyTorch peer"
-  OPENBLAS_CORETYPE=SkylakeX OMP_WAIT_POLICY=PASSIVE \
-    "$python" "$peer" --out "$out/torch.json" "${peer_filter[@]}"
-  if [[ -z $filter || B8_T1024 =~ $filter ]]; then
-    echo "== PyTorch peer, book MHA B8_T1024 without OPENBLAS_CORETYPE"
-    env -u OPENBLAS_CORETYPE OMP_WAIT_POLICY=PASSIVE "$python" "$peer" \
+  run_logged peer "PyTorch peer" "$out/torch_console.txt" 0 \
+    env OPENBLAS_CORETYPE=SkylakeX OMP_WAIT_POLICY=PASSIVE \
+    "$python" "$peer" --progress --out "$out/torch.json" "${peer_args[@]}"
+  if [[ $quick == 0 && ( -z $filter || B8_T1024 =~ $filter ) ]]; then
+    run_logged peer "PyTorch peer without OPENBLAS_CORETYPE" \
+      "$out/torch_default_core_console.txt" 0 \
+      env -u OPENBLAS_CORETYPE OMP_WAIT_POLICY=PASSIVE "$python" "$peer" --progress \
       --prefix torch_default_core --filter '^torch_default_core/book_mha/B8_T1024/' \
       --big-repetitions 1 --out "$out/torch_default_core.json"
   fi
-  if [[ -z $filter || B1_T256 =~ $filter ]]; then
-    echo "== PyTorch peer, book MHA B1_T256, 2 threads, OpenMP's default wait policy"
-    env -u OMP_WAIT_POLICY OPENBLAS_CORETYPE=SkylakeX "$python" "$peer" \
+  if [[ $quick == 0 && ( -z $filter || B1_T256 =~ $filter ) ]]; then
+    run_logged peer "PyTorch peer with OpenMP's default wait policy" \
+      "$out/torch_omp_active_console.txt" 0 \
+      env -u OMP_WAIT_POLICY OPENBLAS_CORETYPE=SkylakeX "$python" "$peer" --progress \
       --prefix torch_omp_active --filter '^torch_omp_active/book_mha/B1_T256/' --threads 2 \
       --repetitions 3 --out "$out/torch_omp_active.json"
   fi
 else
-  echo "== PyTorch peer skipped (no torch for $python, or ATTN_BENCH_SKIP_TORCH=1)"
+  echo "PyTorch peer: skipped (no torch for $python, or ATTN_BENCH_SKIP_TORCH=1)"
 fi
 
 if [[ $with_gemm == 1 ]]; then
-  if [[ -x $build/bench/attn_gemm_bench ]]; then
-    echo "== attn_gemm_bench"
+  gemm=$build/bench/attn_gemm_bench
+  if [[ -x $gemm ]]; then
     # Repetitions in random order; the min/max aggregates are the best
     # repetition of each (bench/gemm_bench.cc). bench/gemm_table.py makes the
-    # table of the README's GEMM section from gemm.json.
-    OPENBLAS_CORETYPE=SkylakeX "$build/bench/attn_gemm_bench" \
-      --benchmark_repetitions="${ATTN_BENCH_REPETITIONS:-5}" \
-      --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true \
-      --benchmark_out="$out/gemm.json" --benchmark_out_format=json
-    "${python:-/usr/bin/python3}" "$root/bench/gemm_table.py" "$out/gemm.json" | tee "$out/gemm.md" || true
+    # table of GEMM throughput from gemm.json.
+    gemm_args=(--benchmark_repetitions="$repetitions"
+      --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true
+      --benchmark_out="$out/gemm.json" --benchmark_out_format=json)
+    count=$(benchmarks "$gemm" "${gemm_args[@]}")
+    run_logged gbench attn_gemm_bench "$out/gemm_console.txt" $((count * repetitions)) \
+      env OPENBLAS_CORETYPE=SkylakeX "$gemm" --v=2 "${gemm_args[@]}"
+    "$python" "$root/bench/gemm_table.py" "$out/gemm.json" > "$out/gemm.md" ||
+      echo "gemm_table.py failed; the raw results are in $out/gemm.json" >&2
   else
-    echo "== attn_gemm_bench not built; skipped"
+    echo "attn_gemm_bench: not built; skipped"
   fi
 fi
 
-echo "== report ($out/report.md)"
+echo
 "$python" "$root/bench/report.py" "$out"

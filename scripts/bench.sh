@@ -1,18 +1,47 @@
 #!/usr/bin/env bash
-# The README's main command: installs what is missing (with the optional
-# peers: OpenBLAS, oneDNN, PyTorch), builds attn and runs the benchmarks.
-# Extra arguments go to the attention benchmark (e.g. --benchmark_filter=...).
+# The main job: installs what is missing (with the optional peers: OpenBLAS,
+# oneDNN, PyTorch), builds the attention benchmark and runs bench/run.sh, which
+# shows its progress, keeps the raw output in the results folder and ends with
+# the headline table and the paths of the report and the chart.
+#
+#   ./scripts/bench.sh                 the full run (about 8 minutes on 2 cores)
+#   ./scripts/bench.sh --quick         the headline configuration only (a minute or two)
+#   ./scripts/bench.sh --with-gemm     also the GEMM kernels against OpenBLAS and oneDNN
+#
+# Other arguments go to the attention benchmark (e.g. --benchmark_filter=...).
+# ATTN_BUILD_DIR picks the build directory (default: build/); the results go to
+# its bench-results/ (bench-results-quick/ with --quick). bench/README.md tells
+# how to read them.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${ATTN_BUILD_DIR:-$root/build}
+python=/usr/bin/python3
+
+targets=(attn_attention_bench)
+for arg in "$@"; do
+  [[ $arg == --with-gemm ]] && targets+=(attn_gemm_bench)
+done
 
 "$root/scripts/install_deps.sh" --with-peers
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release
-cmake --build "$build" -j "$(nproc)"
-if [[ -x "$root/bench/run.sh" ]]; then
-  exec "$root/bench/run.sh" "$build" "$@"
+
+# The build's output goes to a log; the terminal gets one progress line.
+mkdir -p "$build"
+log=$build/bench-build.log
+: > "$log"
+if ! cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >> "$log" 2>&1; then
+  echo "cmake failed; the end of $log:" >&2
+  tail -n 30 "$log" >&2
+  exit 1
 fi
-for b in "$build"/bench/attn_*_bench; do
-  echo "== $b"
-  "$b" "$@"
-done
+set +e +o pipefail
+cmake --build "$build" -j "$(nproc)" --target "${targets[@]}" 2>&1 |
+  "$python" "$root/bench/progress.py" cmake "building ${targets[*]}" "$log"
+status=("${PIPESTATUS[@]}")
+set -e -o pipefail
+if [[ ${status[0]} != 0 ]]; then
+  echo "the build failed; the end of $log:" >&2
+  tail -n 30 "$log" >&2
+  exit 1
+fi
+
+exec "$root/bench/run.sh" "$build" "$@"

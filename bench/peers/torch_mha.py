@@ -189,20 +189,31 @@ def run(args, blas_libs):
     Interleaving (as Google Benchmark's --benchmark_enable_random_interleaving, which
     bench/run.sh gives attn) spreads every job's repetitions over the whole run, so that a
     change in the machine's load affects all of them alike and the ratios stay fair.
+    With --progress, a line "[progress] <done>/<total> <name>" goes to stderr before each
+    step (setting a job up, one repetition), for bench/progress.py.
     """
     jobs = make_jobs(args)
+    order = [job for job in jobs for _ in range(job.reps)]
+    random.Random(args.seed).shuffle(order)
+    steps = len(jobs) + len(order)
+
+    def progress(done, job):
+        if args.progress:
+            name = re.sub(r"/real_time$", "", job.run_name)
+            print(f"[progress] {done}/{steps} {name}", file=sys.stderr, flush=True)
+
     with torch.no_grad():
-        for job in jobs:
+        for i, job in enumerate(jobs):
+            progress(i, job)
             set_threads(job.threads, blas_libs)
             start = time.perf_counter()
             job.fn()  # warm-up; its time (an overestimate) sizes the repetitions
             job.first_call = time.perf_counter() - start
             job.calls = max(1, int(args.min_time / max(job.first_call, 1e-9)))
             job.rss = peak_rss_growth(job.fn)
-        order = [job for job in jobs for _ in range(job.reps)]
-        random.Random(args.seed).shuffle(order)
         previous = None
-        for job in order:
+        for i, job in enumerate(order):
+            progress(len(jobs) + i, job)
             set_threads(job.threads, blas_libs)
             if job is not previous and job.first_call < 0.05:
                 job.fn()  # another job ran in between: warm up again where that is cheap
@@ -212,6 +223,8 @@ def run(args, blas_libs):
                 job.fn()
             job.cpu.append((time.process_time() - cpu) / job.calls)
             job.wall.append((time.perf_counter() - wall) / job.calls)
+        if args.progress and order:
+            print(f"[progress] {steps}/{steps} done", file=sys.stderr, flush=True)
 
     benchmarks = []
     for job in jobs:
@@ -234,6 +247,18 @@ def run(args, blas_libs):
     return benchmarks
 
 
+def cpu_model():
+    """The CPU's "model name" in /proc/cpuinfo, or platform.processor()."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
 def describe(blas_libs):
     """torch's build and threading configuration, as printed and as JSON context."""
     context = {"torch_version": torch.__version__}
@@ -243,8 +268,9 @@ def describe(blas_libs):
         if re.search(r"BLAS|LAPACK|CPU capability|OpenMP|MKL|oneDNN|MKL-DNN", line):
             # The "Build settings" line is long: keep its BLAS/LAPACK entries.
             if line.strip().startswith("- Build settings"):
+                settings = line.split(":", 1)[1].split(",")
                 line = "  - Build settings: " + ", ".join(
-                    s.strip() for s in line.split(",") if re.search(r"BLAS|LAPACK|MKL", s))
+                    s.strip() for s in settings if re.search(r"BLAS|LAPACK|MKL", s))
             print(line)
     context["torch_blas"] = ", ".join(re.findall(r"BLAS_INFO=\w+", config))
     print(torch.__config__.parallel_info().rstrip())
@@ -278,13 +304,15 @@ def main():
     parser.add_argument("--min-time", type=float, default=0.2,
                         help="seconds per repetition (at least one call)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the interleaving order")
+    parser.add_argument("--progress", action="store_true",
+                        help="print '[progress] <done>/<total> <name>' lines to stderr")
     args = parser.parse_args()
 
     torch.ones(2, 2) @ torch.ones(2, 2)  # make sure the BLAS library is loaded
     blas_libs = openblas_libraries()
     context = describe(blas_libs)
     context.update({"executable": "bench/peers/torch_mha.py", "host_name": platform.node(),
-                    "num_cpus": os.cpu_count(),
+                    "num_cpus": os.cpu_count(), "cpu_model": cpu_model(),
                     "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     benchmarks = run(args, blas_libs)
     if args.out:
