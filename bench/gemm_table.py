@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Markdown table from attn_gemm_bench JSON files (run with --benchmark_repetitions=N
---benchmark_report_aggregates_only=true --benchmark_out=x.json): best repetition
-(max GFLOP/s) per library, shape and thread count."""
+--benchmark_report_aggregates_only=true --benchmark_out=x.json; bench/run.sh --with-gemm
+does, and writes the table to gemm.md): the best repetition (max GFLOP/s) per library,
+shape and thread count, attn's share of the FP32 FMA peak, then the softmax timings.
+
+Usage: bench/gemm_table.py gemm.json [more.json ...]"""
 import json, re, sys
 runs = [json.load(open(f)) for f in sys.argv[1:]]
 d = runs[0]
@@ -26,9 +29,10 @@ for b in [b for r in runs for b in r["benchmarks"]]:
         t = int(m.group(1))
         peak[t] = max(peak.get(t, 0.0), b["GFLOP/s"] / 1e9 if b["GFLOP/s"] > 1e6 else b["GFLOP/s"])
 startup = max(float([v for k, v in r["context"].items() if k.startswith("FMA peak")][0]) for r in runs)
+source = "FmaPeak rows of this run" if peak else "start-up measurement"
 peak.setdefault(1, startup)
 peak.setdefault(2, 2 * peak[1])
-print(f"FMA peak: {peak[1]:.0f} GFLOP/s on 1 thread, {peak[2]:.0f} on 2 (FmaPeak rows of this run)\n")
+print(f"FMA peak: {peak[1]:.0f} GFLOP/s on 1 thread, {peak[2]:.0f} on 2 ({source})\n")
 libs = ["attn", "attn_packed", "openblas", "onednn", "attn_avx2", "attn_sse4"]
 print("| M x N x K | B | thr | attn | attn packed | OpenBLAS | oneDNN | attn/oneDNN | packed/oneDNN | attn % peak | AVX2 | SSE4 |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|")
