@@ -651,7 +651,7 @@ def main():
         md += config_table(c, results)
     md += peer_environment_effects(results_dir, torch_results)
     chart = os.path.join(results_dir, "time_vs_T.svg")
-    if any(("attn", "fused", f"B1_T{t}", 2) in results for t in SWEEP):
+    if sum(("attn", "fused", f"B1_T{t}", 2) in results for t in SWEEP) >= 2:
         with open(chart, "w") as f:
             f.write(svg_time_vs_t(results))
         md += ["## Time vs T", "", "![time vs T, 2 threads](time_vs_T.svg)", ""]
@@ -670,7 +670,7 @@ def main():
                  if f.endswith((".json", "_console.txt")) or f == "gemm.md")
     print(f"Full report: {report}")
     print(f"Chart:       {chart}" if os.path.exists(chart) else
-          "Chart:       none (time_vs_T.svg needs the T sweep B1_T64 ... B1_T2048)")
+          "Chart:       none (time_vs_T.svg needs the T sweep, B1_T64 ... B1_T2048)")
     print(f"Raw output:  {results_dir}/ {', '.join(raw)}")
 
 
