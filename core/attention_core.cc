@@ -1,6 +1,7 @@
 #include "core/attention_core.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "attn/error.h"
@@ -16,6 +17,51 @@ namespace {
 // Query rows per task: 64 rows of scores at T = 1024 are 256 KB, which stays
 // in L2 between the Q·Kᵀ, softmax and weights·V steps.
 constexpr size_t kQueryBlock = 64;
+
+// out[r0:r0+rows] = weights · V[0:n] for one (b, h) block (weights: rows x n,
+// row stride ld). With causal, row i's weights beyond key r0 + i are 0 but
+// must not meet V rows it cannot see: 0 * NaN would spread a later token's
+// NaN to earlier ones (the flash path never reads those rows either). The
+// keys before the block are visible to every row: one product. The diagonal
+// block's keys [r0, n) go in one product too when those V rows are finite
+// (the zero weights then add exact zeros), else row by row over its visible
+// keys only.
+void weights_times_values(const AttentionProblem& p, size_t b, size_t h, size_t r0, size_t rows,
+                          size_t n, const float* weights, size_t ld) {
+  simd::MatMulArgs wv;
+  wv.a = weights;
+  wv.lda = ld;
+  wv.b = p.v.at(b, h);
+  wv.ldb = p.v.row_stride;
+  wv.c = p.out.at(b, h, r0);
+  wv.ldc = p.out.row_stride;
+  wv.m = rows;
+  wv.n = p.head_dim;
+  wv.k = p.causal ? r0 : n;
+  simd::MatMul(wv);
+  if (!p.causal || n == r0) return;
+
+  wv.accumulate = true;
+  wv.a = weights + r0;
+  wv.b = p.v.at(b, h, r0);
+  bool finite = true;
+  for (size_t j = r0; j < n && finite; ++j) {
+    const float* v = p.v.at(b, h, j);
+    for (size_t c = 0; c < p.head_dim; ++c) finite = finite && std::isfinite(v[c]);
+  }
+  if (finite) {
+    wv.k = n - r0;
+    simd::MatMul(wv);
+    return;
+  }
+  wv.m = 1;
+  for (size_t i = 0; i < rows; ++i) {
+    wv.a = weights + i * ld + r0;
+    wv.c = p.out.at(b, h, r0 + i);
+    wv.k = std::min(n, r0 + i + 1) - r0;
+    simd::MatMul(wv);
+  }
+}
 
 // One (b, h, query block) of the materialized algorithm:
 //   scores = Q[r0:r1] · K[0:n]ᵀ ; weights = softmax(scale · scores, causal)
@@ -73,17 +119,7 @@ void attend_block(const AttentionProblem& p, size_t b, size_t h, size_t r0, size
     }
   }
 
-  simd::MatMulArgs wv;
-  wv.a = scores;
-  wv.lda = ld_scores;
-  wv.b = p.v.at(b, h);
-  wv.ldb = p.v.row_stride;
-  wv.c = p.out.at(b, h, r0);
-  wv.ldc = p.out.row_stride;
-  wv.m = rows;
-  wv.n = p.head_dim;
-  wv.k = n;
-  simd::MatMul(wv);
+  weights_times_values(p, b, h, r0, rows, n, scores, ld_scores);
 }
 
 // Query rows per flash task. Each call of the flash kernel transposes and
@@ -126,14 +162,6 @@ void flash_block(const AttentionProblem& p, size_t b, size_t h, size_t r0, size_
 }
 
 }  // namespace
-
-Tensor causal_mask(int64_t n) {
-  Tensor mask({n, n});
-  for (int64_t i = 0; i < n; ++i) {
-    for (int64_t j = i + 1; j < n; ++j) mask.data()[i * n + j] = 1.0f;
-  }
-  return mask;
-}
 
 std::vector<uint8_t> draw_keep_mask(const Dropout& dropout, int64_t count) {
   if (!dropout.active() || count == 0) return {};

@@ -63,8 +63,6 @@ struct AttentionProblem {
 };
 
 // Helpers shared by the attention modules.
-// triu(ones(n, n), diagonal=1): the book's `mask` buffer.
-Tensor causal_mask(int64_t n);
 // The dropout keep decisions for `count` attention weights, drawn in
 // PyTorch's order (1 = keep); empty when dropout is inactive.
 std::vector<uint8_t> draw_keep_mask(const Dropout& dropout, int64_t count);

@@ -6,14 +6,12 @@
 namespace attn {
 CausalAttention::CausalAttention(int64_t d_in, int64_t d_out, int64_t context_length,
                                  double dropout, bool qkv_bias)
-    : context_length_(context_length),
+    : context_length_(
+          detail::checked_causal_config("CausalAttention", d_in, d_out, context_length, dropout)),
       W_query_(d_in, d_out, qkv_bias),
       W_key_(d_in, d_out, qkv_bias),
       W_value_(d_in, d_out, qkv_bias),
-      dropout_(dropout) {
-  detail::check_positive("CausalAttention", "context_length", context_length);
-  mask_ = detail::causal_mask(context_length);
-}
+      dropout_(dropout) {}
 
 void CausalAttention::train(bool mode) {
   Module::train(mode);
@@ -22,7 +20,7 @@ void CausalAttention::train(bool mode) {
 
 void CausalAttention::collect_tensors(const std::string& prefix, std::vector<NamedTensor>& out) {
   // PyTorch's state_dict order: a module's own buffers, then its children.
-  out.push_back({prefix + "mask", &mask_, TensorKind::kCausalMask});
+  out.push_back(causal_mask_entry(prefix + "mask", context_length_));
   collect_child(W_query_, prefix + "W_query.", out);
   collect_child(W_key_, prefix + "W_key.", out);
   collect_child(W_value_, prefix + "W_value.", out);

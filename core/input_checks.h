@@ -37,5 +37,25 @@ inline void check_positive(const char* module, const char* name, int64_t value) 
   }
 }
 
+// dropout must be a probability: 0 <= p <= 1 (NaN is not).
+inline void check_dropout(const char* module, double p) {
+  if (!(p >= 0.0 && p <= 1.0)) {
+    throw ArgumentError(std::string(module) + ": dropout probability has to be between 0 and 1, " +
+                        "but got " + std::to_string(p));
+  }
+}
+
+// The arguments shared by the causal modules, checked before any parameter
+// is drawn (a constructor that throws draws no random numbers). Returns
+// context_length, for a member initializer list.
+inline int64_t checked_causal_config(const char* module, int64_t d_in, int64_t d_out,
+                                     int64_t context_length, double dropout) {
+  check_positive(module, "d_in", d_in);
+  check_positive(module, "d_out", d_out);
+  check_positive(module, "context_length", context_length);
+  check_dropout(module, dropout);
+  return context_length;
+}
+
 }  // namespace detail
 }  // namespace attn

@@ -23,6 +23,11 @@ double kaiming_uniform_bound(int64_t fan_in) {
 }  // namespace
 
 Linear::Linear(int64_t in_features, int64_t out_features, bool bias)
+    : Linear(in_features, out_features, bias, Unpacked{}) {
+  pack_weight();
+}
+
+Linear::Linear(int64_t in_features, int64_t out_features, bool bias, Unpacked)
     : in_features_(in_features), out_features_(out_features), has_bias_(bias) {
   if (in_features < 1 || out_features < 1) {
     throw ArgumentError("Linear: in_features (" + std::to_string(in_features) +
@@ -37,7 +42,6 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool bias)
     const double bias_bound = 1.0 / std::sqrt(static_cast<double>(in_features));
     uniform_(bias_, -bias_bound, bias_bound);
   }
-  pack_weight();
 }
 
 void Linear::pack_weight() {
@@ -71,9 +75,19 @@ void Linear::collect_tensors(const std::string& prefix, std::vector<NamedTensor>
   if (has_bias_) out.push_back({prefix + "bias", &bias_, TensorKind::kParameter});
 }
 
+void Linear::on_tensors_loaded() {
+  if (packed_weight_) pack_weight();
+}
+
 void Linear::forward_rows(const float* x, size_t ldx, size_t rows, float* y, size_t ldy) const {
-  parallel::ParallelMatMulPacked(x, ldx, *packed_weight_, y, ldy, rows,
-                                 has_bias_ ? bias_.data() : nullptr, /*scale=*/1.0f,
+  std::shared_ptr<const simd::PackedMatrix> packed = packed_weight_;
+  if (!packed) {  // a parameters-only Linear packs for this call alone
+    packed = std::make_shared<const simd::PackedMatrix>(
+        simd::PackB(weight_.data(), static_cast<size_t>(in_features_), /*b_transposed=*/true,
+                    static_cast<size_t>(in_features_), static_cast<size_t>(out_features_)));
+  }
+  parallel::ParallelMatMulPacked(x, ldx, *packed, y, ldy, rows, has_bias_ ? bias_.data() : nullptr,
+                                 /*scale=*/1.0f,
                                  /*accumulate=*/false);
 }
 

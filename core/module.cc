@@ -27,6 +27,14 @@ void check_causal_mask(const std::string& name, const Tensor& mask) {
 
 }  // namespace
 
+Tensor Module::causal_mask(int64_t n) {
+  Tensor mask({n, n});
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = i + 1; j < n; ++j) mask.data()[i * n + j] = 1.0f;
+  }
+  return mask;
+}
+
 void Module::collect_child(Module& child, const std::string& prefix,
                            std::vector<NamedTensor>& out) {
   const size_t first = out.size();
@@ -50,12 +58,19 @@ std::vector<Module::NamedTensor> Module::named_tensors() const {
 
 StateDict Module::state_dict() const {
   StateDict dict;
-  for (const NamedTensor& entry : named_tensors()) dict.emplace(entry.name, *entry.tensor);
+  for (const NamedTensor& entry : named_tensors()) {
+    dict.emplace(entry.name,
+                 entry.tensor != nullptr ? *entry.tensor : causal_mask(entry.mask_size));
+  }
   return dict;
 }
 
 void Module::load_state_dict(const StateDict& dict) {
   const std::vector<NamedTensor> tensors = named_tensors();
+  auto expected_shape = [](const NamedTensor& entry) {
+    return entry.tensor != nullptr ? entry.tensor->shape()
+                                   : std::vector<int64_t>{entry.mask_size, entry.mask_size};
+  };
   std::vector<std::string> missing;
   std::set<std::string> expected;
   for (const NamedTensor& entry : tensors) {
@@ -63,11 +78,11 @@ void Module::load_state_dict(const StateDict& dict) {
     auto it = dict.find(entry.name);
     if (it == dict.end()) {
       missing.push_back(entry.name);
-    } else if (it->second.shape() != entry.tensor->shape()) {
+    } else if (it->second.shape() != expected_shape(entry)) {
       throw ShapeError("load_state_dict: size mismatch for '" + entry.name +
                        "': copying a param with shape " + shape_to_string(it->second.shape()) +
                        ", the shape in the current model is " +
-                       shape_to_string(entry.tensor->shape()));
+                       shape_to_string(expected_shape(entry)));
     }
   }
   std::vector<std::string> unexpected;
@@ -89,7 +104,9 @@ void Module::load_state_dict(const StateDict& dict) {
     if (entry.kind == TensorKind::kCausalMask) check_causal_mask(entry.name, dict.at(entry.name));
   }
   // Every check passed: now copy (no partial update on error).
-  for (const NamedTensor& entry : tensors) *entry.tensor = dict.at(entry.name);
+  for (const NamedTensor& entry : tensors) {
+    if (entry.tensor != nullptr) *entry.tensor = dict.at(entry.name);
+  }
   // Owners appear after their children's tensors were collected, so the
   // first-seen order notifies innermost modules first.
   std::vector<Module*> owners;

@@ -9,19 +9,55 @@
 namespace attn {
 namespace {
 
-// Runs before any parameter is drawn, like the book's assert at the top of
-// __init__: a bad configuration consumes no random numbers.
-int64_t checked_context_length(const char* module, int64_t d_in, int64_t d_out,
-                               int64_t context_length, int64_t num_heads, bool fused) {
-  detail::check_positive(module, "d_in", d_in);
-  detail::check_positive(module, "d_out", d_out);
-  detail::check_positive(module, "context_length", context_length);
+// Every argument check, before any parameter is drawn (a constructor that
+// throws draws no random numbers). Returns context_length.
+int64_t checked_config(const char* module, int64_t d_in, int64_t d_out, int64_t context_length,
+                       double dropout, int64_t num_heads, bool fused) {
+  detail::checked_causal_config(module, d_in, d_out, context_length, dropout);
   detail::check_positive(module, "num_heads", num_heads);
   if (fused && d_out % num_heads != 0) {
     throw ArgumentError(std::string(module) + ": d_out (" + std::to_string(d_out) +
                         ") must be divisible by num_heads (" + std::to_string(num_heads) + ")");
   }
   return context_length;
+}
+
+// [first; second; third] stacked along dimension 0 (the rows of nn.Linear
+// weights, or the entries of biases).
+Tensor stack_rows(const Tensor& first, const Tensor& second, const Tensor& third) {
+  std::vector<int64_t> shape = first.shape();
+  shape[0] *= 3;
+  Tensor stacked = Tensor::empty(shape);
+  const size_t count = static_cast<size_t>(first.numel());
+  std::memcpy(stacked.data(), first.data(), count * sizeof(float));
+  std::memcpy(stacked.data() + count, second.data(), count * sizeof(float));
+  std::memcpy(stacked.data() + 2 * count, third.data(), count * sizeof(float));
+  return stacked;
+}
+
+// The attention over a QKV buffer of (batch * tokens, 3 * d) floats, d =
+// heads * hd, output in place of Q.
+detail::AttentionProblem qkv_problem(size_t batch, size_t tokens, size_t heads, size_t hd,
+                                     float* qkv) {
+  const size_t d = heads * hd;
+  detail::AttentionProblem p;
+  p.batch = batch;
+  p.heads = heads;
+  p.tokens = tokens;
+  p.head_dim = hd;
+  // qkv: (batch * tokens, 3 * d_out), [queries | keys | values] per token;
+  // head h is columns [h * hd, (h + 1) * hd) of each third.
+  const size_t batch_stride = tokens * 3 * d;
+  p.q = {qkv, batch_stride, hd, 3 * d};
+  p.k = {qkv + d, batch_stride, hd, 3 * d};
+  p.v = {qkv + 2 * d, batch_stride, hd, 3 * d};
+  // Flash path: the heads' outputs replace Q inside the QKV buffer (each
+  // query block is only read by its own task), so the forward needs no
+  // buffer beyond Q/K/V and the output; out_proj reads them strided.
+  p.out = p.q;
+  p.scale = detail::attention_scale(hd);
+  p.causal = true;
+  return p;
 }
 
 }  // namespace
@@ -31,8 +67,8 @@ int64_t checked_context_length(const char* module, int64_t d_in, int64_t d_out,
 MultiHeadAttentionWrapper::MultiHeadAttentionWrapper(int64_t d_in, int64_t d_out,
                                                      int64_t context_length, double dropout,
                                                      int64_t num_heads, bool qkv_bias) {
-  checked_context_length("MultiHeadAttentionWrapper", d_in, d_out, context_length, num_heads,
-                         false);
+  checked_config("MultiHeadAttentionWrapper", d_in, d_out, context_length, dropout, num_heads,
+                 false);
   heads_.reserve(static_cast<size_t>(num_heads));
   for (int64_t h = 0; h < num_heads; ++h) {
     heads_.emplace_back(d_in, d_out, context_length, dropout, qkv_bias);
@@ -84,35 +120,21 @@ Tensor MultiHeadAttentionWrapper::forward(const Tensor& x, Tensor* attn_weights)
 
 MultiHeadAttention::MultiHeadAttention(int64_t d_in, int64_t d_out, int64_t context_length,
                                        double dropout, int64_t num_heads, bool qkv_bias)
-    : context_length_(checked_context_length("MultiHeadAttention", d_in, d_out, context_length,
-                                             num_heads, true)),
+    : context_length_(checked_config("MultiHeadAttention", d_in, d_out, context_length, dropout,
+                                     num_heads, true)),
       num_heads_(num_heads),
-      W_query_(d_in, d_out, qkv_bias),
-      W_key_(d_in, d_out, qkv_bias),
-      W_value_(d_in, d_out, qkv_bias),
+      W_query_(d_in, d_out, qkv_bias, Linear::Unpacked{}),
+      W_key_(d_in, d_out, qkv_bias, Linear::Unpacked{}),
+      W_value_(d_in, d_out, qkv_bias, Linear::Unpacked{}),
       out_proj_(d_out, d_out),
       dropout_(dropout),
-      mask_(detail::causal_mask(context_length)),
-      qkv_(Linear::from_weights(Tensor({1, 1}))) {
-  build_qkv();
-}
+      qkv_(fused_qkv()) {}
 
-void MultiHeadAttention::build_qkv() {
-  const int64_t d_in = this->d_in(), d_out = this->d_out();
-  Tensor weight({3 * d_out, d_in});
-  const size_t block = static_cast<size_t>(d_out * d_in);
-  std::memcpy(weight.data(), W_query_.weight().data(), block * sizeof(float));
-  std::memcpy(weight.data() + block, W_key_.weight().data(), block * sizeof(float));
-  std::memcpy(weight.data() + 2 * block, W_value_.weight().data(), block * sizeof(float));
+Linear MultiHeadAttention::fused_qkv() const {
+  Tensor weight = stack_rows(W_query_.weight(), W_key_.weight(), W_value_.weight());
   Tensor bias;
-  if (W_query_.has_bias()) {
-    bias = Tensor({3 * d_out});
-    const size_t n = static_cast<size_t>(d_out);
-    std::memcpy(bias.data(), W_query_.bias().data(), n * sizeof(float));
-    std::memcpy(bias.data() + n, W_key_.bias().data(), n * sizeof(float));
-    std::memcpy(bias.data() + 2 * n, W_value_.bias().data(), n * sizeof(float));
-  }
-  qkv_ = Linear::from_weights(std::move(weight), std::move(bias));
+  if (W_query_.has_bias()) bias = stack_rows(W_query_.bias(), W_key_.bias(), W_value_.bias());
+  return Linear::from_weights(std::move(weight), std::move(bias));
 }
 
 void MultiHeadAttention::train(bool mode) {
@@ -121,21 +143,20 @@ void MultiHeadAttention::train(bool mode) {
 }
 
 void MultiHeadAttention::collect_tensors(const std::string& prefix, std::vector<NamedTensor>& out) {
-  out.push_back({prefix + "mask", &mask_, TensorKind::kCausalMask});
+  out.push_back(causal_mask_entry(prefix + "mask", context_length_));
   collect_child(W_query_, prefix + "W_query.", out);
   collect_child(W_key_, prefix + "W_key.", out);
   collect_child(W_value_, prefix + "W_value.", out);
   collect_child(out_proj_, prefix + "out_proj.", out);
 }
 
-void MultiHeadAttention::on_tensors_loaded() { build_qkv(); }
+void MultiHeadAttention::on_tensors_loaded() { qkv_ = fused_qkv(); }
 
 Tensor MultiHeadAttention::forward(const Tensor& x, Tensor* attn_weights) const {
   detail::check_attention_input("MultiHeadAttention", x, 3, d_in(), context_length_);
   const int64_t batch = x.size(0), tokens = x.size(1), d_out = this->d_out();
   const size_t rows = static_cast<size_t>(batch * tokens);
   const size_t d = static_cast<size_t>(d_out);
-  const size_t hd = static_cast<size_t>(head_dim());
 
   // (batch * tokens, 3 * d_out): [queries | keys | values] per token.
   // Pooled scratch: repeated forwards reuse it instead of faulting in fresh
@@ -145,35 +166,21 @@ Tensor MultiHeadAttention::forward(const Tensor& x, Tensor* attn_weights) const 
 
   const std::vector<uint8_t> keep =
       detail::draw_keep_mask(dropout_, batch * num_heads_ * tokens * tokens);
-  const bool materialized =
-      attn_weights != nullptr || !keep.empty() || path_ == AttentionPath::kMaterialized;
-
-  detail::AttentionProblem p;
-  p.batch = static_cast<size_t>(batch);
-  p.heads = static_cast<size_t>(num_heads_);
-  p.tokens = static_cast<size_t>(tokens);
-  p.head_dim = hd;
-  const size_t qkv_batch_stride = p.tokens * 3 * d;
-  p.q = {qkv.data(), qkv_batch_stride, hd, 3 * d};
-  p.k = {qkv.data() + d, qkv_batch_stride, hd, 3 * d};
-  p.v = {qkv.data() + 2 * d, qkv_batch_stride, hd, 3 * d};
-  p.scale = detail::attention_scale(hd);
-  p.causal = true;
+  detail::AttentionProblem p =
+      qkv_problem(static_cast<size_t>(batch), static_cast<size_t>(tokens),
+                  static_cast<size_t>(num_heads_), static_cast<size_t>(head_dim()), qkv.data());
   p.keep = keep.empty() ? nullptr : keep.data();
   p.kept_scale = dropout_.kept_scale();
-  p.materialize = materialized;
+  p.materialize = attn_weights != nullptr || !keep.empty() || path_ == AttentionPath::kMaterialized;
   Tensor out = Tensor::empty({batch, tokens, d_out});
-  if (!materialized) {
-    // Flash path: the heads' outputs replace Q inside the QKV buffer (each
-    // query block is only read by its own task), so the whole forward needs
-    // no buffer beyond Q/K/V and the output; out_proj reads them strided.
-    p.out = p.q;
+  if (!p.materialize) {  // flash: the heads' outputs replace Q in qkv
     detail::attention(p);
     out_proj_.forward_rows(qkv.data(), 3 * d, rows, out.data(), d);
     return out;
   }
+  // The materialized path needs a separate output: (batch, tokens, d_out).
   detail::ScratchBuffer context(rows * d);
-  p.out = {context.data(), p.tokens * d, hd, d};
+  p.out = {context.data(), p.tokens * d, p.head_dim, d};
   if (attn_weights != nullptr) {
     *attn_weights = Tensor({batch, num_heads_, tokens, tokens});
     p.weights = attn_weights->data();
@@ -226,19 +233,12 @@ Tensor MultiHeadAttention::forward(const Tensor& x, KVCache& cache) const {
   }
   cache.size_ = past + tokens;
 
-  detail::AttentionProblem p;
-  p.batch = static_cast<size_t>(batch);
-  p.heads = heads;
-  p.tokens = n;
-  p.head_dim = hd;
+  // Queries (and outputs, in place) from qkv; keys and values from the cache.
+  detail::AttentionProblem p = qkv_problem(static_cast<size_t>(batch), n, heads, hd, qkv.data());
   p.num_keys = static_cast<size_t>(past) + n;
   p.q_begin = static_cast<size_t>(past);
-  p.q = {qkv.data(), n * 3 * d, hd, 3 * d};
   p.k = {cache.keys_.data(), heads * capacity * hd, capacity * hd, hd};
   p.v = {cache.values_.data(), heads * capacity * hd, capacity * hd, hd};
-  p.out = p.q;  // outputs replace the queries in place (see forward above)
-  p.scale = detail::attention_scale(hd);
-  p.causal = true;
   detail::attention(p);
   Tensor out = Tensor::empty({batch, tokens, d_out()});
   out_proj_.forward_rows(qkv.data(), 3 * d, static_cast<size_t>(batch) * n, out.data(), d);

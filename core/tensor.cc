@@ -1,5 +1,7 @@
 #include "attn/tensor.h"
 
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -12,22 +14,52 @@
 namespace attn {
 namespace {
 
-int64_t checked_numel(const std::vector<int64_t>& shape) {
+// The machine's physical memory in bytes (0 when unknown): a tensor larger
+// than that can never be allocated and zeroed, so it is a shape error rather
+// than an allocation that the kernel may grant and then kill the process for.
+uint64_t physical_memory_bytes() {
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page_size = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page_size > 0) {
+    return static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size);
+  }
+#endif
+  return 0;
+}
+
+// The element count of `shape`, with every way it can be wrong reported as a
+// ShapeError naming `caller` and the shape.
+int64_t checked_numel(const std::vector<int64_t>& shape, const char* caller) {
   if (shape.size() > Tensor::kMaxRank) {
-    throw ShapeError("Tensor: shape " + shape_to_string(shape) + " has rank " +
+    throw ShapeError(std::string(caller) + ": shape " + shape_to_string(shape) + " has rank " +
                      std::to_string(shape.size()) + "; at most " +
                      std::to_string(Tensor::kMaxRank) + " dimensions are supported");
   }
   int64_t numel = 1;
+  bool overflow = false;
   for (int64_t extent : shape) {
     if (extent < 0) {
-      throw ShapeError("Tensor: shape " + shape_to_string(shape) + " has a negative extent");
+      throw ShapeError(std::string(caller) + ": shape " + shape_to_string(shape) +
+                       " has a negative extent");
     }
-    // Guard against overflow of the element count (and of its byte size).
-    if (extent != 0 && numel > (int64_t{1} << 40) / extent) {
-      throw ShapeError("Tensor: shape " + shape_to_string(shape) + " is too large");
-    }
-    numel *= extent;
+    overflow = overflow || __builtin_mul_overflow(numel, extent, &numel);
+  }
+  // A zero extent anywhere makes the count 0, whatever the other extents.
+  for (int64_t extent : shape) {
+    if (extent == 0) return 0;
+  }
+  if (overflow) {
+    throw ShapeError(std::string(caller) + ": shape " + shape_to_string(shape) +
+                     " is too large: its element count overflows int64");
+  }
+  static const uint64_t memory = physical_memory_bytes();
+  const uint64_t bytes = static_cast<uint64_t>(numel) * sizeof(float);
+  if (bytes / sizeof(float) != static_cast<uint64_t>(numel) || (memory != 0 && bytes > memory)) {
+    throw ShapeError(std::string(caller) + ": shape " + shape_to_string(shape) +
+                     " is too large: it needs " + std::to_string(bytes) +
+                     " bytes, more than this machine's " + std::to_string(memory) +
+                     " bytes of memory");
   }
   return numel;
 }
@@ -39,7 +71,7 @@ void Tensor::AlignedFree::operator()(float* p) const { detail::free_floats(p); }
 Tensor::Tensor() : Tensor(std::vector<int64_t>{0}) {}
 
 Tensor::Tensor(std::vector<int64_t> shape, Uninitialized) : shape_(std::move(shape)) {
-  numel_ = checked_numel(shape_);
+  numel_ = checked_numel(shape_, "Tensor");
   // Never null, also for zero elements.
   data_.reset(detail::allocate_floats(static_cast<size_t>(numel_)));
 }
@@ -122,23 +154,32 @@ float& Tensor::at(std::initializer_list<int64_t> index) { return data()[offset_o
 float Tensor::at(std::initializer_list<int64_t> index) const { return data()[offset_of(index)]; }
 
 Tensor Tensor::reshape(std::vector<int64_t> shape) const {
+  // The product of the known extents, in a wide type that cannot overflow
+  // for valid input (stopping at the first value above numel_).
+  const std::vector<int64_t> requested_as_given = shape;
+  auto cannot = [&](const std::string& why) {
+    return ShapeError("Tensor::reshape: cannot view shape " + shape_to_string(shape_) + " as " +
+                      shape_to_string(requested_as_given) + ": " + why);
+  };
   int64_t known = 1;
   int inferred = -1;
   for (size_t d = 0; d < shape.size(); ++d) {
-    if (shape[d] == -1 && inferred < 0) {
+    if (shape[d] == -1) {
+      if (inferred >= 0) throw cannot("only one extent may be -1");
       inferred = static_cast<int>(d);
-    } else {
-      known *= shape[d];
+    } else if (shape[d] < 0) {
+      throw cannot("negative extent");
+    } else if (__builtin_mul_overflow(known, shape[d], &known)) {
+      throw cannot("the element count overflows int64");
     }
   }
-  if (inferred >= 0 && known > 0 && numel_ % known == 0) shape[inferred] = numel_ / known;
-  std::vector<int64_t> requested = shape;
-  const int64_t count = checked_numel(requested);  // throws on -1 left over
-  if (count != numel_) {
-    throw ShapeError("Tensor::reshape: cannot view shape " + shape_to_string(shape_) + " as " +
-                     shape_to_string(requested));
+  if (inferred >= 0) {
+    if (known == 0 || numel_ % known != 0) throw cannot("-1 cannot be inferred");
+    shape[static_cast<size_t>(inferred)] = numel_ / known;
   }
-  Tensor result = Tensor::empty(std::move(requested));
+  const int64_t count = checked_numel(shape, "Tensor::reshape");
+  if (count != numel_) throw cannot("the element counts differ");
+  Tensor result = Tensor::empty(std::move(shape));
   if (numel_ > 0) std::memcpy(result.data(), data(), static_cast<size_t>(numel_) * sizeof(float));
   return result;
 }

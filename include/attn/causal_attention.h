@@ -4,7 +4,8 @@
 //   weights = dropout(softmax(mask(Q·Kᵀ) / sqrt(d_out)))
 //   out = weights · V                                 -> (batch, num_tokens, d_out)
 // The persistent buffer `mask` = triu(ones(context_length, context_length), 1)
-// is kept for state_dict compatibility; the kernels apply it as a loop bound.
+// appears in state_dict() for compatibility; the kernels apply it as a loop
+// bound and it is never stored (no O(context_length²) memory).
 #pragma once
 
 #include <cstdint>
@@ -17,7 +18,8 @@ namespace attn {
 
 class CausalAttention : public Module {
  public:
-  // Throws ArgumentError for non-positive sizes or dropout outside [0, 1].
+  // Throws ArgumentError for non-positive sizes or dropout outside [0, 1],
+  // before drawing any random number.
   CausalAttention(int64_t d_in, int64_t d_out, int64_t context_length, double dropout,
                   bool qkv_bias = false);
 
@@ -36,7 +38,8 @@ class CausalAttention : public Module {
   const Linear& W_key() const { return W_key_; }
   const Linear& W_value() const { return W_value_; }
   const Dropout& dropout() const { return dropout_; }
-  const Tensor& mask() const { return mask_; }
+  // The book's mask buffer, built on each call (context_length² floats).
+  Tensor mask() const { return causal_mask(context_length_); }
 
  protected:
   void collect_tensors(const std::string& prefix, std::vector<NamedTensor>& out) override;
@@ -45,7 +48,6 @@ class CausalAttention : public Module {
   int64_t context_length_;
   Linear W_query_, W_key_, W_value_;
   Dropout dropout_;
-  Tensor mask_;
 };
 
 }  // namespace attn

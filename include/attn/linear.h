@@ -40,9 +40,16 @@ class Linear : public Module {
 
  protected:
   void collect_tensors(const std::string& prefix, std::vector<NamedTensor>& out) override;
-  void on_tensors_loaded() override { pack_weight(); }
+  void on_tensors_loaded() override;
 
  private:
+  friend class MultiHeadAttention;
+  // Parameters only, drawn as by the public constructor, but weight is not
+  // packed: for MultiHeadAttention, whose forward multiplies by its
+  // concatenated [W_query; W_key; W_value] instead. forward still works
+  // (packing on each call).
+  struct Unpacked {};
+  Linear(int64_t in_features, int64_t out_features, bool bias, Unpacked);
   Linear(Tensor weight, Tensor bias, bool has_bias);
   void pack_weight();
 
@@ -52,8 +59,9 @@ class Linear : public Module {
   Tensor weight_;
   Tensor bias_;
   // weightᵀ packed once into the GEMM kernel's panel layout (again after
-  // load_state_dict), so forward calls pay no packing. Shared by copies:
-  // the weight only changes through load_state_dict, which repacks.
+  // load_state_dict), so forward calls pay no packing; null for a
+  // parameters-only Linear. Shared by copies: the weight only changes through
+  // load_state_dict, which repacks.
   std::shared_ptr<const simd::PackedMatrix> packed_weight_;
 };
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "attn/tensor.h"
@@ -25,7 +26,8 @@ class Module {
   void eval() { train(false); }
   bool is_training() const { return training_; }
 
-  // Copies of every parameter and persistent buffer under PyTorch's keys.
+  // Copies of every parameter and persistent buffer under PyTorch's keys
+  // (the causal `mask` buffers are built here, context_length² floats each).
   StateDict state_dict() const;
 
   // Strict like PyTorch's load_state_dict: every key of state_dict() must be
@@ -42,16 +44,24 @@ class Module {
   Module(const Module&) = default;
   Module& operator=(const Module&) = default;
 
-  // kCausalMask: the book's persistent `mask` buffer, triu(ones(ctx, ctx), 1).
-  // attn applies causality as a loop bound, so a loaded mask must hold exactly
-  // that pattern; anything else is rejected rather than silently ignored.
+  // kCausalMask: the book's persistent `mask` buffer, triu(ones(n, n), 1). attn
+  // applies causality as a loop bound and never stores it: state_dict() builds
+  // it (n x n) on demand, and load_state_dict() accepts exactly that pattern,
+  // rejecting anything else rather than silently ignoring it.
   enum class TensorKind { kParameter, kBuffer, kCausalMask };
   struct NamedTensor {
     std::string name;
-    Tensor* tensor;
+    Tensor* tensor;  // null for kCausalMask
     TensorKind kind;
     Module* owner = nullptr;  // filled in by collect_child / named_tensors
+    int64_t mask_size = 0;    // n, for kCausalMask
   };
+  // triu(ones(n, n), diagonal=1): the book's `mask` buffer, built.
+  static Tensor causal_mask(int64_t n);
+  // The entry of the book's `mask` buffer for a context of n tokens.
+  static NamedTensor causal_mask_entry(std::string name, int64_t n) {
+    return {std::move(name), nullptr, TensorKind::kCausalMask, nullptr, n};
+  }
   // Every parameter and buffer, in PyTorch's state_dict order, with names
   // prefixed by `prefix`. Composite modules append their children's.
   virtual void collect_tensors(const std::string& prefix, std::vector<NamedTensor>& out) = 0;

@@ -96,22 +96,25 @@ class MultiHeadAttention : public Module {
   const Linear& W_value() const { return W_value_; }
   const Linear& out_proj() const { return out_proj_; }
   const Dropout& dropout() const { return dropout_; }
-  const Tensor& mask() const { return mask_; }
+  // The book's mask buffer, built on each call (context_length² floats).
+  Tensor mask() const { return causal_mask(context_length_); }
 
  protected:
   void collect_tensors(const std::string& prefix, std::vector<NamedTensor>& out) override;
   void on_tensors_loaded() override;
 
  private:
-  void build_qkv();
+  // [W_query; W_key; W_value] as one packed Linear(d_in, 3 * d_out).
+  Linear fused_qkv() const;
 
   int64_t context_length_;
   int64_t num_heads_;
   AttentionPath path_ = AttentionPath::kFlash;
+  // The parameters, as in PyTorch; forward uses qkv_ instead of the first
+  // three, which are not packed (forward through them still works).
   Linear W_query_, W_key_, W_value_;
   Linear out_proj_;
   Dropout dropout_;
-  Tensor mask_;
   // [W_query; W_key; W_value] as one Linear(d_in, 3 * d_out): x is read once
   // for all three projections. Rebuilt after load_state_dict.
   Linear qkv_;

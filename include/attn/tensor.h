@@ -21,7 +21,9 @@ class Tensor {
   // An empty tensor: shape {0}, no elements.
   Tensor();
   // Zero-filled tensor of the given shape. Throws ShapeError on a negative
-  // extent or a rank above kMaxRank.
+  // extent, a rank above kMaxRank, an element count that overflows int64, or
+  // more bytes than the machine's physical memory (std::bad_alloc remains
+  // possible when memory is short for a smaller tensor).
   explicit Tensor(std::vector<int64_t> shape);
   // torch.empty: a tensor of the given shape whose values are unspecified
   // (not zero-filled); for outputs that are about to be overwritten.
@@ -49,7 +51,8 @@ class Tensor {
   float& at(std::initializer_list<int64_t> index);
   float at(std::initializer_list<int64_t> index) const;
 
-  // A copy with another shape of the same element count (one extent may be -1).
+  // A copy with another shape of the same element count (one extent may be
+  // -1, inferred). Throws ShapeError naming both shapes otherwise.
   Tensor reshape(std::vector<int64_t> shape) const;
   // Row-major values as a vector.
   std::vector<float> to_vector() const;

@@ -1,5 +1,5 @@
-// ParallelMatMul and ParallelMatMulPacked give the same bits as simd::MatMul for any thread
-// count, for shapes that split over rows, over column panels, or not at all.
+// ParallelMatMulPacked gives the same bits as simd::MatMulPacked for any thread count, for
+// shapes that split over rows, over column panels, or not at all.
 #include "parallel/matmul_parallel.h"
 
 #include <cstring>
@@ -42,39 +42,18 @@ TEST(ParallelMatMulTest, SameBitsForAnyThreadCount) {
         for (auto& x : b) x = u(rng);
         for (auto& x : bias) x = u(rng);
         for (auto& x : c0) x = u(rng);
-        simd::MatMulArgs args;
-        args.a = a.data();
-        args.lda = k;
-        args.b = b.data();
-        args.ldb = b_transposed ? k : n;
-        args.b_transposed = b_transposed;
-        args.ldc = n;
-        args.m = m;
-        args.n = n;
-        args.k = k;
-        args.bias = bias.data();
-        args.scale = 0.7f;
-        args.accumulate = accumulate;
-        std::vector<float> want = c0;
-        args.c = want.data();
-        simd::MatMul(args);
-        const simd::PackedMatrix packed = simd::PackB(args.b, args.ldb, b_transposed, k, n);
-        // MatMulPacked is always the tiled kernel (MatMul switches to dot
-        // products for b_transposed with m <= simd::kMatMulDotRows).
+        const size_t ldb = b_transposed ? k : n;
+        const simd::PackedMatrix packed = simd::PackB(b.data(), ldb, b_transposed, k, n);
         std::vector<float> want_packed = c0;
         simd::MatMulPacked(a.data(), k, packed, want_packed.data(), n, m, bias.data(), 0.7f,
                            accumulate);
         for (int threads : {1, 2, 3}) {
           set_num_threads(threads);
-          std::vector<float> got = c0;
-          args.c = got.data();
-          parallel::ParallelMatMul(args);
-          EXPECT_EQ(0, memcmp(got.data(), want.data(), got.size() * sizeof(float)))
-              << m << "x" << n << "x" << k << " bt=" << b_transposed << " threads=" << threads;
           std::vector<float> got_packed = c0;
           parallel::ParallelMatMulPacked(a.data(), k, packed, got_packed.data(), n, m, bias.data(),
                                          0.7f, accumulate);
-          EXPECT_EQ(0, memcmp(got_packed.data(), want_packed.data(), got.size() * sizeof(float)))
+          EXPECT_EQ(
+              0, memcmp(got_packed.data(), want_packed.data(), got_packed.size() * sizeof(float)))
               << "packed " << m << "x" << n << "x" << k << " bt=" << b_transposed
               << " threads=" << threads;
         }
