@@ -1,6 +1,14 @@
 // attn::Module: what every attention module shares with torch.nn.Module:
 // training/eval mode, state_dict() with PyTorch's key names, a strict
 // load_state_dict(), and the trainable parameter count.
+//
+// Threads: forward (every form) is const and may run concurrently from any
+// number of threads on the same module, with the same bits as sequential
+// calls when the module is in eval mode (in training mode with dropout, the
+// masks come from the one global generator in whatever order the calls take
+// it). Not safe while any forward runs on the module: train()/eval(),
+// load_state_dict(), MultiHeadAttention::set_attention_path(); and one KVCache
+// must not be used by two calls at once.
 #pragma once
 
 #include <cstdint>
