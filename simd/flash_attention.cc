@@ -65,12 +65,6 @@ void CheckArgs(const FlashAttentionArgs& a, const char* caller) {
   }
 }
 
-size_t VisibleKeys(const FlashAttentionArgs& a, size_t i) {
-  if (!a.causal) return a.num_keys;
-  const size_t pos = a.q_begin + i;
-  return pos < a.num_keys ? pos + 1 : a.num_keys;
-}
-
 }  // namespace
 
 HWY_EXPORT(FlashAttentionT);

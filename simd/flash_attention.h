@@ -76,6 +76,14 @@ struct FlashAttentionArgs {
   float scale = 1.0f;   // multiplies q · k; 1/sqrt(head_dim) in attention
 };
 
+// The number of keys query row i sees: vis(i) is [0, VisibleKeys(a, i)).
+// Shared by the kernels of every target and the scalar reference.
+inline size_t VisibleKeys(const FlashAttentionArgs& a, size_t i) {
+  if (!a.causal) return a.num_keys;
+  const size_t pos = a.q_begin + i;
+  return pos < a.num_keys ? pos + 1 : a.num_keys;
+}
+
 // The Highway kernel, dispatched to the best target of this CPU. Tuned for
 // AVX3 (AVX-512) at head_dim 64; correct for any head_dim and every compiled
 // target. Needs a scratch buffer of at most 2 * (keys read + 64) *

@@ -19,6 +19,7 @@
 
 #include "hwy/highway.h"
 #include "simd/flash_tiles-inl.h"
+#include "simd/transpose-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace attn {
@@ -66,23 +67,6 @@ class RowPrefetcher {
   const float* x_ = nullptr;
   size_t ld_ = 0, width_ = 0, rows_ = 0, next_ = 0, per_step_ = 0;
 };
-
-#if HWY_TARGET != HWY_SCALAR
-// Transposes the 4x4 block of rows r0..r3 (4 floats each): dst[i * stride +
-// k] = r_k[i], for i, k < 4. dst and stride keep every store 16-byte aligned.
-template <class D4, class V4 = hn::Vec<D4>>
-HWY_INLINE void StoreTransposed4x4(D4 d4, V4 r0, V4 r1, V4 r2, V4 r3, float* HWY_RESTRICT dst,
-                                   size_t stride) {
-  const V4 r01_lo = hn::InterleaveLower(d4, r0, r1);  // r0[0] r1[0] r0[1] r1[1]
-  const V4 r23_lo = hn::InterleaveLower(d4, r2, r3);
-  const V4 r01_hi = hn::InterleaveUpper(d4, r0, r1);  // r0[2] r1[2] r0[3] r1[3]
-  const V4 r23_hi = hn::InterleaveUpper(d4, r2, r3);
-  hn::Store(hn::ConcatLowerLower(d4, r23_lo, r01_lo), d4, dst);
-  hn::Store(hn::ConcatUpperUpper(d4, r23_lo, r01_lo), d4, dst + stride);
-  hn::Store(hn::ConcatLowerLower(d4, r23_hi, r01_hi), d4, dst + 2 * stride);
-  hn::Store(hn::ConcatUpperUpper(d4, r23_hi, r01_hi), d4, dst + 3 * stride);
-}
-#endif
 
 // Key blocks [b_begin, b_end) of k (row stride ldk; keys from num_keys on
 // are zero) into kt, transposed per key block: element (key j, dim c) goes

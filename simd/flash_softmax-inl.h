@@ -1,6 +1,8 @@
-// Online softmax of the flash attention kernel (per target): a cheap exp for
-// non-positive arguments, the running-max update, and the step of one query
-// row over one key block (SoftmaxBlockRow). Included by
+// Online softmax of the flash attention kernel (per target): 2^x by a
+// degree-5 polynomial for the weights' exponents (x < 127.5, no overflow
+// handling: scores exceed the row's reference by at most kMaxLag), the
+// update of the row's reference (within kMaxLag of its running max), and the
+// step of one query row over one key block (SoftmaxBlockRow). Included by
 // simd/flash_attention-inl.h.
 
 #if defined(ATTN_SIMD_FLASH_SOFTMAX_INL_H_) == defined(HWY_TARGET_TOGGLE)
@@ -134,7 +136,8 @@ HWY_INLINE float NewRunningMax(D d, hn::Vec<D> vmax, float m) {
 // (folding log2(e) into one FMA, x log2(e) - m log2(e), would save one
 // operation per 16 scores but carries an absolute error of |m| 2^-24 into
 // every exponent: garbage weights for scores around 1e8 and beyond).
-// Scores that are all -inf so far leave m = -inf and l = 0 and give p = 0.
+// While every score of the row up to this block is -inf, m stays -inf, l 0
+// and p 0.
 // A NaN or +inf score makes the row's sum NaN, and so its result (FinishRow),
 // without a test per score: a NaN score gives a NaN weight (Exp2Below128
 // keeps NaN); +inf makes m_new = +inf, and its own weight exp(inf - inf) is
@@ -156,7 +159,7 @@ HWY_INLINE float SoftmaxBlockRow(D d, float* HWY_RESTRICT s, size_t n, float& m,
     vmax = hn::Max(vmax, hn::IfThenElse(hn::FirstN(d, n - j), hn::Load(d, s + j), vneg_inf));
   }
   const float m_new = NewRunningMax(d, vmax, m);
-  if (m_new == -kInf) {  // every visible score so far is -inf or NaN
+  if (m_new == -kInf) {  // every visible score up to this block is -inf or NaN
     bool any_nan = false;
     for (j = 0; j < n; ++j) any_nan |= std::isnan(s[j]);
     if (any_nan) hn::Store(hn::Set(d, std::numeric_limits<float>::quiet_NaN()), d, l);

@@ -58,6 +58,29 @@ constexpr size_t kKeyBlock = 64;
 constexpr size_t kQueryBlock = 32;
 static_assert(kQueryBlock % kTileRows == 0, "whole tiles per query block");
 
+// a[r][x] += sum_{k < steps} lhs[k * lhs_step + r * lhs_row] *
+//             rhs[k * ld_rhs + x * N, k * ld_rhs + (x + 1) * N)
+// for r < kTileRows and x < kCols: the FMA loop of both register tiles
+// (TileScoresCols, TileAccumulateCols), in ascending k. Each loaded vector
+// of rhs feeds kTileRows FMAs, each broadcast element of lhs kCols FMAs.
+// Indices into the register arrays are compile-time constants only, so that
+// they stay in registers. (Arrays of vectors are fine on x86 and SCALAR, the
+// targets this project compiles; SVE/RVV would need them unrolled by hand.)
+template <size_t kCols, class D, class V = hn::Vec<D>>
+HWY_INLINE void TileMulAdd(D d, const float* HWY_RESTRICT lhs, size_t lhs_step, size_t lhs_row,
+                           const float* HWY_RESTRICT rhs, size_t ld_rhs, size_t steps,
+                           V (&a)[kTileRows][kCols]) {
+  const size_t N = hn::Lanes(d);
+  for (size_t k = 0; k < steps; ++k) {
+    V b[kCols];
+    for (size_t x = 0; x < kCols; ++x) b[x] = hn::LoadU(d, rhs + k * ld_rhs + x * N);
+    for (size_t r = 0; r < kTileRows; ++r) {
+      const V e = hn::Set(d, lhs[k * lhs_step + r * lhs_row]);
+      for (size_t x = 0; x < kCols; ++x) a[r][x] = hn::MulAdd(e, b[x], a[r][x]);
+    }
+  }
+}
+
 // s[r * kKeyBlock + x] = sum_c qt[c * kTileRows + r] * kt[c * kKeyBlock + x]
 // for r < kTileRows and x < kCols * N: one register tile of scores. qt: the
 // tile's queries, packed (PackQueryTiles: head_dim groups of kTileRows
@@ -72,14 +95,7 @@ HWY_INLINE void TileScoresCols(D d, const float* HWY_RESTRICT qt, size_t head_di
   for (size_t r = 0; r < kTileRows; ++r) {
     for (size_t x = 0; x < kCols; ++x) acc[r][x] = hn::Zero(d);
   }
-  for (size_t c = 0; c < head_dim; ++c) {
-    V kv[kCols];
-    for (size_t x = 0; x < kCols; ++x) kv[x] = hn::Load(d, kt + c * kKeyBlock + x * N);
-    for (size_t r = 0; r < kTileRows; ++r) {
-      const V qv = hn::Set(d, qt[c * kTileRows + r]);
-      for (size_t x = 0; x < kCols; ++x) acc[r][x] = hn::MulAdd(qv, kv[x], acc[r][x]);
-    }
-  }
+  TileMulAdd<kCols>(d, qt, kTileRows, 1, kt, kKeyBlock, head_dim, acc);
   for (size_t r = 0; r < kTileRows; ++r) {
     for (size_t x = 0; x < kCols; ++x) hn::Store(acc[r][x], d, s + r * kKeyBlock + x * N);
   }
@@ -124,10 +140,7 @@ enum class AccStart { kZero, kKeep, kRescale };
 // the score tile (row stride kKeyBlock); vp: a column offset
 // (a multiple of N) into the V rows of the key block (packed or in place, row
 // stride ld_vp); acc: the same offset into the tile's accumulator rows (row
-// stride ld_acc). Indices into the register arrays are compile-time constants
-// only, so that they stay in registers. (Arrays of vectors are fine on x86
-// and SCALAR, the targets this project compiles; SVE/RVV would need them
-// unrolled by hand.)
+// stride ld_acc).
 template <size_t kCols, class D>
 HWY_INLINE void TileAccumulateCols(D d, const float* HWY_RESTRICT p, size_t n, const float* alpha,
                                    AccStart start, const float* HWY_RESTRICT vp, size_t ld_vp,
@@ -146,14 +159,7 @@ HWY_INLINE void TileAccumulateCols(D d, const float* HWY_RESTRICT p, size_t n, c
       for (size_t x = 0; x < kCols; ++x) a[r][x] = hn::Mul(a[r][x], va);
     }
   }
-  for (size_t j = 0; j < n; ++j) {
-    V vv[kCols];
-    for (size_t x = 0; x < kCols; ++x) vv[x] = hn::LoadU(d, vp + j * ld_vp + x * N);
-    for (size_t r = 0; r < kTileRows; ++r) {
-      const V pv = hn::Set(d, p[r * kKeyBlock + j]);
-      for (size_t x = 0; x < kCols; ++x) a[r][x] = hn::MulAdd(pv, vv[x], a[r][x]);
-    }
-  }
+  TileMulAdd<kCols>(d, p, 1, kKeyBlock, vp, ld_vp, n, a);
   for (size_t r = 0; r < kTileRows; ++r) {
     for (size_t x = 0; x < kCols; ++x) hn::Store(a[r][x], d, acc + r * ld_acc + x * N);
   }

@@ -184,10 +184,11 @@ HWY_INLINE void GemmLoops(const float* HWY_RESTRICT a, size_t lda, float* HWY_RE
           const size_t col0 = p * kNR;
           const size_t lo = std::max(n_begin, col0) - col0;
           const size_t hi = std::min(n_end, col0 + kNR) - col0;
-          MicroTileRows<kMR>(mr, a + i0 * lda + pc, lda, block + (p - jc) * k * kNR + pc * kNR, kNR,
-                             kc, c + i0 * ldc + col0, ldc,
-                             bias_now != nullptr ? bias_now + col0 : nullptr, scale, load_c, lo, hi,
-                             p == jc ? next_a : nullptr, pf_rows, pf_kc);
+          MicroTileFor<kMR, kNV>(mr, (hi + kLanes - 1) / kLanes, a + i0 * lda + pc, lda,
+                                 block + (p - jc) * k * kNR + pc * kNR, kNR, kc,
+                                 c + i0 * ldc + col0, ldc,
+                                 bias_now != nullptr ? bias_now + col0 : nullptr, scale, load_c, lo,
+                                 hi, p == jc ? next_a : nullptr, pf_rows, pf_kc);
         }
       }
     }

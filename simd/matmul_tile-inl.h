@@ -19,6 +19,7 @@
 #include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "simd/matmul.h"
+#include "simd/transpose-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace attn {
@@ -82,30 +83,6 @@ inline size_t ColumnBlockPanels(size_t k) {
   return std::max<size_t>(1, kL2Bytes / (std::max<size_t>(1, k) * kNR * sizeof(float)));
 }
 
-#if HWY_TARGET != HWY_SCALAR
-// Transposes the 4 x 4 floats at src (row stride lds) into dst (row stride
-// ldd) with 128-bit vectors, on every target but SCALAR.
-HWY_INLINE void Transpose4x4(const float* HWY_RESTRICT src, size_t lds, float* HWY_RESTRICT dst,
-                             size_t ldd) {
-  const hn::Full128<float> d4;
-  const hn::Full128<double> d2;
-  const auto r0 = hn::LoadU(d4, src);
-  const auto r1 = hn::LoadU(d4, src + lds);
-  const auto r2 = hn::LoadU(d4, src + 2 * lds);
-  const auto r3 = hn::LoadU(d4, src + 3 * lds);
-  // t0 = r0[0] r1[0] r0[1] r1[1], t1 = r2[0] r3[0] r2[1] r3[1], and the
-  // upper halves likewise; then 64-bit interleaves gather the columns.
-  const auto t0 = hn::BitCast(d2, hn::InterleaveLower(d4, r0, r1));
-  const auto t1 = hn::BitCast(d2, hn::InterleaveLower(d4, r2, r3));
-  const auto t2 = hn::BitCast(d2, hn::InterleaveUpper(d4, r0, r1));
-  const auto t3 = hn::BitCast(d2, hn::InterleaveUpper(d4, r2, r3));
-  hn::StoreU(hn::BitCast(d4, hn::InterleaveLower(d2, t0, t1)), d4, dst);
-  hn::StoreU(hn::BitCast(d4, hn::InterleaveUpper(d2, t0, t1)), d4, dst + ldd);
-  hn::StoreU(hn::BitCast(d4, hn::InterleaveLower(d2, t2, t3)), d4, dst + 2 * ldd);
-  hn::StoreU(hn::BitCast(d4, hn::InterleaveUpper(d2, t2, t3)), d4, dst + 3 * ldd);
-}
-#endif
-
 // Copies op(B)[k0 .. k0 + kc, n0 .. n0 + cols) into dst (kc rows of kNR
 // floats, 64-byte aligned), zero-filling columns cols..kNR. cols <= kNR.
 inline void PackPanel(const float* HWY_RESTRICT b, size_t ldb, bool b_transposed, size_t k0,
@@ -136,7 +113,12 @@ inline void PackPanel(const float* HWY_RESTRICT b, size_t ldb, bool b_transposed
     for (; j + 4 <= cols; j += 4) {
       const float* HWY_RESTRICT src = b + (n0 + j) * ldb + k0;
       size_t k = kb;
-      for (; k + 4 <= kb_end; k += 4) Transpose4x4(src + k, ldb, dst + k * kNR + j, kNR);
+      for (; k + 4 <= kb_end; k += 4) {
+        const hn::Full128<float> d4;
+        StoreTransposed4x4(d4, hn::LoadU(d4, src + k), hn::LoadU(d4, src + ldb + k),
+                           hn::LoadU(d4, src + 2 * ldb + k), hn::LoadU(d4, src + 3 * ldb + k),
+                           dst + k * kNR + j, kNR);
+      }
       for (; k < kb_end; ++k) {
         for (size_t t = 0; t < 4; ++t) dst[k * kNR + j + t] = src[t * ldb + k];
       }
@@ -249,40 +231,33 @@ HWY_NOINLINE void MicroTile(const float* HWY_RESTRICT a, size_t lda,
   }
 }
 
-// MicroTile<kRows, vecs> for a run-time vecs in [1, kVecs].
+// MicroTile<mr, vecs> for run-time mr in [1, kRows] and vecs in [1, kVecs]
+// (the rows of A left and the vectors that cover the columns below col_hi),
+// by compile-time recursion on the rows first, then on the vectors.
 template <size_t kRows, size_t kVecs>
-HWY_INLINE void MicroTileVecs(size_t vecs, const float* HWY_RESTRICT a, size_t lda,
-                              const float* HWY_RESTRICT panel, size_t ldp, size_t kc,
-                              float* HWY_RESTRICT c, size_t ldc, const float* HWY_RESTRICT bias,
-                              float scale, bool load_c, size_t col_lo, size_t col_hi,
-                              const float* HWY_RESTRICT next_a, size_t next_rows, size_t next_kc) {
-  if (kVecs == 1 || vecs == kVecs) {
-    MicroTile<kRows, kVecs>(a, lda, panel, ldp, kc, c, ldc, bias, scale, load_c, col_lo, col_hi,
-                            next_a, next_rows, next_kc);
-  } else {
-    MicroTileVecs<kRows, (kVecs > 1 ? kVecs - 1 : 1)>(vecs, a, lda, panel, ldp, kc, c, ldc, bias,
-                                                      scale, load_c, col_lo, col_hi, next_a,
-                                                      next_rows, next_kc);
+HWY_INLINE void MicroTileFor(size_t mr, size_t vecs, const float* HWY_RESTRICT a, size_t lda,
+                             const float* HWY_RESTRICT panel, size_t ldp, size_t kc,
+                             float* HWY_RESTRICT c, size_t ldc, const float* HWY_RESTRICT bias,
+                             float scale, bool load_c, size_t col_lo, size_t col_hi,
+                             const float* HWY_RESTRICT next_a, size_t next_rows, size_t next_kc) {
+  if constexpr (kRows > 1) {
+    if (mr != kRows) {
+      MicroTileFor<kRows - 1, kVecs>(mr, vecs, a, lda, panel, ldp, kc, c, ldc, bias, scale, load_c,
+                                     col_lo, col_hi, next_a, next_rows, next_kc);
+      return;
+    }
   }
+  if constexpr (kVecs > 1) {
+    if (vecs != kVecs) {
+      MicroTileFor<kRows, kVecs - 1>(mr, vecs, a, lda, panel, ldp, kc, c, ldc, bias, scale, load_c,
+                                     col_lo, col_hi, next_a, next_rows, next_kc);
+      return;
+    }
+  }
+  MicroTile<kRows, kVecs>(a, lda, panel, ldp, kc, c, ldc, bias, scale, load_c, col_lo, col_hi,
+                          next_a, next_rows, next_kc);
 }
 
-// MicroTile<mr, vecs> for a run-time mr in [1, kRows]; vecs covers the
-// columns below col_hi.
-template <size_t kRows>
-HWY_INLINE void MicroTileRows(size_t mr, const float* HWY_RESTRICT a, size_t lda,
-                              const float* HWY_RESTRICT panel, size_t ldp, size_t kc,
-                              float* HWY_RESTRICT c, size_t ldc, const float* HWY_RESTRICT bias,
-                              float scale, bool load_c, size_t col_lo, size_t col_hi,
-                              const float* HWY_RESTRICT next_a, size_t next_rows, size_t next_kc) {
-  if (kRows == 1 || mr == kRows) {
-    const size_t vecs = (col_hi + kLanes - 1) / kLanes;
-    MicroTileVecs<kRows, kNV>(vecs, a, lda, panel, ldp, kc, c, ldc, bias, scale, load_c, col_lo,
-                              col_hi, next_a, next_rows, next_kc);
-  } else {
-    MicroTileRows<(kRows > 1 ? kRows - 1 : 1)>(mr, a, lda, panel, ldp, kc, c, ldc, bias, scale,
-                                               load_c, col_lo, col_hi, next_a, next_rows, next_kc);
-  }
-}
 }  // namespace matmul_detail
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
