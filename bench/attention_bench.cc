@@ -19,8 +19,8 @@
 //                    memory_tracking.h); -1 if the tracking is unavailable
 //   peak_rss_bytes   peak resident set growth during one forward (VmHWM)
 //   out_bytes        fused variants: the output tensor, B·T·d·4, allocated
-//                    by every forward (the QKV buffer, B·T·3d·4, comes from
-//                    attn's scratch pool: allocated by the first call, reused)
+//                    by every forward (the QKV buffer, B·T·3d·4, is the
+//                    calling thread's scratch: allocated by the first call, reused)
 //   extra_heap_bytes fused variants: peak_heap_bytes - out_bytes, the
 //                    working memory beyond the output
 //   threads          attn::num_threads() during the run

@@ -9,6 +9,7 @@
 #include "simd/flash_attention.h"
 #include "simd/matmul.h"
 #include "simd/softmax.h"
+#include "simd/thread_scratch.h"
 
 namespace attn {
 namespace detail {
@@ -67,8 +68,7 @@ void weights_times_values(const AttentionProblem& p, size_t b, size_t h, size_t 
 //   scores = Q[r0:r1] · K[0:n]ᵀ ; weights = softmax(scale · scores, causal)
 //   weights *= dropout ; out[r0:r1] = weights · V[0:n]
 // with n = r1 when causal (later keys are masked for every row of the block).
-void attend_block(const AttentionProblem& p, size_t b, size_t h, size_t r0, size_t r1,
-                  std::vector<float>& scratch) {
+void attend_block(const AttentionProblem& p, size_t b, size_t h, size_t r0, size_t r1) {
   const size_t rows = r1 - r0;
   const size_t n = p.causal ? r1 : p.tokens;
   float* scores;
@@ -80,8 +80,8 @@ void attend_block(const AttentionProblem& p, size_t b, size_t h, size_t r0, size
     ld_scores = p.tokens;
     cols = p.tokens;
   } else {
-    scratch.resize(rows * n);
-    scores = scratch.data();
+    // This thread's score block (64 x n, kept between tasks and calls).
+    scores = simd::detail::ThreadScratch(simd::detail::ScratchSlot::kScores, rows * n);
     ld_scores = n;
     cols = n;
   }
@@ -186,7 +186,6 @@ void attention(const AttentionProblem& problem) {
   const size_t work = p.batch * p.heads * p.tokens * p.num_keys * p.head_dim;
   const size_t grain = work < (size_t{1} << 16) ? tasks : 1;
   parallel::ParallelFor(tasks, grain, [&](size_t begin, size_t end) {
-    thread_local std::vector<float> scratch;
     for (size_t task = begin; task < end; ++task) {
       // Later query blocks see more keys: hand them out first, so that the
       // cheap early blocks fill the gaps at the end (TBB balances the rest).
@@ -197,7 +196,7 @@ void attention(const AttentionProblem& problem) {
       const size_t r0 = block * query_block;
       const size_t r1 = std::min(p.tokens, r0 + query_block);
       if (materialized) {
-        attend_block(p, b, h, r0, r1, scratch);
+        attend_block(p, b, h, r0, r1);
       } else {
         flash_block(p, b, h, r0, r1);
       }

@@ -2,9 +2,9 @@
 
 #include <cstring>
 
-#include "core/aligned_memory.h"
 #include "core/attention_core.h"
 #include "core/input_checks.h"
+#include "simd/thread_scratch.h"
 
 namespace attn {
 namespace {
@@ -159,34 +159,36 @@ Tensor MultiHeadAttention::forward(const Tensor& x, Tensor* attn_weights) const 
   const size_t d = static_cast<size_t>(d_out);
 
   // (batch * tokens, 3 * d_out): [queries | keys | values] per token.
-  // Pooled scratch: repeated forwards reuse it instead of faulting in fresh
-  // pages (at B=8, T=1024 it is 72 MiB).
-  detail::ScratchBuffer qkv(rows * 3 * d);
-  qkv_.forward_rows(x.data(), static_cast<size_t>(d_in()), rows, qkv.data(), 3 * d);
+  // This thread's scratch (simd/thread_scratch.h): repeated forwards reuse
+  // it instead of faulting in fresh pages (at B=8, T=1024 it is 72 MiB).
+  float* const qkv =
+      simd::detail::ThreadScratch(simd::detail::ScratchSlot::kForwardQkv, rows * 3 * d);
+  qkv_.forward_rows(x.data(), static_cast<size_t>(d_in()), rows, qkv, 3 * d);
 
   const std::vector<uint8_t> keep =
       detail::draw_keep_mask(dropout_, batch * num_heads_ * tokens * tokens);
   detail::AttentionProblem p =
       qkv_problem(static_cast<size_t>(batch), static_cast<size_t>(tokens),
-                  static_cast<size_t>(num_heads_), static_cast<size_t>(head_dim()), qkv.data());
+                  static_cast<size_t>(num_heads_), static_cast<size_t>(head_dim()), qkv);
   p.keep = keep.empty() ? nullptr : keep.data();
   p.kept_scale = dropout_.kept_scale();
   p.materialize = attn_weights != nullptr || !keep.empty() || path_ == AttentionPath::kMaterialized;
   Tensor out = Tensor::empty({batch, tokens, d_out});
   if (!p.materialize) {  // flash: the heads' outputs replace Q in qkv
     detail::attention(p);
-    out_proj_.forward_rows(qkv.data(), 3 * d, rows, out.data(), d);
+    out_proj_.forward_rows(qkv, 3 * d, rows, out.data(), d);
     return out;
   }
   // The materialized path needs a separate output: (batch, tokens, d_out).
-  detail::ScratchBuffer context(rows * d);
-  p.out = {context.data(), p.tokens * d, p.head_dim, d};
+  float* const context =
+      simd::detail::ThreadScratch(simd::detail::ScratchSlot::kForwardContext, rows * d);
+  p.out = {context, p.tokens * d, p.head_dim, d};
   if (attn_weights != nullptr) {
     *attn_weights = Tensor({batch, num_heads_, tokens, tokens});
     p.weights = attn_weights->data();
   }
   detail::attention(p);
-  out_proj_.forward_rows(context.data(), d, rows, out.data(), d);
+  out_proj_.forward_rows(context, d, rows, out.data(), d);
   return out;
 }
 
@@ -217,14 +219,15 @@ Tensor MultiHeadAttention::forward(const Tensor& x, KVCache& cache) const {
   const size_t heads = static_cast<size_t>(num_heads_), n = static_cast<size_t>(tokens);
   const size_t capacity = static_cast<size_t>(context_length_);
 
-  detail::ScratchBuffer qkv(static_cast<size_t>(batch) * n * 3 * d);
-  qkv_.forward_rows(x.data(), static_cast<size_t>(d_in()), static_cast<size_t>(batch) * n,
-                    qkv.data(), 3 * d);
+  float* const qkv = simd::detail::ThreadScratch(simd::detail::ScratchSlot::kForwardQkv,
+                                                 static_cast<size_t>(batch) * n * 3 * d);
+  qkv_.forward_rows(x.data(), static_cast<size_t>(d_in()), static_cast<size_t>(batch) * n, qkv,
+                    3 * d);
   // Append the new keys and values: cache layout (batch, heads, capacity, hd).
   for (size_t b = 0; b < static_cast<size_t>(batch); ++b) {
     for (size_t h = 0; h < heads; ++h) {
       for (size_t t = 0; t < n; ++t) {
-        const float* row = qkv.data() + (b * n + t) * 3 * d + h * hd;
+        const float* row = qkv + (b * n + t) * 3 * d + h * hd;
         const size_t slot = ((b * heads + h) * capacity + static_cast<size_t>(past) + t) * hd;
         std::memcpy(cache.keys_.data() + slot, row + d, hd * sizeof(float));
         std::memcpy(cache.values_.data() + slot, row + 2 * d, hd * sizeof(float));
@@ -234,14 +237,14 @@ Tensor MultiHeadAttention::forward(const Tensor& x, KVCache& cache) const {
   cache.size_ = past + tokens;
 
   // Queries (and outputs, in place) from qkv; keys and values from the cache.
-  detail::AttentionProblem p = qkv_problem(static_cast<size_t>(batch), n, heads, hd, qkv.data());
+  detail::AttentionProblem p = qkv_problem(static_cast<size_t>(batch), n, heads, hd, qkv);
   p.num_keys = static_cast<size_t>(past) + n;
   p.q_begin = static_cast<size_t>(past);
   p.k = {cache.keys_.data(), heads * capacity * hd, capacity * hd, hd};
   p.v = {cache.values_.data(), heads * capacity * hd, capacity * hd, hd};
   detail::attention(p);
   Tensor out = Tensor::empty({batch, tokens, d_out()});
-  out_proj_.forward_rows(qkv.data(), 3 * d, static_cast<size_t>(batch) * n, out.data(), d);
+  out_proj_.forward_rows(qkv, 3 * d, static_cast<size_t>(batch) * n, out.data(), d);
   return out;
 }
 

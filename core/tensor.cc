@@ -9,7 +9,7 @@
 #include <utility>
 
 #include "attn/error.h"
-#include "core/aligned_memory.h"
+#include "simd/aligned_memory.h"
 
 namespace attn {
 namespace {
@@ -66,14 +66,14 @@ int64_t checked_numel(const std::vector<int64_t>& shape, const char* caller) {
 
 }  // namespace
 
-void Tensor::AlignedFree::operator()(float* p) const { detail::free_floats(p); }
+void Tensor::AlignedFree::operator()(float* p) const { simd::FreeFloats(p); }
 
 Tensor::Tensor() : Tensor(std::vector<int64_t>{0}) {}
 
 Tensor::Tensor(std::vector<int64_t> shape, Uninitialized) : shape_(std::move(shape)) {
   numel_ = checked_numel(shape_, "Tensor");
   // Never null, also for zero elements.
-  data_.reset(detail::allocate_floats(static_cast<size_t>(numel_)));
+  data_.reset(simd::AllocateFloats(static_cast<size_t>(numel_)));
 }
 
 Tensor::Tensor(std::vector<int64_t> shape) : Tensor(std::move(shape), Uninitialized{}) {

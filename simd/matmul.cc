@@ -7,7 +7,6 @@
 #include <stdint.h>
 
 #include <algorithm>
-#include <new>
 
 #include "hwy/aligned_allocator.h"
 
@@ -53,16 +52,11 @@ HWY_AFTER_NAMESPACE();
 namespace attn {
 namespace simd {
 
-void PackedMatrix::AlignedDelete::operator()(float* p) const {
-  ::operator delete[](p, std::align_val_t(64));
-}
-
 PackedMatrix::PackedMatrix(size_t k, size_t n, size_t panel_width, int64_t target)
     : k_(k), n_(n), panel_width_(panel_width), target_(target) {
   const size_t floats = k * num_panels() * panel_width;
   if (floats != 0) {
-    data_.reset(
-        static_cast<float*>(::operator new[](floats * sizeof(float), std::align_val_t(64))));
+    data_.reset(AllocateFloats(floats));
   }
 }
 

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <memory>
 
+#include "simd/aligned_memory.h"
+
 namespace attn {
 namespace simd {
 
@@ -92,10 +94,7 @@ class PackedMatrix {
   const float* panel(size_t p) const { return data_.get() + p * k_ * panel_width_; }
 
  private:
-  struct AlignedDelete {
-    void operator()(float* p) const;
-  };
-  std::unique_ptr<float[], AlignedDelete> data_;
+  std::unique_ptr<float[], FloatsDeleter> data_;
   size_t k_ = 0, n_ = 0, panel_width_ = 0;
   int64_t target_ = 0;
 };

@@ -2,9 +2,9 @@
 
 #include "simd/thread_scratch.h"
 
-#include <new>
+#include <memory>
 
-#include "hwy/aligned_allocator.h"
+#include "simd/aligned_memory.h"
 
 namespace attn {
 namespace simd {
@@ -13,34 +13,40 @@ namespace detail {
 namespace {
 
 struct Scratch {
-  hwy::AlignedFreeUniquePtr<float[]> buffer;
+  std::unique_ptr<float[], FloatsDeleter> buffer;
   size_t capacity = 0;  // in floats; 0 whenever buffer is empty
 };
 
-constexpr size_t kNumSlots = 2;
-
 // A buffer larger than this is not kept once a request that fits under it
-// comes (it is reallocated at the smaller size): a thread that once ran a
-// very long context does not hold its scratch for good. 8 MiB covers the
-// flash kernel's whole heads up to 8192 tokens at head_dim 64 and the GEMM's
-// column blocks (about 1 MiB).
+// comes. 8 MiB covers the flash kernel's whole heads up to 8192 tokens at
+// head_dim 64, the GEMM's column blocks (about 1 MiB) and a 64-row score
+// block up to 32768 keys.
 constexpr size_t kMaxKeptFloats = (size_t{8} << 20) / sizeof(float);
+
+static_assert(static_cast<size_t>(ScratchSlot::kForwardContext) + 1 == kNumScratchSlots,
+              "one buffer per slot");
+
+Scratch& SlotOfThisThread(ScratchSlot slot) {
+  thread_local Scratch slots[kNumScratchSlots];
+  return slots[static_cast<size_t>(slot)];
+}
 
 }  // namespace
 
 float* ThreadScratch(ScratchSlot slot, size_t floats) {
-  thread_local Scratch slots[kNumSlots];
-  Scratch& s = slots[static_cast<size_t>(slot)];
+  Scratch& s = SlotOfThisThread(slot);
   const bool shrink = s.capacity > kMaxKeptFloats && floats <= kMaxKeptFloats;
   if (floats > s.capacity || !s.buffer || shrink) {
+    // The old buffer goes first: growing never holds both.
     s.buffer.reset();
     s.capacity = 0;
-    s.buffer = hwy::AllocateAligned<float>(floats == 0 ? 1 : floats);
-    if (!s.buffer) throw std::bad_alloc();
+    s.buffer.reset(AllocateFloats(floats));
     s.capacity = floats;
   }
   return s.buffer.get();
 }
+
+size_t ThreadScratchCapacity(ScratchSlot slot) { return SlotOfThisThread(slot).capacity; }
 
 }  // namespace detail
 }  // namespace simd
