@@ -15,14 +15,31 @@
 
 namespace attn {
 
-// Reads every tensor of the file. Throws IoError when the file is missing,
-// unreadable, truncated or malformed (bad JSON, offsets outside the data,
-// overlapping or misaligned tensors, sizes that do not match the shape) and
-// for a dtype other than F32.
+// Reads every tensor of the file. Safe on untrusted files: every problem is
+// an IoError naming the file and, where there is one, the tensor. That is
+// the case when the file is missing, unreadable, shorter than 8 bytes, or
+// declares a header longer than the rest of the file (or than the format's
+// 100 MB); when the header is not UTF-8 JSON (malformed, nested deeper than
+// 128 levels, a duplicate key in any object); when "__metadata__" is not an
+// object of strings (or null); when an entry lacks or repeats one of "dtype",
+// "shape", "data_offsets"; for a dtype other than F32; for a shape of rank
+// above 4 or with an extent that is not an integer in [0, 2^40], or whose
+// element count overflows or exceeds 2^40; for data_offsets that are not two
+// integers in [0, 2^64 - 1], are reversed, or span other than 4 * numel
+// bytes; and unless the tensors, sorted by offsets, tile the data section
+// exactly (each begins where the previous ends, the last ends at the end of
+// the file), as in the format's reference implementation. Unknown fields of
+// an entry are ignored.
+// The header length and every offset are checked against the file's size
+// before anything is allocated: reading allocates the tensors' data (the
+// data section, read straight into them) plus bookkeeping proportional to
+// the header, never an amount a number in the header asks for.
 StateDict load_safetensors(const std::string& path);
 
 // Writes the tensors (keys in map order, data 8-byte aligned). Throws IoError
-// when the file cannot be written.
+// when the file cannot be written, when a tensor is named "__metadata__", or
+// when a name or metadata string is not valid UTF-8 (it could not be read
+// back).
 void save_safetensors(const std::string& path, const StateDict& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
