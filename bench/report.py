@@ -286,7 +286,7 @@ def flash_vs_materialized(results, configs):
             "weight tensor, as the book's module does. Ratios > 1: flash is faster. Peak heap: growth "
             "during one forward (cells: 1 thread / 2 threads when they differ; the weights "
             "tensor counts for `fused_with_weights`). The QKV buffer (B·T·3d·4 bytes) and the "
-            "context buffer come from attn's scratch pool, allocated by the first call and "
+            "context buffer are the calling thread's scratch, allocated by the first call and "
             "reused; the output (B·T·d·4 bytes) is allocated by every call; extra = peak heap − "
             "output, the larger of the two thread counts.", "",
             "| config | flash ms (1 / 2 thr) | blocked materialized ms (1 / 2 thr) "

@@ -51,9 +51,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <new>
 
-#include "hwy/aligned_allocator.h"
 #include "hwy/highway.h"
 #include "simd/flash_attention.h"
 #include "simd/flash_packing-inl.h"

@@ -27,15 +27,6 @@ void PackBT(const float* b, size_t ldb, bool b_transposed, size_t k, size_t n,
   *out = PackBKernel(b, ldb, b_transposed, k, n);
 }
 
-void AllocatePackedBT(size_t k, size_t n, simd::PackedMatrix* out) {
-  *out = AllocatePackedBKernel(k, n);
-}
-
-void PackBPanelsT(const float* b, size_t ldb, bool b_transposed, size_t p0, size_t p1,
-                  simd::PackedMatrix* packed) {
-  PackBPanelsKernel(b, ldb, b_transposed, p0, p1, packed);
-}
-
 void MatMulPackedT(const float* a, size_t lda, const simd::PackedMatrix& b, float* c, size_t ldc,
                    size_t m, size_t n_begin, size_t n_end, const float* bias, float scale,
                    bool accumulate) {
@@ -62,8 +53,6 @@ PackedMatrix::PackedMatrix(size_t k, size_t n, size_t panel_width, int64_t targe
 
 HWY_EXPORT(MatMulT);
 HWY_EXPORT(PackBT);
-HWY_EXPORT(AllocatePackedBT);
-HWY_EXPORT(PackBPanelsT);
 HWY_EXPORT(MatMulPackedT);
 HWY_EXPORT(MatMulTargetNameT);
 
@@ -73,17 +62,6 @@ PackedMatrix PackB(const float* b, size_t ldb, bool b_transposed, size_t k, size
   PackedMatrix packed;
   HWY_DYNAMIC_DISPATCH(PackBT)(b, ldb, b_transposed, k, n, &packed);
   return packed;
-}
-
-PackedMatrix AllocatePackedB(size_t k, size_t n) {
-  PackedMatrix packed;
-  HWY_DYNAMIC_DISPATCH(AllocatePackedBT)(k, n, &packed);
-  return packed;
-}
-
-void PackBPanels(const float* b, size_t ldb, bool b_transposed, size_t panel_begin,
-                 size_t panel_end, PackedMatrix* packed) {
-  HWY_DYNAMIC_DISPATCH(PackBPanelsT)(b, ldb, b_transposed, panel_begin, panel_end, packed);
 }
 
 void MatMulPacked(const float* a, size_t lda, const PackedMatrix& b, float* c, size_t ldc, size_t m,

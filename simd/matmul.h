@@ -103,15 +103,6 @@ class PackedMatrix {
 // when b_transposed) for the current best target. Only reads the rectangle.
 PackedMatrix PackB(const float* b, size_t ldb, bool b_transposed, size_t k, size_t n);
 
-// PackB in two steps, so that large matrices can be packed in parallel:
-// AllocatePackedB gives uninitialised storage in the current target's layout,
-// PackBPanels fills panels [panel_begin, panel_end) of it (disjoint ranges
-// may run concurrently; a PackedMatrix from another target is filled in its
-// own recorded layout). b, ldb, b_transposed as in PackB; k, n from `packed`.
-PackedMatrix AllocatePackedB(size_t k, size_t n);
-void PackBPanels(const float* b, size_t ldb, bool b_transposed, size_t panel_begin,
-                 size_t panel_end, PackedMatrix* packed);
-
 // C = scale * (A · op(B)) + bias (+ C when accumulate) with a packed B:
 // A is m x b.k() (row stride lda), C is m x b.n() (row stride ldc), bias is
 // b.n() floats or nullptr. Always the register-tiled kernel: the same bits as
