@@ -8,6 +8,7 @@
 #include <memory>
 #include <sstream>
 
+#include "every_target.h"
 #include "test_util.h"
 
 namespace attn {
@@ -76,10 +77,8 @@ AnyModule make_module(const GoldenCase& c) {
   throw std::runtime_error("unknown module " + c.module);
 }
 
-class Golden : public ::testing::TestWithParam<GoldenCase> {};
-
-TEST_P(Golden, MatchesPyTorch) {
-  const GoldenCase& c = GetParam();
+// Parameter parity, output and weights of one case, on the current target.
+void check_golden_case(const GoldenCase& c) {
   const StateDict file = load_safetensors(testing::data_path(c.name + ".safetensors"));
   if (c.init_seed >= 0) manual_seed(static_cast<uint64_t>(c.init_seed));
   AnyModule m = make_module(c);
@@ -114,11 +113,31 @@ TEST_P(Golden, MatchesPyTorch) {
   EXPECT_TENSOR_NEAR(m.forward(file.at("input"), nullptr), file.at("output"), c.rtol);
 }
 
+class Golden : public ::testing::TestWithParam<GoldenCase> {};
+
+TEST_P(Golden, MatchesPyTorch) { check_golden_case(GetParam()); }
+
 INSTANTIATE_TEST_SUITE_P(PyTorch, Golden, ::testing::ValuesIn(read_manifest()),
                          [](const ::testing::TestParamInfo<GoldenCase>& info) {
                            return info.param.name;
                          });
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(Golden);
+
+// Every case on every compiled Highway target (every_target.h), with the
+// case's own tolerance: the targets without FMA (SSE4, SSSE3, SCALAR) need no
+// looser one. Names: EveryTarget/GoldenEveryTarget.MatchesPyTorch/SSE4_mha_book.
+class GoldenEveryTarget : public testing::EveryTargetWith<GoldenCase> {};
+
+TEST_P(GoldenEveryTarget, MatchesPyTorch) { check_golden_case(param()); }
+
+INSTANTIATE_TEST_SUITE_P(EveryTarget, GoldenEveryTarget,
+                         ::testing::Combine(::testing::ValuesIn(testing::compiled_targets()),
+                                            ::testing::ValuesIn(read_manifest())),
+                         [](const ::testing::TestParamInfo<std::tuple<int64_t, GoldenCase>>& info) {
+                           return std::string(hwy::TargetName(std::get<0>(info.param))) + "_" +
+                                  std::get<1>(info.param).name;
+                         });
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(GoldenEveryTarget);
 
 TEST(GoldenData, ManifestIsNotEmpty) { EXPECT_GE(read_manifest().size(), 20u); }
 
