@@ -15,6 +15,10 @@ Dropout::Dropout(double p) : p_(p) {
 }
 
 std::vector<uint8_t> Dropout::draw_keep_mask(int64_t count) const {
+  if (count < 0) {
+    throw ArgumentError("Dropout::draw_keep_mask: count must not be negative, got " +
+                        std::to_string(count));
+  }
   std::vector<uint8_t> keep(static_cast<size_t>(count), 0);
   if (p_ == 1.0) return keep;  // PyTorch multiplies by zero without drawing
   // bernoulli_(1 - p): keep iff a 53-bit uniform double is below 1 - p.

@@ -37,6 +37,20 @@ inline void check_positive(const char* module, const char* name, int64_t value) 
   }
 }
 
+// The machine's physical memory in bytes, 0 when unknown (core/tensor.cc).
+uint64_t physical_memory_bytes();
+
+// Throws ArgumentError unless `floats` float32 values (an element count that
+// overflowed is passed as -1) fit in the machine's memory: for sizes decided
+// by several arguments together, checked before anything is allocated.
+inline void check_fits_in_memory(const char* module, const std::string& what, int64_t floats) {
+  const uint64_t memory = physical_memory_bytes();
+  if (floats < 0 || (memory != 0 && static_cast<uint64_t>(floats) > memory / sizeof(float))) {
+    throw ArgumentError(std::string(module) + ": " + what + " need more than the machine's " +
+                        std::to_string(memory) + " bytes of memory");
+  }
+}
+
 // dropout must be a probability: 0 <= p <= 1 (NaN is not).
 inline void check_dropout(const char* module, double p) {
   if (!(p >= 0.0 && p <= 1.0)) {

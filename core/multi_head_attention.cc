@@ -69,6 +69,17 @@ MultiHeadAttentionWrapper::MultiHeadAttentionWrapper(int64_t d_in, int64_t d_out
                                                      int64_t num_heads, bool qkv_bias) {
   checked_config("MultiHeadAttentionWrapper", d_in, d_out, context_length, dropout, num_heads,
                  false);
+  // num_heads CausalAttention heads of three (d_out, d_in) weights and biases.
+  int64_t per_linear = 0, per_head = 0, floats = 0;
+  const bool overflow = __builtin_mul_overflow(d_in, d_out, &per_linear) ||
+                        __builtin_add_overflow(per_linear, d_out, &per_linear) ||
+                        __builtin_mul_overflow(per_linear, int64_t{3}, &per_head) ||
+                        __builtin_mul_overflow(per_head, num_heads, &floats);
+  detail::check_fits_in_memory("MultiHeadAttentionWrapper",
+                               "the parameters of num_heads = " + std::to_string(num_heads) +
+                                   " heads with d_in = " + std::to_string(d_in) +
+                                   " and d_out = " + std::to_string(d_out),
+                               overflow ? -1 : floats);
   heads_.reserve(static_cast<size_t>(num_heads));
   for (int64_t h = 0; h < num_heads; ++h) {
     heads_.emplace_back(d_in, d_out, context_length, dropout, qkv_bias);

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "attn/error.h"
+#include "core/input_checks.h"
 #include "simd/aligned_memory.h"
 
 namespace attn {
@@ -17,7 +18,7 @@ namespace {
 // The machine's physical memory in bytes (0 when unknown): a tensor larger
 // than that can never be allocated and zeroed, so it is a shape error rather
 // than an allocation that the kernel may grant and then kill the process for.
-uint64_t physical_memory_bytes() {
+uint64_t read_physical_memory_bytes() {
 #if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
   const long pages = sysconf(_SC_PHYS_PAGES);
   const long page_size = sysconf(_SC_PAGESIZE);
@@ -53,7 +54,7 @@ int64_t checked_numel(const std::vector<int64_t>& shape, const char* caller) {
     throw ShapeError(std::string(caller) + ": shape " + shape_to_string(shape) +
                      " is too large: its element count overflows int64");
   }
-  static const uint64_t memory = physical_memory_bytes();
+  const uint64_t memory = detail::physical_memory_bytes();
   const uint64_t bytes = static_cast<uint64_t>(numel) * sizeof(float);
   if (bytes / sizeof(float) != static_cast<uint64_t>(numel) || (memory != 0 && bytes > memory)) {
     throw ShapeError(std::string(caller) + ": shape " + shape_to_string(shape) +
@@ -65,6 +66,13 @@ int64_t checked_numel(const std::vector<int64_t>& shape, const char* caller) {
 }
 
 }  // namespace
+
+namespace detail {
+uint64_t physical_memory_bytes() {
+  static const uint64_t bytes = read_physical_memory_bytes();
+  return bytes;
+}
+}  // namespace detail
 
 void Tensor::AlignedFree::operator()(float* p) const { simd::FreeFloats(p); }
 
