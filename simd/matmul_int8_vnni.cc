@@ -1,0 +1,335 @@
+// The int8 GEMM on AVX-512 VNNI (simd/matmul_int8.h's MatMulInt8 when
+// Int8VnniActive()). Highway 1.0.3 has no 8-bit dot product, so this one
+// kernel uses intrinsics: vpdpbusd multiplies 64 u8 (A) by 64 s8 (B) and
+// adds each group of 4 products into one of 16 int32 lanes. The functions
+// are compiled for AVX-512 F/BW/VL/VNNI by target attributes (the rest of
+// the binary stays baseline x86-64) and only called after the run-time
+// check CpuHasInt8Vnni(). Compiled on x86-64 only; elsewhere the entry
+// points are stubs that are never reached.
+//
+// Packing (VnniInt8Layout()): B in panels of kNR = 32 columns; per group
+// of 4 k, a panel holds 32 columns x 4 bytes (2 zmm: column j's 4 k in
+// lane j of its vector), K padded with zeros to a multiple of 4. Each A
+// micro-panel of kMR rows is packed per call as [K/4][kMR][4 bytes], so
+// that one 4-byte broadcast feeds a row's 4 k to every column.
+//
+// Loop nest (as simd/matmul_int8-inl.h): column blocks of packed B of
+// about kMatMulInt8ColumnBlockBytes (kept in L2), then kMR rows of A (their
+// packed micro-panel kept in L1), then the panels of the block; each tile
+// sums all of K in int32 registers, K above kInt8ChunkK in int32 chunks
+// added in int64.
+//
+// Register tile kMR x kNR = 12 x 32 (tuned on Sapphire Rapids: 32 zmm,
+// vpdpbusd on ports 0 and 5, latency 5): 12 x 2 = 24 accumulators + 2 B
+// + 1 A broadcast = 27 registers. Per group of 4 k: 2 loads + 12
+// broadcasts (load-port uops only) per 24 vpdpbusd (12 cycles); 24
+// independent chains cover the 5-cycle latency at 2 per cycle. At K = 768
+// the A micro-panel (12 x 768 bytes) and the streaming B panel (768 x 32
+// bytes) take 33 of the 48 KiB of L1 together. 32 columns divide 768 and
+// 2304 (and 64, the head width). Single-threaded at 8192 x 2304 x 768 it
+// runs at about 79% of the vpdpbusd peak (530 of 670 GOP/s per core, CPU
+// time), 83% with B in L2; 14 x 2 and 9 x 3 measured the same within
+// noise, 6 x 4 and 8 x 3 3-6% slower, and software prefetching of B 7%
+// slower.
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <algorithm>
+
+#include "simd/matmul_int8.h"
+#include "simd/matmul_int8_internal.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define ATTN_INT8_HAVE_VNNI 1
+#include <immintrin.h>
+#else
+#define ATTN_INT8_HAVE_VNNI 0
+#endif
+
+namespace attn {
+namespace simd {
+namespace detail {
+
+#ifndef ATTN_INT8_VNNI_ROWS
+#define ATTN_INT8_VNNI_ROWS 12
+#endif
+#ifndef ATTN_INT8_VNNI_VECS
+#define ATTN_INT8_VNNI_VECS 2
+#endif
+
+namespace {
+
+constexpr size_t kMR = ATTN_INT8_VNNI_ROWS;  // rows of a register tile
+constexpr size_t kNV = ATTN_INT8_VNNI_VECS;  // zmm of 16 int32 columns per tile row
+constexpr size_t kNR = kNV * 16;             // columns of a panel
+constexpr size_t kGroupBytes = kNR * 4;      // one group of 4 k of a panel
+// Groups of 4 k per int32 chunk.
+constexpr size_t kChunkGroups = kInt8ChunkK / 4;
+
+}  // namespace
+
+Int8Layout VnniInt8Layout() {
+  Int8Layout layout;
+  layout.id = kInt8VnniLayoutId;
+  layout.panel_width = kNR;
+  layout.k_step = 4;
+  layout.elem_bytes = 1;
+  return layout;
+}
+
+#if ATTN_INT8_HAVE_VNNI
+
+bool CpuHasInt8Vnni() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+  }();
+  return has;
+}
+
+// GCC 12's AVX-512 conversion intrinsics pass _mm*_undefined_*() (a
+// self-initialized variable) as the unused merge source, which
+// -Wmaybe-uninitialized reports once inlined; Highway silences the same.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#define ATTN_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+#define ATTN_VNNI_INLINE ATTN_VNNI_TARGET __attribute__((always_inline)) inline
+
+namespace {
+
+// Where a tile's results go (as in simd/matmul_int8-inl.h): c, bias,
+// w_scale and colsum point at the tile's column 0 (w_scale and colsum: the
+// packed matrix's padded, 64-byte aligned arrays), a_scale and a_zp at its
+// row 0; mask[v] selects the columns of vector v to store.
+struct TileOut {
+  float* c;
+  size_t ldc;
+  const float* a_scale;
+  const int32_t* a_zp;
+  const float* w_scale;
+  const int32_t* colsum;
+  const float* bias;
+  __mmask16 mask[kNV];
+};
+
+// A micro-panel: rows of aq (row stride ldaq, k bytes) as [groups][rows][4],
+// zero past k (groups * 4 >= k).
+void PackA(const uint8_t* aq, size_t ldaq, size_t rows, size_t k, size_t groups, uint8_t* dst) {
+  const size_t full = k / 4;
+  for (size_t r = 0; r < rows; ++r) {
+    const uint8_t* src = aq + r * ldaq;
+    uint8_t* out = dst + r * 4;
+    size_t g = 0;
+    for (; g < full; ++g) memcpy(out + g * rows * 4, src + g * 4, 4);
+    for (; g < groups; ++g) {
+      for (size_t t = 0; t < 4; ++t) {
+        const size_t kk = g * 4 + t;
+        out[g * rows * 4 + t] = kk < k ? src[kk] : 0;
+      }
+    }
+  }
+}
+
+// The upper 8 floats of v.
+ATTN_VNNI_INLINE __m256 Upper256(__m512 v) {
+  return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+}
+
+// float(double(s) * double(x) + double(b)) per lane (simd::DequantizeInt8):
+// the double product is exact, the FMA rounds once.
+ATTN_VNNI_INLINE __m512 MulAddExact(__m512 s, __m512 x, __m512 b) {
+  const __m256 lo = _mm512_cvtpd_ps(_mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(s)),
+                                                    _mm512_cvtps_pd(_mm512_castps512_ps256(x)),
+                                                    _mm512_cvtps_pd(_mm512_castps512_ps256(b))));
+  const __m256 hi = _mm512_cvtpd_ps(_mm512_fmadd_pd(
+      _mm512_cvtps_pd(Upper256(s)), _mm512_cvtps_pd(Upper256(x)), _mm512_cvtps_pd(Upper256(b))));
+  return _mm512_castpd_ps(
+      _mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
+}
+
+// acc + vpdpbusd(a (u8), b (s8)). GCC 12 keeps the accumulators of
+// _mm512_dpbusd_epi32 in a loop in memory (a copy and a stack store per
+// instruction); the same instruction as inline asm stays in registers.
+ATTN_VNNI_INLINE __m512i Dpbusd(__m512i acc, __m512i a, __m512i b) {
+#if defined(__GNUC__) && !defined(__clang__)
+  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+  return acc;
+#else
+  return _mm512_dpbusd_epi32(acc, a, b);
+#endif
+}
+
+// The int32 sums of kRows rows of the packed A micro-panel (kRows * 4 bytes
+// per group) times the first kVecs vectors of one packed B panel
+// (kGroupBytes per group) over `groups` groups of 4 k (at most
+// kChunkGroups: exact in int32), then either dequantized into o (kRaw
+// false; masked: only the selected columns of C and bias are touched) or
+// stored as int32 into raw[kRows][kVecs * 16] (kRaw true). One function
+// with its accumulators as locals, so that they stay in registers.
+template <size_t kRows, size_t kVecs, bool kRaw>
+ATTN_VNNI_TARGET __attribute__((noinline)) void TileSums(const uint8_t* ap, const uint8_t* bp,
+                                                         size_t groups, const TileOut& o,
+                                                         int32_t* raw) {
+  __m512i acc[kRows][kVecs];
+  for (size_t i = 0; i < kRows; ++i) {
+    for (size_t j = 0; j < kVecs; ++j) acc[i][j] = _mm512_setzero_si512();
+  }
+  for (size_t g = 0; g < groups; ++g) {
+    __m512i bv[kVecs];
+    for (size_t j = 0; j < kVecs; ++j) bv[j] = _mm512_load_si512(bp + j * 64);
+    for (size_t i = 0; i < kRows; ++i) {
+      int32_t four;
+      memcpy(&four, ap + i * 4, sizeof(four));
+      const __m512i av = _mm512_set1_epi32(four);
+      for (size_t j = 0; j < kVecs; ++j) acc[i][j] = Dpbusd(acc[i][j], av, bv[j]);
+    }
+    ap += kRows * 4;
+    bp += kGroupBytes;
+  }
+  if constexpr (kRaw) {
+    for (size_t i = 0; i < kRows; ++i) {
+      for (size_t j = 0; j < kVecs; ++j) {
+        _mm512_storeu_si512(raw + (i * kVecs + j) * 16, acc[i][j]);
+      }
+    }
+    return;
+  }
+  for (size_t i = 0; i < kRows; ++i) {
+    const __m512 vs = _mm512_set1_ps(o.a_scale[i]);
+    const __m512i vzp = _mm512_set1_epi32(o.a_zp[i]);
+    for (size_t j = 0; j < kVecs; ++j) {
+      const __m512i x = _mm512_sub_epi32(
+          acc[i][j], _mm512_mullo_epi32(vzp, _mm512_load_si512(o.colsum + j * 16)));
+      const __m512 xf = _mm512_cvtepi32_ps(x);
+      const __m512 s = _mm512_mul_ps(vs, _mm512_load_ps(o.w_scale + j * 16));
+      const __m512 r = o.bias != nullptr
+                           ? MulAddExact(s, xf, _mm512_maskz_loadu_ps(o.mask[j], o.bias + j * 16))
+                           : _mm512_mul_ps(s, xf);
+      _mm512_mask_storeu_ps(o.c + i * o.ldc + j * 16, o.mask[j], r);
+    }
+  }
+}
+
+// One register tile: TileSums dequantized into o; K above kInt8ChunkK in
+// int32 chunks added in int64, dequantized per element by the reference's
+// formula.
+template <size_t kRows, size_t kVecs>
+__attribute__((noinline)) void Tile(const uint8_t* ap, const uint8_t* bp, size_t groups,
+                                    const TileOut& o) {
+  if (groups <= kChunkGroups) {
+    TileSums<kRows, kVecs, false>(ap, bp, groups, o, nullptr);
+    return;
+  }
+  constexpr size_t kWidth = kVecs * 16;
+  int64_t total[kRows][kWidth] = {};
+  int32_t part[kRows * kWidth];
+  for (size_t g0 = 0; g0 < groups; g0 += kChunkGroups) {
+    TileSums<kRows, kVecs, true>(ap + g0 * kRows * 4, bp + g0 * kGroupBytes,
+                                 std::min(kChunkGroups, groups - g0), o, part);
+    for (size_t i = 0; i < kRows; ++i) {
+      for (size_t j = 0; j < kWidth; ++j) total[i][j] += part[i * kWidth + j];
+    }
+  }
+  for (size_t i = 0; i < kRows; ++i) {
+    for (size_t j = 0; j < kWidth; ++j) {
+      if (((o.mask[j / 16] >> (j % 16)) & 1) == 0) continue;
+      o.c[i * o.ldc + j] = DequantizeInt8(total[i][j], o.a_zp[i], o.colsum[j], o.a_scale[i],
+                                          o.w_scale[j], o.bias != nullptr ? o.bias + j : nullptr);
+    }
+  }
+}
+
+// Tile<rows, vecs> for run-time rows in [1, kRows] and vecs in [1, kVecs].
+template <size_t kRows, size_t kVecs>
+inline void TileFor(size_t rows, size_t vecs, const uint8_t* ap, const uint8_t* bp, size_t groups,
+                    const TileOut& o) {
+  if constexpr (kRows > 1) {
+    if (rows != kRows) {
+      TileFor<kRows - 1, kVecs>(rows, vecs, ap, bp, groups, o);
+      return;
+    }
+  }
+  if constexpr (kVecs > 1) {
+    if (vecs != kVecs) {
+      TileFor<kRows, kVecs - 1>(rows, vecs, ap, bp, groups, o);
+      return;
+    }
+  }
+  Tile<kRows, kVecs>(ap, bp, groups, o);
+}
+
+size_t DivCeil(size_t a, size_t b) { return (a + b - 1) / b; }
+
+// Bits [lo, hi) of a 16-lane mask, lo and hi relative to the vector and
+// clamped to [0, 16].
+__mmask16 LaneMask(size_t lo, size_t hi) {
+  if (hi <= lo) return 0;
+  const uint32_t upto_hi = hi >= 16 ? 0xFFFFu : (1u << hi) - 1u;
+  const uint32_t below_lo = (1u << lo) - 1u;
+  return static_cast<__mmask16>(upto_hi & ~below_lo);
+}
+
+}  // namespace
+
+void MatMulInt8Vnni(const uint8_t* aq, size_t ldaq, const float* a_scale, const int32_t* a_zp,
+                    size_t m, const QuantizedMatrix& b, float* c, size_t ldc, size_t n_begin,
+                    size_t n_end, const float* bias) {
+  n_end = std::min(n_end, b.n());
+  if (m == 0 || n_begin >= n_end) return;
+  const size_t k = b.k();
+  const size_t groups = b.k_padded() / 4;
+  const size_t p_begin = n_begin / kNR;
+  const size_t p_end = DivCeil(n_end, kNR);
+  const size_t nc_panels =
+      std::max<size_t>(1, kMatMulInt8ColumnBlockBytes / std::max<size_t>(1, b.panel_bytes()));
+  uint8_t* apanel = Int8PanelScratch(kMR * groups * 4);
+  for (size_t jc = p_begin; jc < p_end; jc += nc_panels) {
+    const size_t jc_end = std::min(p_end, jc + nc_panels);
+    for (size_t i0 = 0; i0 < m; i0 += kMR) {
+      const size_t mr = std::min(kMR, m - i0);
+      PackA(aq + i0 * ldaq, ldaq, mr, k, groups, apanel);
+      for (size_t p = jc; p < jc_end; ++p) {
+        const size_t col0 = p * kNR;
+        const size_t lo = std::max(n_begin, col0) - col0;
+        const size_t hi = std::min(n_end, col0 + kNR) - col0;
+        TileOut o;
+        o.c = c + i0 * ldc + col0;
+        o.ldc = ldc;
+        o.a_scale = a_scale + i0;
+        o.a_zp = a_zp + i0;
+        o.w_scale = b.scales() + col0;
+        o.colsum = b.column_sums() + col0;
+        o.bias = bias != nullptr ? bias + col0 : nullptr;
+        for (size_t v = 0; v < kNV; ++v) {
+          const size_t v0 = v * 16;
+          o.mask[v] = LaneMask(std::max(lo, v0) - v0, std::min(hi, v0 + 16) - std::min(hi, v0));
+        }
+        TileFor<kMR, kNV>(mr, DivCeil(hi, 16), apanel, b.panel(p), groups, o);
+      }
+    }
+  }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+#else  // !ATTN_INT8_HAVE_VNNI
+
+bool CpuHasInt8Vnni() { return false; }
+
+void MatMulInt8Vnni(const uint8_t*, size_t, const float*, const int32_t*, size_t,
+                    const QuantizedMatrix&, float*, size_t, size_t, size_t, const float*) {}
+
+#endif  // ATTN_INT8_HAVE_VNNI
+
+}  // namespace detail
+}  // namespace simd
+}  // namespace attn
