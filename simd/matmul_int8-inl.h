@@ -440,15 +440,31 @@ inline void QuantizeRowsKernel(const float* HWY_RESTRICT a, size_t lda, size_t m
     if (k >= kLanes) {
       // x - x is 0 for finite x and NaN otherwise; the sum says whether any
       // lane was not finite.
+      // Two vectors per step, each with its own min, max and sum chains (one
+      // chain's 4-cycle latency would bound the loop).
       auto vmin = hn::Set(df, lo);
       auto vmax = hn::Set(df, hi);
       auto vbad = hn::Zero(df);
+      auto vmin1 = vmin, vmax1 = vmax, vbad1 = vbad;
+      for (; j + 2 * kLanes <= k; j += 2 * kLanes) {
+        const auto v0 = hn::LoadU(df, x + j);
+        const auto v1 = hn::LoadU(df, x + j + kLanes);
+        vmin = hn::Min(vmin, v0);
+        vmax = hn::Max(vmax, v0);
+        vbad = hn::Add(vbad, hn::Sub(v0, v0));
+        vmin1 = hn::Min(vmin1, v1);
+        vmax1 = hn::Max(vmax1, v1);
+        vbad1 = hn::Add(vbad1, hn::Sub(v1, v1));
+      }
       for (; j + kLanes <= k; j += kLanes) {
         const auto v = hn::LoadU(df, x + j);
         vmin = hn::Min(vmin, v);
         vmax = hn::Max(vmax, v);
         vbad = hn::Add(vbad, hn::Sub(v, v));
       }
+      vmin = hn::Min(vmin, vmin1);
+      vmax = hn::Max(vmax, vmax1);
+      vbad = hn::Add(vbad, vbad1);
       lo = hn::GetLane(hn::MinOfLanes(df, vmin));
       hi = hn::GetLane(hn::MaxOfLanes(df, vmax));
       finite = hn::GetLane(hn::SumOfLanes(df, vbad)) == 0.0f;
