@@ -166,6 +166,21 @@ ATTN_VNNI_INLINE __m512i Dpbusd(__m512i acc, __m512i a, __m512i b) {
 #endif
 }
 
+// acc += one group of 4 k: kRows broadcasts of the packed A (4 bytes per
+// row) times kVecs vectors of a packed B panel.
+template <size_t kRows, size_t kVecs>
+ATTN_VNNI_INLINE void GroupStep(const uint8_t* ap, const uint8_t* bp,
+                                __m512i (&acc)[kRows][kVecs]) {
+  __m512i bv[kVecs];
+  for (size_t j = 0; j < kVecs; ++j) bv[j] = _mm512_load_si512(bp + j * 64);
+  for (size_t i = 0; i < kRows; ++i) {
+    int32_t four;
+    memcpy(&four, ap + i * 4, sizeof(four));
+    const __m512i av = _mm512_set1_epi32(four);
+    for (size_t j = 0; j < kVecs; ++j) acc[i][j] = Dpbusd(acc[i][j], av, bv[j]);
+  }
+}
+
 // The int32 sums of kRows rows of the packed A micro-panel (kRows * 4 bytes
 // per group) times the first kVecs vectors of one packed B panel
 // (kGroupBytes per group) over `groups` groups of 4 k (at most
@@ -177,21 +192,40 @@ template <size_t kRows, size_t kVecs, bool kRaw>
 ATTN_VNNI_TARGET __attribute__((noinline)) void TileSums(const uint8_t* ap, const uint8_t* bp,
                                                          size_t groups, const TileOut& o,
                                                          int32_t* raw) {
-  __m512i acc[kRows][kVecs];
+  // Small tiles (few rows: decoding, edge tiles) have too few independent
+  // vpdpbusd chains to cover its latency (5 cycles, 2 per cycle): they sum
+  // kSplit interleaved groups into separate accumulators, added at the end
+  // (integer sums: the same result in any order).
+  constexpr size_t kSplit = kRows * kVecs >= 10 ? 1 : (kRows * kVecs >= 4 ? 2 : 4);
+  __m512i acc[kRows][kVecs], acc1[kRows][kVecs], acc2[kRows][kVecs], acc3[kRows][kVecs];
   for (size_t i = 0; i < kRows; ++i) {
-    for (size_t j = 0; j < kVecs; ++j) acc[i][j] = _mm512_setzero_si512();
-  }
-  for (size_t g = 0; g < groups; ++g) {
-    __m512i bv[kVecs];
-    for (size_t j = 0; j < kVecs; ++j) bv[j] = _mm512_load_si512(bp + j * 64);
-    for (size_t i = 0; i < kRows; ++i) {
-      int32_t four;
-      memcpy(&four, ap + i * 4, sizeof(four));
-      const __m512i av = _mm512_set1_epi32(four);
-      for (size_t j = 0; j < kVecs; ++j) acc[i][j] = Dpbusd(acc[i][j], av, bv[j]);
+    for (size_t j = 0; j < kVecs; ++j) {
+      acc[i][j] = acc1[i][j] = acc2[i][j] = acc3[i][j] = _mm512_setzero_si512();
     }
+  }
+  size_t g = 0;
+  for (; g + kSplit <= groups; g += kSplit) {
+    GroupStep<kRows, kVecs>(ap, bp, acc);
+    if constexpr (kSplit > 1) GroupStep<kRows, kVecs>(ap + kRows * 4, bp + kGroupBytes, acc1);
+    if constexpr (kSplit > 2) {
+      GroupStep<kRows, kVecs>(ap + 2 * kRows * 4, bp + 2 * kGroupBytes, acc2);
+      GroupStep<kRows, kVecs>(ap + 3 * kRows * 4, bp + 3 * kGroupBytes, acc3);
+    }
+    ap += kSplit * kRows * 4;
+    bp += kSplit * kGroupBytes;
+  }
+  for (; g < groups; ++g) {  // fewer than kSplit groups left
+    GroupStep<kRows, kVecs>(ap, bp, acc);
     ap += kRows * 4;
     bp += kGroupBytes;
+  }
+  for (size_t i = 0; i < kRows; ++i) {
+    for (size_t j = 0; j < kVecs; ++j) {
+      if constexpr (kSplit > 1) acc[i][j] = _mm512_add_epi32(acc[i][j], acc1[i][j]);
+      if constexpr (kSplit > 2) {
+        acc[i][j] = _mm512_add_epi32(acc[i][j], _mm512_add_epi32(acc2[i][j], acc3[i][j]));
+      }
+    }
   }
   if constexpr (kRaw) {
     for (size_t i = 0; i < kRows; ++i) {
