@@ -5,8 +5,10 @@
 
 #include "attn/error.h"
 #include "attn/random.h"
+#include "parallel/matmul_int8_parallel.h"
 #include "parallel/matmul_parallel.h"
 #include "simd/matmul.h"
+#include "simd/matmul_int8.h"
 
 namespace attn {
 namespace {
@@ -75,19 +77,34 @@ void Linear::collect_tensors(const std::string& prefix, std::vector<NamedTensor>
   if (has_bias_) out.push_back({prefix + "bias", &bias_, TensorKind::kParameter});
 }
 
+void Linear::quantize() {
+  quantized_weight_ = std::make_shared<const simd::QuantizedMatrix>(simd::QuantizeAndPackB(
+      weight_.data(), static_cast<size_t>(in_features_), static_cast<size_t>(out_features_),
+      static_cast<size_t>(in_features_)));
+  packed_weight_.reset();
+}
+
 void Linear::on_tensors_loaded() {
-  if (packed_weight_) pack_weight();
+  if (quantized_weight_) {
+    quantize();
+  } else if (packed_weight_) {
+    pack_weight();
+  }
 }
 
 void Linear::forward_rows(const float* x, size_t ldx, size_t rows, float* y, size_t ldy) const {
+  const float* bias = has_bias_ ? bias_.data() : nullptr;
+  if (quantized_weight_) {
+    parallel::ParallelMatMulInt8(x, ldx, rows, *quantized_weight_, y, ldy, bias);
+    return;
+  }
   std::shared_ptr<const simd::PackedMatrix> packed = packed_weight_;
   if (!packed) {  // a parameters-only Linear packs for this call alone
     packed = std::make_shared<const simd::PackedMatrix>(
         simd::PackB(weight_.data(), static_cast<size_t>(in_features_), /*b_transposed=*/true,
                     static_cast<size_t>(in_features_), static_cast<size_t>(out_features_)));
   }
-  parallel::ParallelMatMulPacked(x, ldx, *packed, y, ldy, rows, has_bias_ ? bias_.data() : nullptr,
-                                 /*scale=*/1.0f,
+  parallel::ParallelMatMulPacked(x, ldx, *packed, y, ldy, rows, bias, /*scale=*/1.0f,
                                  /*accumulate=*/false);
 }
 

@@ -161,7 +161,16 @@ void MultiHeadAttention::collect_tensors(const std::string& prefix, std::vector<
   collect_child(out_proj_, prefix + "out_proj.", out);
 }
 
-void MultiHeadAttention::on_tensors_loaded() { qkv_ = fused_qkv(); }
+void MultiHeadAttention::on_tensors_loaded() {
+  const bool quantized = qkv_.is_quantized();
+  qkv_ = fused_qkv();
+  if (quantized) qkv_.quantize();
+}
+
+void MultiHeadAttention::quantize_in_place() {
+  qkv_.quantize();
+  out_proj_.quantize();
+}
 
 Tensor MultiHeadAttention::forward(const Tensor& x, Tensor* attn_weights) const {
   detail::check_attention_input("MultiHeadAttention", x, 3, d_in(), context_length_);

@@ -14,6 +14,7 @@
 #include "attn/linear.h"
 #include "attn/module.h"
 #include "attn/multi_head_attention.h"
+#include "attn/quantization.h"
 #include "attn/random.h"
 #include "attn/safetensors.h"
 #include "attn/self_attention.h"

@@ -11,7 +11,8 @@ namespace attn {
 
 namespace simd {
 class PackedMatrix;
-}
+class QuantizedMatrix;
+}  // namespace simd
 
 class Linear : public Module {
  public:
@@ -37,10 +38,14 @@ class Linear : public Module {
   bool has_bias() const { return has_bias_; }
   const Tensor& weight() const { return weight_; }
   const Tensor& bias() const { return bias_; }  // shape {0} without bias
+  // True for a Linear of a module returned by quantize_dynamic: forward
+  // computes in int8 (attn/quantization.h).
+  bool is_quantized() const { return quantized_weight_ != nullptr; }
 
  protected:
   void collect_tensors(const std::string& prefix, std::vector<NamedTensor>& out) override;
   void on_tensors_loaded() override;
+  void quantize_in_place() override { quantize(); }
 
  private:
   friend class MultiHeadAttention;
@@ -52,6 +57,9 @@ class Linear : public Module {
   Linear(int64_t in_features, int64_t out_features, bool bias, Unpacked);
   Linear(Tensor weight, Tensor bias, bool has_bias);
   void pack_weight();
+  // Switches forward to int8: weight quantized per output channel and
+  // packed for the int8 kernel; the float packing is dropped.
+  void quantize();
 
   int64_t in_features_;
   int64_t out_features_;
@@ -63,6 +71,9 @@ class Linear : public Module {
   // parameters-only Linear. Shared by copies: the weight only changes through
   // load_state_dict, which repacks.
   std::shared_ptr<const simd::PackedMatrix> packed_weight_;
+  // The int8 weight of a quantized Linear (null otherwise); forward uses it
+  // instead of packed_weight_. Shared by copies and rebuilt on load, likewise.
+  std::shared_ptr<const simd::QuantizedMatrix> quantized_weight_;
 };
 
 }  // namespace attn

@@ -21,6 +21,12 @@
 
 namespace attn {
 
+class Module;
+namespace detail {
+// The body of quantize_dynamic (attn/quantization.h).
+void quantize_module(Module& module);
+}  // namespace detail
+
 // A PyTorch state_dict: key -> tensor (parameters and persistent buffers).
 using StateDict = std::map<std::string, Tensor>;
 
@@ -83,6 +89,12 @@ class Module {
   // the child as their owner so that it is told when they are loaded.
   static void collect_child(Module& child, const std::string& prefix,
                             std::vector<NamedTensor>& out);
+
+  // quantize_dynamic's step (attn/quantization.h): switches every Linear the
+  // forward uses to int8. The default quantizes each Linear that owns
+  // collected tensors; modules whose forward uses other Linears override it.
+  virtual void quantize_in_place();
+  friend void detail::quantize_module(Module& module);
 
  private:
   std::vector<NamedTensor> named_tensors() const;

@@ -102,6 +102,9 @@ class MultiHeadAttention : public Module {
  protected:
   void collect_tensors(const std::string& prefix, std::vector<NamedTensor>& out) override;
   void on_tensors_loaded() override;
+  // Quantizes the Linears forward uses: qkv_ and out_proj_ (W_query, W_key
+  // and W_value only hold the parameters).
+  void quantize_in_place() override;
 
  private:
   // [W_query; W_key; W_value] as one packed Linear(d_in, 3 * d_out).
