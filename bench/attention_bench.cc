@@ -4,7 +4,13 @@
 // module), and the fused MultiHeadAttention on its default flash path
 // ("fused") and on its materialized path ("fused_materialized",
 // set_attention_path(kMaterialized)), on the configurations of
-// bench/README.md, with 1 and 2 attn threads. main() also registers the
+// bench/README.md, with 1 and 2 attn threads; also the fused module after
+// attn::quantize_dynamic ("fused_int8": its Linear layers in int8, the
+// attention in float32) on the same configurations, and at B8_T1024 the
+// float32 and int8 fused modules with Highway's AVX-512 targets disabled
+// ("fused_avx2", "fused_int8_avx2": what a CPU without AVX-512 and VNNI
+// runs; the modules are built and quantized under that setting, so their
+// weights are packed for the AVX2 kernels). main() also registers the
 // attention core alone (core_bench.cc), KV-cache decoding (decode_bench.cc)
 // and the machine's FMA peak and read bandwidth (machine_bench.cc).
 //
@@ -24,7 +30,13 @@
 //   extra_heap_bytes fused variants: peak_heap_bytes - out_bytes, the
 //                    working memory beyond the output
 //   threads          attn::num_threads() during the run
-// Label: the Highway target attn's kernels dispatched to ("AVX3", ...).
+//   rel_l2_error     int8 variants: ||y_int8 - y_f32|| / ||y_f32|| (L2 norms
+//                    over the whole output, in double), y_f32 the output of
+//                    the float32 module the int8 one was quantized from, on
+//                    the same input and Highway target; computed once,
+//                    outside the timing
+// Label: the Highway target attn's kernels dispatched to ("AVX3", ...), and
+// for the int8 variants the int8 kernel ("AVX3 int8:AVX512-VNNI").
 // real_time is wall-clock time per call, cpu_time the CPU time of the whole
 // process (all threads) per call: on a loaded machine the 1-thread CPU time
 // is the steadier of the two.
@@ -36,6 +48,7 @@
 #include <time.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <map>
@@ -47,7 +60,9 @@
 #include "attn/attn.h"
 #include "bench/memory_tracking.h"
 #include "benchmark/benchmark.h"
+#include "hwy/targets.h"
 #include "simd/matmul.h"
+#include "simd/matmul_int8.h"
 
 #ifndef ATTN_BENCH_BUILD_TYPE
 #define ATTN_BENCH_BUILD_TYPE "unknown"
@@ -94,10 +109,41 @@ namespace {
 
 // kFusedWeights: forward(x, &weights), the path that materializes the whole
 // (B, H, T, T) weights tensor as the book's module does (registered where that
-// tensor is at most 512 MiB).
-enum class Variant { kWrapper, kWrapperOutProj, kFused, kFusedMaterialized, kFusedWeights };
+// tensor is at most 512 MiB). kFusedInt8: attn::quantize_dynamic of kFused.
+// kFusedAvx2, kFusedInt8Avx2: kFused and kFusedInt8 with Highway's AVX-512
+// targets disabled (AvxTwoScope).
+enum class Variant {
+  kWrapper,
+  kWrapperOutProj,
+  kFused,
+  kFusedMaterialized,
+  kFusedWeights,
+  kFusedInt8,
+  kFusedAvx2,
+  kFusedInt8Avx2
+};
 
 bool IsFused(Variant v) { return v != Variant::kWrapper && v != Variant::kWrapperOutProj; }
+bool IsInt8(Variant v) { return v == Variant::kFusedInt8 || v == Variant::kFusedInt8Avx2; }
+bool IsAvx2(Variant v) { return v == Variant::kFusedAvx2 || v == Variant::kFusedInt8Avx2; }
+
+// While alive (for an AVX2-forced variant): Highway's AVX-512 targets
+// disabled, so attn's kernels dispatch to AVX2 and the int8 kernels to their
+// Highway AVX2 version instead of VNNI (simd/matmul_int8.h); restored after.
+class AvxTwoScope {
+ public:
+  explicit AvxTwoScope(bool active) : active_(active) {
+    if (active_) hwy::DisableTargets(HWY_AVX3 | HWY_AVX3_DL);
+  }
+  ~AvxTwoScope() {
+    if (active_) hwy::DisableTargets(0);
+  }
+  AvxTwoScope(const AvxTwoScope&) = delete;
+  AvxTwoScope& operator=(const AvxTwoScope&) = delete;
+
+ private:
+  bool active_;
+};
 
 const char* VariantName(Variant v) {
   switch (v) {
@@ -111,6 +157,12 @@ const char* VariantName(Variant v) {
       return "fused_materialized";
     case Variant::kFusedWeights:
       return "fused_with_weights";
+    case Variant::kFusedInt8:
+      return "fused_int8";
+    case Variant::kFusedAvx2:
+      return "fused_avx2";
+    case Variant::kFusedInt8Avx2:
+      return "fused_int8_avx2";
   }
   return "?";
 }
@@ -144,6 +196,7 @@ struct Case {
   double first_call_seconds = 0.0;
   int64_t peak_heap_bytes = -1;
   int64_t peak_rss_bytes = -1;
+  double rel_l2_error = -1.0;  // int8 variants only
 
   bool return_weights = false;
 
@@ -160,6 +213,19 @@ struct Case {
   }
 };
 
+// ||a - b|| / ||b|| over all elements, in double.
+double RelativeL2Error(const attn::Tensor& a, const attn::Tensor& b) {
+  double diff = 0.0, norm = 0.0;
+  for (int64_t i = 0; i < b.numel(); ++i) {
+    const double d = static_cast<double>(a.data()[i]) - static_cast<double>(b.data()[i]);
+    diff += d * d;
+    norm += static_cast<double>(b.data()[i]) * static_cast<double>(b.data()[i]);
+  }
+  return norm > 0.0 ? std::sqrt(diff / norm) : std::sqrt(diff);
+}
+
+// Called under the variant's AvxTwoScope, so that weights are packed (and
+// quantized) for the kernels the benchmark runs.
 std::unique_ptr<Case> MakeCase(const Config& c, Variant v) {
   auto result = std::make_unique<Case>();
   attn::manual_seed(123);
@@ -168,9 +234,10 @@ std::unique_ptr<Case> MakeCase(const Config& c, Variant v) {
         std::make_unique<attn::MultiHeadAttention>(c.d_in, c.d_out, c.tokens, 0.0, c.heads);
     result->fused->eval();
     result->return_weights = v == Variant::kFusedWeights;
-    result->fused->set_attention_path(v == Variant::kFused
-                                          ? attn::MultiHeadAttention::AttentionPath::kFlash
-                                          : attn::MultiHeadAttention::AttentionPath::kMaterialized);
+    const bool materialized = v == Variant::kFusedMaterialized || v == Variant::kFusedWeights;
+    result->fused->set_attention_path(materialized
+                                          ? attn::MultiHeadAttention::AttentionPath::kMaterialized
+                                          : attn::MultiHeadAttention::AttentionPath::kFlash);
   } else {
     result->wrapper = std::make_unique<attn::MultiHeadAttentionWrapper>(c.d_in, c.wrapper_head_dim,
                                                                         c.tokens, 0.0, c.heads);
@@ -182,6 +249,14 @@ std::unique_ptr<Case> MakeCase(const Config& c, Variant v) {
     }
   }
   result->x = attn::rand({c.batch, c.tokens, c.d_in});
+  if (IsInt8(v)) {
+    // The float32 module's output on the same input is the reference; the
+    // float32 module itself is not kept.
+    const attn::Tensor reference = result->fused->forward(result->x);
+    result->fused =
+        std::make_unique<attn::MultiHeadAttention>(attn::quantize_dynamic(*result->fused));
+    result->rel_l2_error = RelativeL2Error(result->fused->forward(result->x), reference);
+  }
   return result;
 }
 
@@ -234,6 +309,7 @@ void BM_Attention(benchmark::State& state, const std::string& key, const Config&
   // All cases stay alive (the largest, B8_T1024, hold ~35 MB each), so that
   // interleaved repetitions do not rebuild them.
   static std::map<std::string, std::unique_ptr<Case>> cases;
+  const AvxTwoScope avx2(IsAvx2(v));
   attn::set_num_threads(threads);
   std::unique_ptr<Case>& current = cases[key];
   const bool fresh = !current;
@@ -278,8 +354,11 @@ void BM_Attention(benchmark::State& state, const std::string& key, const Config&
           static_cast<double>(current->peak_heap_bytes) - out_bytes;
     }
   }
+  if (IsInt8(v)) state.counters["rel_l2_error"] = current->rel_l2_error;
   state.counters["threads"] = attn::num_threads();
-  state.SetLabel(attn::simd::MatMulTargetName());
+  std::string label = attn::simd::MatMulTargetName();
+  if (IsInt8(v)) label += std::string(" int8:") + attn::simd::MatMulInt8KernelName();
+  state.SetLabel(label);
 }
 
 }  // namespace
@@ -309,11 +388,13 @@ int main(int argc, char** argv) {
 
   for (const Config& c : attn_bench::Configs()) {
     for (Variant v : {Variant::kWrapper, Variant::kWrapperOutProj, Variant::kFused,
-                      Variant::kFusedMaterialized, Variant::kFusedWeights}) {
+                      Variant::kFusedMaterialized, Variant::kFusedWeights, Variant::kFusedInt8,
+                      Variant::kFusedAvx2, Variant::kFusedInt8Avx2}) {
       if (v == Variant::kFusedWeights &&
           c.batch * c.heads * c.tokens * c.tokens * 4 > (int64_t{512} << 20)) {
         continue;
       }
+      if (attn_bench::IsAvx2(v) && c.name != "B8_T1024") continue;
       for (int threads : {1, 2}) {
         const std::string name = std::string("attn/") + attn_bench::VariantName(v) + "/" + c.name +
                                  "/threads:" + std::to_string(threads);

@@ -52,6 +52,7 @@ const char* MachineKernelTarget();
 
 void RegisterMachineBenchmarks();  // machine/fma_peak, machine/read_bandwidth
 void RegisterCoreBenchmarks();     // attn/core_flash, attn/core_materialized
-void RegisterDecodeBenchmarks();   // attn/decode_1_after_1023, attn/full_forward_1024
+// attn/decode_1_after_1023, attn/decode_int8_1_after_1023, attn/full_forward_1024
+void RegisterDecodeBenchmarks();
 
 }  // namespace attn_bench

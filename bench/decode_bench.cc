@@ -7,6 +7,9 @@
 //       outside the timing
 //   attn/full_forward_1024/gpt2_small/threads:<n>    forward over the 1024 tokens
 //       (the flash path), for the ratio full / decode
+//   attn/decode_int8_1_after_1023/gpt2_small/threads:<n>  the decode row for
+//       attn::quantize_dynamic of the same module (Linear layers in int8, the
+//       attention and the KV cache in float32), with the same prompt and token
 // Decoding one token is memory-bound: it reads every weight and the whole
 // KV cache once for 2 FLOPs per float. Counters of the decode row:
 //   kv_bytes        keys and values of 1024 tokens: 2·B·H·1024·hd·4
@@ -21,9 +24,16 @@
 //                   bandwidth over a buffer of bytes_streamed (the working set
 //                   itself, which a large last-level cache can hold between
 //                   calls: a stricter reference)
+// For the int8 row, weight_bytes counts the int8 weights as the int8 kernel
+// reads them (1 byte per weight with VNNI, 2 with the Highway kernels, which
+// widen them to int16 when packing), plus a float scale and an int32 column
+// sum per output channel and out_proj's float bias; it also has
+//   rel_l2_error    ||y_int8 - y_f32|| / ||y_f32|| of the decoded token's
+//                   output against the float32 module's (computed once)
 // The full-forward row has flops_causal and GFLOPS_causal (bench/README.md).
 
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -32,6 +42,7 @@
 #include "bench/attention_bench.h"
 #include "benchmark/benchmark.h"
 #include "simd/matmul.h"
+#include "simd/matmul_int8.h"
 
 namespace attn_bench {
 namespace {
@@ -44,14 +55,22 @@ struct DecodeCase {
   attn::Tensor full;                     // (1, 1024, 768)
   attn::Tensor token;                    // (1, 1, 768): token 1023 of `full`
   double full_first_call_seconds = 0.0;
+  double rel_l2_error = -1.0;  // the int8 case: its decoded token vs the float32 case's
 };
 
-DecodeCase& TheCase() {
-  static const std::unique_ptr<DecodeCase> c = [] {
+attn::Tensor DecodeOne(DecodeCase& c);
+
+// The float32 case, or (int8) the same module after attn::quantize_dynamic.
+DecodeCase& TheCase(bool int8 = false) {
+  static const auto make = [](bool quantize) {
     auto result = std::make_unique<DecodeCase>();
     attn::manual_seed(123);
     result->mha = std::make_unique<attn::MultiHeadAttention>(kDim, kDim, kContext, 0.0, kHeads);
     result->mha->eval();
+    if (quantize) {
+      result->mha =
+          std::make_unique<attn::MultiHeadAttention>(attn::quantize_dynamic(*result->mha));
+    }
     result->full = attn::rand({1, kContext, kDim});
     attn::Tensor prompt({1, kPrompt, kDim});
     std::memcpy(prompt.data(), result->full.data(), sizeof(float) * kPrompt * kDim);
@@ -64,8 +83,23 @@ DecodeCase& TheCase() {
     result->full_first_call_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return result;
+  };
+  static const std::unique_ptr<DecodeCase> f32 = make(false);
+  if (!int8) return *f32;
+  static const std::unique_ptr<DecodeCase> q = [] {
+    std::unique_ptr<DecodeCase> result = make(true);
+    const attn::Tensor y = DecodeOne(*result);
+    const attn::Tensor reference = DecodeOne(*f32);
+    double diff = 0.0, norm = 0.0;
+    for (int64_t i = 0; i < y.numel(); ++i) {
+      const double r = reference.data()[i], d = static_cast<double>(y.data()[i]) - r;
+      diff += d * d;
+      norm += r * r;
+    }
+    result->rel_l2_error = std::sqrt(diff / norm);
+    return result;
   }();
-  return *c;
+  return *q;
 }
 
 attn::Tensor DecodeOne(DecodeCase& c) {
@@ -75,11 +109,11 @@ attn::Tensor DecodeOne(DecodeCase& c) {
 
 double Bytes(const attn::Tensor& t) { return static_cast<double>(t.numel()) * sizeof(float); }
 
-void BM_Decode(benchmark::State& state, int threads) {
+void BM_Decode(benchmark::State& state, int threads, bool int8) {
   attn::set_num_threads(threads);
-  DecodeCase& c = TheCase();
-  static int ids[3];
-  SwitchedTo(&ids[threads]);
+  DecodeCase& c = TheCase(int8);
+  static int ids[2][3];
+  SwitchedTo(&ids[int8 ? 1 : 0][threads]);
   benchmark::DoNotOptimize(DecodeOne(c).data());  // warm-up, always: it is cheap
 
   const auto start = std::chrono::steady_clock::now();
@@ -99,6 +133,12 @@ void BM_Decode(benchmark::State& state, int threads) {
   if (m.W_query().has_bias()) {
     weight_bytes += Bytes(m.W_query().bias()) + Bytes(m.W_key().bias()) + Bytes(m.W_value().bias());
   }
+  if (int8) {
+    // 4-byte floats -> elem_bytes per weight, + scale and column sum per row.
+    const double elem = static_cast<double>(attn::simd::ActiveInt8Layout().elem_bytes);
+    const double weights = static_cast<double>(4 * kDim * kDim);  // QKV and out_proj
+    weight_bytes += weights * (elem - 4.0) + 8.0 * static_cast<double>(4 * kDim);
+  }
   const double bytes = kv_bytes + weight_bytes;
   const double bandwidth = ReadBandwidthGBps(size_t{256} << 20, threads);
   const double bandwidth_ws = ReadBandwidthGBps(static_cast<size_t>(bytes), threads);
@@ -113,8 +153,11 @@ void BM_Decode(benchmark::State& state, int threads) {
   state.counters["bandwidth_ws_GBps"] = bandwidth_ws;
   state.counters["ideal_ws_us"] = ideal_ws_us;
   state.counters["ratio_ws"] = per_call_us / ideal_ws_us;
+  if (int8) state.counters["rel_l2_error"] = c.rel_l2_error;
   state.counters["threads"] = attn::num_threads();
-  state.SetLabel(attn::simd::MatMulTargetName());
+  std::string label = attn::simd::MatMulTargetName();
+  if (int8) label += std::string(" int8:") + attn::simd::MatMulInt8KernelName();
+  state.SetLabel(label);
 }
 
 void BM_FullForward(benchmark::State& state, int threads) {
@@ -146,7 +189,13 @@ void BM_FullForward(benchmark::State& state, int threads) {
 void RegisterDecodeBenchmarks() {
   for (int threads : {1, 2}) {
     const std::string suffix = "/gpt2_small/threads:" + std::to_string(threads);
-    benchmark::RegisterBenchmark(("attn/decode_1_after_1023" + suffix).c_str(), BM_Decode, threads)
+    benchmark::RegisterBenchmark(("attn/decode_1_after_1023" + suffix).c_str(), BM_Decode, threads,
+                                 false)
+        ->UseRealTime()
+        ->MeasureProcessCPUTime()
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(("attn/decode_int8_1_after_1023" + suffix).c_str(), BM_Decode,
+                                 threads, true)
         ->UseRealTime()
         ->MeasureProcessCPUTime()
         ->Unit(benchmark::kMicrosecond);

@@ -16,10 +16,11 @@ same run: > 1 means the second-named (denominator) is faster.
 The report: the headline table, the environment, a summary of ratios per configuration,
 the flash vs the materialized paths of the fused module (time, peak heap beyond the
 output), the attention core alone against the FP32 FMA peak, decoding one token with a KV
-cache against a full forward and against the time to stream its bytes, the machine's own
-figures, one table per configuration, the PyTorch peer's sensitivity to its environment
-and the chart of time vs T. Every section is left out when none of its benchmarks ran
-(e.g. under --benchmark_filter).
+cache against a full forward and against the time to stream its bytes, dynamic int8
+quantization (attn's quantize_dynamic and PyTorch's: times, ratios, relative L2 errors
+against the float32 modules), the machine's own figures, one table per configuration, the
+PyTorch peer's sensitivity to its environment and the chart of time vs T. Every section is
+left out when none of its benchmarks ran (e.g. under --benchmark_filter).
 """
 
 import argparse
@@ -49,7 +50,11 @@ ROWS = [
     (("attn", "fused"), "attn fused MHA"),
     (("attn", "fused_materialized"), "attn fused MHA, materialized path"),
     (("attn", "fused_with_weights"), "attn fused MHA returning its (B,H,T,T) weights"),
+    (("attn", "fused_int8"), "attn fused MHA, int8 (quantize_dynamic)"),
+    (("attn", "fused_avx2"), "attn fused MHA, AVX2 forced"),
+    (("attn", "fused_int8_avx2"), "attn fused MHA, int8, AVX2 forced"),
     (("torch", "book_mha"), "torch book MHA"),
+    (("torch", "book_mha_qint8"), "torch book MHA, quantize_dynamic qint8"),
     (("torch", "wrapper"), "torch wrapper"),
     (("torch", "wrapper_out_proj"), "torch wrapper + out_proj"),
     (("torch", "nn_mha"), "torch nn.MultiheadAttention"),
@@ -63,7 +68,10 @@ HEADLINE_CONFIG = "B8_T1024"
 HEADLINE_ROWS = [
     (("attn", "wrapper"), "attn MultiHeadAttentionWrapper (the chapter's, no out_proj)"),
     (("attn", "fused"), "attn MultiHeadAttention (fused)"),
+    (("attn", "fused_int8"), "attn MultiHeadAttention, int8 projections (quantize_dynamic)"),
     (("torch", "book_mha"), "PyTorch, the book's MultiHeadAttention"),
+    (("torch", "book_mha_qint8"),
+     "PyTorch, the book's MultiHeadAttention, quantize_dynamic qint8"),
     (("torch", "nn_mha"), "PyTorch nn.MultiheadAttention"),
 ]
 
@@ -387,6 +395,135 @@ def decode_table(results):
             "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"] + lines + [""]
 
 
+def fmt_err(x):
+    return "—" if x is None or x < 0 else f"{x:.2e}"
+
+
+def int8_section(results, torch_context):
+    """attn's quantize_dynamic against its float32 module and PyTorch's quantize_dynamic."""
+    t = lambda p, v, c, n: ms(results[(p, v, c, n)]) if (p, v, c, n) in results else None
+    cpu1 = lambda p, v, c: cpu_ms(results.get((p, v, c, 1)))
+    err = lambda p, v, c: next((counter(results.get((p, v, c, n)), "rel_l2_error")
+                                for n in THREADS if (p, v, c, n) in results), None)
+    engine = torch_context.get("quantized_engine") if torch_context else None
+    on_engine = f" on its `{engine}` engine" if engine else ""
+    out = []
+    c = HEADLINE_CONFIG
+    # (a) the headline configuration.
+    rows = [(("attn", "fused"), "attn MultiHeadAttention, float32", None),
+            (("attn", "fused_int8"), "attn quantize_dynamic(MultiHeadAttention)", "attn float32"),
+            (("torch", "book_mha"), "PyTorch book MultiHeadAttention, float32", None),
+            (("torch", "book_mha_qint8"), "PyTorch quantize_dynamic(book MHA, qint8)",
+             "PyTorch float32")]
+    table = []
+    for key, label, reference in rows:
+        times = [t(*key, c, n) for n in THREADS]
+        if all(x is None for x in times):
+            continue
+        e = err(*key, c) if reference else None
+        table.append([label] + [fmt_ms(x) for x in times] + [fmt_ms(cpu1(*key, c)),
+                     f"{fmt_err(e)} (vs {reference})" if reference else "—"])
+    ratios = [("attn float32 / attn int8", ("attn", "fused"), ("attn", "fused_int8")),
+              ("PyTorch qint8 / attn int8", ("torch", "book_mha_qint8"), ("attn", "fused_int8")),
+              ("PyTorch float32 / PyTorch qint8", ("torch", "book_mha"),
+               ("torch", "book_mha_qint8"))]
+    ratio_rows = []
+    for label, a, b in ratios:
+        cells = [fmt_ratio(t(*a, c, n), t(*b, c, n)) for n in THREADS]
+        cells.append(fmt_ratio(cpu1(*a, c), cpu1(*b, c)))
+        if any(x != "—" for x in cells):
+            ratio_rows.append([label] + cells)
+    if table:
+        out += [f"### {c}", "", CONFIGS.get(c, ""), ""]
+        out += md_table(["module", "ms, 1 thread", "ms, 2 threads", "CPU ms, 1 thread",
+                         "relative L2 error"], table)
+        out.append("")
+    if ratio_rows:
+        out += md_table(["ratio (> 1: the second-named is faster)", "1 thread", "2 threads",
+                         "1 thread, CPU time"], ratio_rows)
+        out.append("")
+    # (b) decoding one token after 1023 (the KV-cache benchmark).
+    dec_rows = []
+    for n in THREADS:
+        f = results.get(("attn", "decode_1_after_1023", DECODE_CONFIG, n))
+        q = results.get(("attn", "decode_int8_1_after_1023", DECODE_CONFIG, n))
+        if not f and not q:
+            continue
+        fu, qu = (ms(f) * 1e3 if f else None), (ms(q) * 1e3 if q else None)
+        dec_rows.append([str(n), fmt_us(fu), fmt_us(qu), fmt_ratio(fu, qu),
+                         fmt_mib(counter(f, "weight_bytes")), fmt_mib(counter(q, "weight_bytes")),
+                         fmt_err(counter(q, "rel_l2_error"))])
+    if dec_rows:
+        out += ["### KV-cache decoding, one token after 1023 (GPT-2 small, B=1)", "",
+                "The decode benchmark of the KV-cache section with the quantized module: the "
+                "same prompt in the cache, the same token. Weight MiB: the bytes of weights "
+                "the forward reads (int8: as its kernel packs them, with per-channel scales "
+                "and column sums). Error: the decoded token's output against the float32 "
+                "module's.", ""]
+        out += md_table(["threads", "float32 µs", "int8 µs", "float32 / int8",
+                         "weight MiB, float32", "weight MiB, int8", "relative L2 error"],
+                        dec_rows)
+        out.append("")
+    # (c) AVX2 forced: Highway's AVX-512 targets (and so VNNI) disabled.
+    avx_rows = []
+    for n in THREADS:
+        f, q = t("attn", "fused_avx2", c, n), t("attn", "fused_int8_avx2", c, n)
+        if f is None and q is None:
+            continue
+        avx_rows.append([str(n), fmt_ms(f), fmt_ms(q), fmt_ratio(f, q),
+                         fmt_ratio(t("attn", "fused", c, n), t("attn", "fused_int8", c, n)),
+                         fmt_err(err("attn", "fused_int8_avx2", c))])
+    if avx_rows:
+        label = next((results[("attn", "fused_int8_avx2", c, n)].get("label")
+                      for n in THREADS if ("attn", "fused_int8_avx2", c, n) in results), None)
+        kernels = f" (kernels: {label})" if label else ""
+        out += [f"### {c} with AVX2 forced", "",
+                "`fused_avx2`, `fused_int8_avx2`: the float32 and int8 modules built, quantized "
+                "and run with Highway's AVX-512 targets disabled "
+                "(`hwy::DisableTargets(HWY_AVX3 | HWY_AVX3_DL)`), as on a CPU with AVX2 and "
+                f"no AVX-512 VNNI{kernels}. The column \"dispatched target\" repeats the "
+                "ratio of the table above (the best target of this CPU).", ""]
+        out += md_table(["threads", "float32 ms", "int8 ms", "float32 / int8",
+                         "float32 / int8, dispatched target", "relative L2 error"], avx_rows)
+        out.append("")
+    # (d) every configuration.
+    int8_keys = (("attn", "fused_int8"), ("torch", "book_mha_qint8"))
+    present = [cfg for cfg in CONFIGS
+               if any((p, v, cfg, n) in results for p, v in int8_keys for n in THREADS)]
+    cfg_rows = []
+    for cfg in present:
+        ea, et = err("attn", "fused_int8", cfg), err("torch", "book_mha_qint8", cfg)
+        speed = " / ".join(fmt_ratio(t("attn", "fused", cfg, n), t("attn", "fused_int8", cfg, n))
+                           for n in THREADS)
+        peer = " / ".join(fmt_ratio(t("torch", "book_mha_qint8", cfg, n),
+                                    t("attn", "fused_int8", cfg, n)) for n in THREADS)
+        cfg_rows.append([cfg, fmt_pair([t("attn", "fused_int8", cfg, n) for n in THREADS],
+                                       fmt_ms), speed, peer, fmt_err(ea), fmt_err(et),
+                         fmt_ratio(et, ea) if ea and et else "—"])
+    if cfg_rows:
+        out += ["### Per configuration", "",
+                "Times: 1 thread / 2 threads. Errors do not depend on the thread count.", ""]
+        out += md_table(["config", "attn int8 ms", "attn float32 / attn int8",
+                         "PyTorch qint8 / attn int8", "attn int8 error", "PyTorch qint8 error",
+                         "PyTorch error / attn error"], cfg_rows)
+        out.append("")
+    if not out:
+        return []
+    return ["## Dynamic int8 quantization", "",
+            "`attn::quantize_dynamic(mha)` (`fused_int8`): the fused module's Linear layers "
+            "(the QKV projection and out_proj) in int8 — weights symmetric int8 per output "
+            "channel, activations asymmetric uint8 per token row quantized at every call, "
+            "integer sums, float32 dequantization; the attention stays float32. PyTorch's "
+            "peer is `torch.ao.quantization.quantize_dynamic(book_mha, {nn.Linear}, "
+            f"dtype=torch.qint8)`{on_engine} (its default qconfig: weights "
+            "per tensor, activations per tensor at every call). Both modules get the same "
+            "weights (seed 123) and the same input. Relative L2 error = "
+            "‖y_int8 − y_float32‖ / ‖y_float32‖ over the whole output, each quantized "
+            "module against the float32 module it was made from, on the same input. Ratios "
+            "compare medians of the same run; > 1: the second-named is faster (or, for "
+            "errors, more accurate).", ""] + out
+
+
 def machine_table(results, attn_context):
     peak1 = peak_1thread(attn_context)
     lines = []
@@ -417,6 +554,7 @@ def svg_time_vs_t(results, threads=2):
     series = [(("attn", "wrapper"), "attn wrapper", "#1f77b4", ""),
               (("attn", "fused"), "attn fused MHA", "#d62728", ""),
               (("attn", "fused_materialized"), "attn fused, materialized", "#ff7f0e", "4,2"),
+              (("attn", "fused_int8"), "attn fused, int8", "#8c564b", "8,3"),
               (("torch", "book_mha"), "torch book MHA", "#2ca02c", "6,4"),
               (("torch", "nn_mha"), "torch nn.MultiheadAttention", "#9467bd", "2,3")]
     points = {}
@@ -512,6 +650,10 @@ def environment(attn_context, torch_context, results):
                      f"(OPENBLAS_CORETYPE={torch_context.get('openblas_coretype_env', '?')}), "
                      f"OMP_WAIT_POLICY={torch_context.get('omp_wait_policy', '?')}; "
                      f"{torch_context.get('openblas_config', '')}")
+        if "quantized_engine" in torch_context:
+            lines.append(f"- PyTorch quantized engine (book_mha_qint8): "
+                         f"{torch_context['quantized_engine']} (supported: "
+                         f"{torch_context.get('quantized_engines_supported', '?')})")
     else:
         lines.append("- PyTorch peer: not run (torch not importable, or skipped)")
     lines.append("")
@@ -645,6 +787,7 @@ def main():
     md += flash_vs_materialized(results, attn_configs)
     md += core_table(results, attn_configs, attn_context)
     md += decode_table(results)
+    md += int8_section(results, torch_context)
     md += machine_table(results, attn_context)
     md += ["## Per configuration", ""]
     for c in configs:

@@ -8,8 +8,9 @@
 #    at least ATTN_BENCH_MIN_TIME (0.3) s, the repetitions of all benchmarks in
 #    a random order -> attn.json. Besides the modules (attn/<variant>/<config>),
 #    it has the attention core alone (attn/core_*), KV-cache decoding
-#    (attn/decode_1_after_1023, attn/full_forward_1024) and the machine's FMA
-#    peak and read bandwidth (machine/...).
+#    (attn/decode_1_after_1023, attn/decode_int8_1_after_1023,
+#    attn/full_forward_1024) and the machine's FMA peak and read bandwidth
+#    (machine/...).
 # 2. the PyTorch peer (bench/peers/torch_mha.py), when /usr/bin/python3 can
 #    import torch and ATTN_BENCH_SKIP_TORCH is not 1 -> torch.json, plus two
 #    short runs that show the peer's sensitivity to its environment
@@ -17,9 +18,10 @@
 # 3. --with-gemm: attn_gemm_bench, when it was built -> gemm.json, gemm.md.
 # 4. bench/report.py -> report.md and time_vs_T.svg; prints the headline table.
 #
-# --quick: the headline configuration only (B8_T1024: attn's wrapper and fused
-# module, the PyTorch book module and nn.MultiheadAttention, 1 and 2 threads),
-# 3 repetitions, into bench-results-quick/: a minute or two.
+# --quick: the headline configuration only (B8_T1024: attn's wrapper, fused
+# module and int8 fused module, the PyTorch book module, its quantize_dynamic
+# qint8 copy and nn.MultiheadAttention, 1 and 2 threads), 3 repetitions, into
+# bench-results-quick/: a minute or two.
 # A --benchmark_filter=REGEX argument is applied to the peer's names too
 # (torch/<variant>/<config>/threads:<n>), e.g.
 #   bench/run.sh build --benchmark_filter='B8_T1024'
@@ -66,8 +68,8 @@ if [[ $quick == 1 ]]; then
   repetitions=${repetitions:-3}
   peer_args=(--repetitions "$repetitions" --big-repetitions "$repetitions")
   if [[ -z $filter ]]; then
-    args+=('--benchmark_filter=^attn/(wrapper|fused)/B8_T1024/')
-    peer_args+=(--filter '^torch/(book_mha|nn_mha)/B8_T1024/')
+    args+=('--benchmark_filter=^attn/(wrapper|fused|fused_int8)/B8_T1024/')
+    peer_args+=(--filter '^torch/(book_mha|book_mha_qint8|nn_mha)/B8_T1024/')
   fi
 fi
 repetitions=${repetitions:-5}

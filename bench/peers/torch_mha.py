@@ -3,6 +3,10 @@
 
 Runs, under torch.no_grad() in eval mode with dropout 0.0 and torch.manual_seed(123):
   torch/book_mha/...          the book's MultiHeadAttention (scripts/book_modules.py)
+  torch/book_mha_qint8/...    torch.ao.quantization.quantize_dynamic(book_mha, {nn.Linear},
+                              dtype=torch.qint8): its Linear layers in int8 (on the engine
+                              torch.backends.quantized.engine names, recorded in the JSON
+                              context), the attention in float32
   torch/wrapper/...           the book's MultiHeadAttentionWrapper
   torch/wrapper_out_proj/...  MultiHeadAttentionWrapperWithOutProj (the bonus-material variant)
   torch/nn_mha/...            torch.nn.MultiheadAttention(d, heads, batch_first=True) called as
@@ -10,13 +14,19 @@ Runs, under torch.no_grad() in eval mode with dropout 0.0 and torch.manual_seed(
                               need_weights=False) (not for the toy: its d_in differs from d_out)
 with torch.set_num_threads(n) and OpenBLAS limited to n threads too (PyTorch does not do
 that itself: Debian's OpenBLAS starts one thread per core whatever torch's setting), n = 1, 2.
+The input is torch.rand(B, T, d_in) drawn right after the module's construction, as
+attn_attention_bench draws it (attn::manual_seed(123), the module, attn::rand, which give the
+same numbers as PyTorch's generator): both run the same weights on the same input.
 
 Each repetition runs enough calls to last --min-time seconds (at least one); the repetitions
 of all benchmarks run in a random order (as attn's with --benchmark_enable_random_interleaving).
 The median over repetitions is written as Google Benchmark JSON (run_name, aggregate "median",
 real_time = wall time and cpu_time = process CPU time, both in ms per call), so
 bench/report.py merges it with attn's results. Counters: flops_dense, flops_causal
-(the formulas of bench/README.md), peak_rss_bytes (resident set growth during one forward).
+(the formulas of bench/README.md), peak_rss_bytes (resident set growth during one forward),
+and for book_mha_qint8 rel_l2_error = ||y_qint8 - y_f32|| / ||y_f32|| (L2 norms over the
+whole output, in float64), y_f32 the float book module's output on the same input, as
+attn's fused_int8 reports it against attn's float32 module.
 
 Optional: without torch it prints a message and exits with status 0, writing nothing.
 OpenBLAS picks its kernels when it is loaded: set OPENBLAS_CORETYPE in the environment
@@ -54,7 +64,7 @@ import book_modules  # noqa: E402  (needs the path above)
 CONFIGS = [("toy_B2_T6", 2, 6, 3, 2, 2, 2)]
 CONFIGS += [(f"B1_T{t}", 1, t, 768, 768, 12, 64) for t in (64, 128, 256, 512, 1024, 2048)]
 CONFIGS += [("B8_T256", 8, 256, 768, 768, 12, 64), ("B8_T1024", 8, 1024, 768, 768, 12, 64)]
-VARIANTS = ["book_mha", "wrapper", "wrapper_out_proj", "nn_mha"]
+VARIANTS = ["book_mha", "book_mha_qint8", "wrapper", "wrapper_out_proj", "nn_mha"]
 
 
 def count_flops(batch, tokens, d_in, heads, head_dim, out_proj):
@@ -124,8 +134,9 @@ def peak_rss_growth(fn):
 # --- The benchmark ---------------------------------------------------------------------
 
 def make_module(variant, d_in, d_out, tokens, heads, wrapper_head_dim):
+    """The module, after torch.manual_seed(123); the caller draws the input next."""
     torch.manual_seed(123)
-    if variant == "book_mha":
+    if variant in ("book_mha", "book_mha_qint8"):
         module = book_modules.MultiHeadAttention(d_in, d_out, tokens, 0.0, heads)
     elif variant == "wrapper":
         module = book_modules.MultiHeadAttentionWrapper(d_in, wrapper_head_dim, tokens, 0.0,
@@ -156,6 +167,14 @@ class Job:
         self.first_call = 0.0
         self.rss = -1
         self.wall, self.cpu = [], []  # seconds per call, one entry per repetition
+        self.counters = {}  # extra counters (rel_l2_error)
+
+
+def rel_l2_error(y, reference):
+    """||y - reference|| / ||reference|| over all elements, in float64."""
+    y, reference = y.double(), reference.double()
+    return (torch.linalg.vector_norm(y - reference) /
+            torch.linalg.vector_norm(reference)).item()
 
 
 def make_jobs(args):
@@ -169,17 +188,25 @@ def make_jobs(args):
             names = {n: r for n, r in names.items() if not args.filter or re.search(args.filter, r)}
             if not names:
                 continue
-            # One module and input per configuration, shared by the thread counts.
+            # One module and input per configuration, shared by the thread counts; the
+            # input drawn right after the module, as attn_attention_bench does.
             module = make_module(variant, d_in, d_out, tokens, heads, whd)
-            torch.manual_seed(123)
             x = torch.rand(batch, tokens, d_in)
+            counters = {}
+            if variant == "book_mha_qint8":
+                with torch.no_grad():
+                    reference = module(x)
+                    module = torch.ao.quantization.quantize_dynamic(
+                        module, {nn.Linear}, dtype=torch.qint8)
+                    counters["rel_l2_error"] = rel_l2_error(module(x), reference)
             head_dim = whd if variant in ("wrapper", "wrapper_out_proj") else d_out // heads
             flops = count_flops(batch, tokens, d_in, heads, head_dim, variant != "wrapper")
             # Big configurations (~1 s per call): fewer repetitions.
             reps = args.repetitions if batch * tokens < 8192 else args.big_repetitions
             for threads, run_name in names.items():
-                jobs.append(Job(run_name, (lambda m, v: lambda: m(v))(module, x), threads, reps,
-                                flops))
+                job = Job(run_name, (lambda m, v: lambda: m(v))(module, x), threads, reps, flops)
+                job.counters = counters
+                jobs.append(job)
     return jobs
 
 
@@ -237,12 +264,13 @@ def run(args, blas_libs):
             "cpu_time": cpu * 1e3, "time_unit": "ms", "flops_dense": dense,
             "flops_causal": causal, "GFLOPS_dense": dense / median * 1e-9,
             "GFLOPS_causal": causal / median * 1e-9, "peak_rss_bytes": float(job.rss),
-            "torch_threads": float(job.threads), "label": args.label,
+            "torch_threads": float(job.threads), "label": args.label, **job.counters,
         })
         spread = " ".join(f"{t * 1e3:.3f}" for t in job.wall)
+        extra = "".join(f"  {k} {v:.3g}" for k, v in job.counters.items())
         print(f"{job.run_name:<58} {median * 1e3:10.3f} ms (cpu {cpu * 1e3:.3f})  "
               f"({job.reps} x {job.calls} calls: {spread})  "
-              f"{dense / median * 1e-9:7.2f} GFLOP/s dense  rss +{job.rss / 2**20:.1f} MiB",
+              f"{dense / median * 1e-9:7.2f} GFLOP/s dense  rss +{job.rss / 2**20:.1f} MiB{extra}",
               flush=True)
     return benchmarks
 
@@ -277,6 +305,11 @@ def describe(blas_libs):
     coretype = os.environ.get("OPENBLAS_CORETYPE", "(not set)")
     print(f"OPENBLAS_CORETYPE: {coretype}")
     context["openblas_coretype_env"] = coretype
+    engine = torch.backends.quantized.engine
+    engines = ", ".join(torch.backends.quantized.supported_engines)
+    print(f"Quantized engine (book_mha_qint8): {engine} (supported: {engines})")
+    context["quantized_engine"] = engine
+    context["quantized_engines_supported"] = engines
     wait_policy = os.environ.get("OMP_WAIT_POLICY", "(not set)")
     print(f"OMP_WAIT_POLICY: {wait_policy}")
     context["omp_wait_policy"] = wait_policy
