@@ -16,6 +16,12 @@
 namespace attn {
 namespace {
 
+// Allows or forbids the VNNI kernel for a scope.
+struct VnniHook {
+  explicit VnniHook(bool enabled) { simd::SetInt8VnniEnabledForTest(enabled); }
+  ~VnniHook() { simd::SetInt8VnniEnabledForTest(true); }
+};
+
 TEST(ParallelMatMulInt8Test, SameBitsForAnyThreadCount) {
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
@@ -33,7 +39,7 @@ TEST(ParallelMatMulInt8Test, SameBitsForAnyThreadCount) {
                               {100, 2304, 768},
                               {30, 4100, 1500}};
   for (bool vnni : {true, false}) {
-    simd::SetInt8VnniEnabledForTest(vnni);
+    const VnniHook hook(vnni);
     for (const auto& shape : shapes) {
       const size_t m = shape[0], n = shape[1], k = shape[2];
       std::vector<float> a(m * k), w(n * k), bias(n);
@@ -69,7 +75,6 @@ TEST(ParallelMatMulInt8Test, SameBitsForAnyThreadCount) {
       }
     }
   }
-  simd::SetInt8VnniEnabledForTest(true);
 }
 
 // Strided A and C (views into wider matrices).

@@ -563,7 +563,7 @@ TEST(Int8QuantizationTest, QuantizeAndPackB) {
   for (size_t p = 0; p < k; ++p) w[9 * ldw + p] = float(p % 5) - 2.0f;  // ties at .5 steps
   w[10 * ldw + 1] = 1e-42f;                                             // denormal max
   for (bool vnni : {false, true}) {
-    simd::SetInt8VnniEnabledForTest(vnni);
+    VnniHook hook(vnni);
     const simd::QuantizedMatrix b = simd::QuantizeAndPackB(w.data(), ldw, n, k);
     EXPECT_EQ(b.layout(), simd::ActiveInt8Layout());
     ASSERT_EQ(b.n(), n);
@@ -598,7 +598,6 @@ TEST(Int8QuantizationTest, QuantizeAndPackB) {
       EXPECT_EQ(b.column_sums()[j], 0);
     }
   }
-  simd::SetInt8VnniEnabledForTest(true);
   EXPECT_TRUE(simd::AllFinite(nullptr, 0));
 }
 
@@ -646,7 +645,7 @@ TEST(Int8QuantizationTest, AccuracyAgainstFloat) {
       }
     }
     for (bool vnni : {false, true}) {
-      simd::SetInt8VnniEnabledForTest(vnni);
+      VnniHook hook(vnni);
       std::vector<uint8_t> aq(m * k);
       std::vector<float> a_scale(m), c(m * n);
       std::vector<int32_t> a_zp(m);
@@ -662,7 +661,6 @@ TEST(Int8QuantizationTest, AccuracyAgainstFloat) {
              simd::MatMulInt8KernelName(), rel);
     }
   }
-  simd::SetInt8VnniEnabledForTest(true);
 }
 
 }  // namespace attn
