@@ -27,7 +27,8 @@ namespace detail {
 // at once on one thread: each user below holds its slot only while nothing
 // it calls on that thread can take the same slot.
 enum class ScratchSlot {
-  // simd::MatMul: a packed column block of op(B). Leaf kernel.
+  // simd::MatMul: a packed column block of op(B); simd::MatMulInt8: its
+  // packed A rows. Leaf kernels (neither calls the other).
   kMatMul,
   // simd::FlashAttention: K transposed, V packed, a query block's state.
   // Leaf kernel.
