@@ -15,7 +15,8 @@
 #    import torch and ATTN_BENCH_SKIP_TORCH is not 1 -> torch.json, plus two
 #    short runs that show the peer's sensitivity to its environment
 #    (torch_default_core.json, torch_omp_active.json; not with --quick).
-# 3. --with-gemm: attn_gemm_bench, when it was built -> gemm.json, gemm.md.
+# 3. --with-gemm: attn_gemm_bench and attn_gemm_int8_bench, when they were
+#    built -> gemm.json, gemm.md, gemm_int8.json, gemm_int8.md.
 # 4. bench/report.py -> report.md and time_vs_T.svg; prints the headline table.
 #
 # --quick: the headline configuration only (B8_T1024: attn's wrapper, fused
@@ -77,7 +78,8 @@ repetitions=${repetitions:-5}
 mkdir -p "$out"
 rm -f "$out"/attn.json "$out"/attn_console.txt "$out"/torch*.json "$out"/torch*_console.txt \
   "$out"/report.md "$out"/time_vs_T.svg
-[[ $with_gemm == 1 ]] && rm -f "$out"/gemm.json "$out"/gemm_console.txt "$out"/gemm.md
+[[ $with_gemm == 1 ]] && rm -f "$out"/gemm.json "$out"/gemm_console.txt "$out"/gemm.md \
+  "$out"/gemm_int8.json "$out"/gemm_int8_console.txt "$out"/gemm_int8.md
 
 # run_logged KIND LABEL LOG TOTAL COMMAND...: runs COMMAND with its output in LOG
 # and a progress display on the terminal; on failure, shows the end of LOG.
@@ -164,6 +166,21 @@ if [[ $with_gemm == 1 ]]; then
       echo "gemm_table.py failed; the raw results are in $out/gemm.json" >&2
   else
     echo "attn_gemm_bench: not built; skipped"
+  fi
+  gemm_int8=$build/bench/attn_gemm_int8_bench
+  if [[ -x $gemm_int8 ]]; then
+    # The int8 GEMM against attn's float32 GEMM and oneDNN's integer GEMM
+    # (bench/gemm_int8_bench.cc); table by bench/gemm_int8_table.py.
+    int8_args=(--benchmark_repetitions="$repetitions"
+      --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true
+      --benchmark_out="$out/gemm_int8.json" --benchmark_out_format=json)
+    count=$(benchmarks "$gemm_int8" "${int8_args[@]}")
+    run_logged gbench attn_gemm_int8_bench "$out/gemm_int8_console.txt" \
+      $((count * repetitions)) "$gemm_int8" --v=2 "${int8_args[@]}"
+    "$python" "$root/bench/gemm_int8_table.py" "$out/gemm_int8.json" > "$out/gemm_int8.md" ||
+      echo "gemm_int8_table.py failed; the raw results are in $out/gemm_int8.json" >&2
+  else
+    echo "attn_gemm_int8_bench: not built; skipped"
   fi
 fi
 

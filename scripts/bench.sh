@@ -6,7 +6,8 @@
 #
 #   ./scripts/bench.sh                 the full run (about 8 minutes on 2 cores)
 #   ./scripts/bench.sh --quick         the headline configuration only (a minute or two)
-#   ./scripts/bench.sh --with-gemm     also the GEMM kernels against OpenBLAS and oneDNN
+#   ./scripts/bench.sh --with-gemm     also the GEMM kernels (float32 and int8) against
+#                                      OpenBLAS and oneDNN
 #
 # Other arguments go to the attention benchmark (e.g. --benchmark_filter=...).
 # ATTN_BUILD_DIR picks the build directory (default: build/); the results go to
@@ -19,7 +20,7 @@ python=/usr/bin/python3
 
 targets=(attn_attention_bench)
 for arg in "$@"; do
-  [[ $arg == --with-gemm ]] && targets+=(attn_gemm_bench)
+  [[ $arg == --with-gemm ]] && targets+=(attn_gemm_bench attn_gemm_int8_bench)
 done
 
 "$root/scripts/install_deps.sh" --with-peers
