@@ -9,8 +9,8 @@
 #            all of which run attn's loops on oneTBB's threads; oneTBB is
 #            annotated for TSan (tests/sanitizers/README.md).
 #   aarch64  Cross-compiled for 64-bit ARM (g++-aarch64-linux-gnu, arm64
-#            multiarch packages), the suite but three slow or host-only tests
-#            run under qemu-user (scripts/ci/aarch64.sh).
+#            multiarch packages), the suite (but install_and_consume, which
+#            runs on the host) under qemu-user (scripts/ci/aarch64.sh).
 #   fuzz     scripts/fuzz.sh (libFuzzer over the safetensors loader), when the
 #            script exists, ATTN_FUZZ_SECONDS (default 60) per harness.
 #
@@ -28,8 +28,8 @@
 # overrides it, as before), build-asan/, build-tsan/, build-aarch64/,
 # build-fuzz/ (their prefix is ATTN_BUILD_PREFIX, default <repo>/build). Every leg runs even when
 # one fails; the script prints a table of legs and times, and exits non-zero
-# when any leg failed. On CI's 2-core machine the whole run takes about
-# 25-30 minutes (see scripts/ci/README.md for the measured times).
+# when any leg failed. On a 2-core machine the whole run took 30 minutes
+# (scripts/ci/README.md has each leg's time).
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 all_legs=(release asan tsan aarch64 fuzz)
