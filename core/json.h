@@ -71,7 +71,7 @@ class JsonReader {
   struct Frame {
     bool object;
     bool first = true;
-    std::set<std::string> keys;  // objects only: the keys seen so far
+    std::set<std::string> keys;  // objects only: the keys already read
   };
 
   void skip_space();
