@@ -64,8 +64,9 @@ static_assert(kQueryBlock % kTileRows == 0, "whole tiles per query block");
 // (TileScoresCols, TileAccumulateCols), in ascending k. Each loaded vector
 // of rhs feeds kTileRows FMAs, each broadcast element of lhs kCols FMAs.
 // Indices into the register arrays are compile-time constants only, so that
-// they stay in registers. (Arrays of vectors are fine on x86 and SCALAR, the
-// targets this project compiles; SVE/RVV would need them unrolled by hand.)
+// they stay in registers. (Arrays of vectors are fine on x86, NEON and
+// SCALAR; the scalable targets use TileMulAddVec instead.)
+#if !HWY_HAVE_SCALABLE
 template <size_t kCols, class D, class V = hn::Vec<D>>
 HWY_INLINE void TileMulAdd(D d, const float* HWY_RESTRICT lhs, size_t lhs_step, size_t lhs_row,
                            const float* HWY_RESTRICT rhs, size_t ld_rhs, size_t steps,
@@ -80,6 +81,28 @@ HWY_INLINE void TileMulAdd(D d, const float* HWY_RESTRICT lhs, size_t lhs_step, 
     }
   }
 }
+#else
+// Written for Highway's SVE targets (SVE, SVE2, SVE_256, SVE2_128; RVV
+// alike): their vectors are sizeless types, which cannot be array elements,
+// so these targets keep one vector column x of the tile at a time, its
+// kTileRows accumulators as named variables, and run the k loop once per x.
+// Each element sees the same MulAdd sequence, in ascending k, as with
+// TileMulAdd.
+static_assert(kTileRows == 4, "TileMulAddVec names 4 accumulators");
+template <class D, class V = hn::Vec<D>>
+HWY_INLINE void TileMulAddVec(D d, const float* HWY_RESTRICT lhs, size_t lhs_step, size_t lhs_row,
+                              const float* HWY_RESTRICT rhs, size_t ld_rhs, size_t steps, V& a0,
+                              V& a1, V& a2, V& a3) {
+  for (size_t k = 0; k < steps; ++k) {
+    const V b = hn::LoadU(d, rhs + k * ld_rhs);
+    const float* HWY_RESTRICT e = lhs + k * lhs_step;
+    a0 = hn::MulAdd(hn::Set(d, e[0]), b, a0);
+    a1 = hn::MulAdd(hn::Set(d, e[lhs_row]), b, a1);
+    a2 = hn::MulAdd(hn::Set(d, e[2 * lhs_row]), b, a2);
+    a3 = hn::MulAdd(hn::Set(d, e[3 * lhs_row]), b, a3);
+  }
+}
+#endif  // !HWY_HAVE_SCALABLE
 
 // s[r * kKeyBlock + x] = sum_c qt[c * kTileRows + r] * kt[c * kKeyBlock + x]
 // for r < kTileRows and x < kCols * N: one register tile of scores. qt: the
@@ -91,6 +114,17 @@ HWY_INLINE void TileScoresCols(D d, const float* HWY_RESTRICT qt, size_t head_di
                                const float* HWY_RESTRICT kt, float* HWY_RESTRICT s) {
   using V = hn::Vec<D>;
   const size_t N = hn::Lanes(d);
+#if HWY_HAVE_SCALABLE
+  // SVE (sizeless vectors): one vector column at a time, see TileMulAddVec.
+  for (size_t x = 0; x < kCols; ++x) {
+    V a0 = hn::Zero(d), a1 = a0, a2 = a0, a3 = a0;
+    TileMulAddVec(d, qt, kTileRows, 1, kt + x * N, kKeyBlock, head_dim, a0, a1, a2, a3);
+    hn::Store(a0, d, s + x * N);
+    hn::Store(a1, d, s + kKeyBlock + x * N);
+    hn::Store(a2, d, s + 2 * kKeyBlock + x * N);
+    hn::Store(a3, d, s + 3 * kKeyBlock + x * N);
+  }
+#else
   V acc[kTileRows][kCols];
   for (size_t r = 0; r < kTileRows; ++r) {
     for (size_t x = 0; x < kCols; ++x) acc[r][x] = hn::Zero(d);
@@ -99,6 +133,7 @@ HWY_INLINE void TileScoresCols(D d, const float* HWY_RESTRICT qt, size_t head_di
   for (size_t r = 0; r < kTileRows; ++r) {
     for (size_t x = 0; x < kCols; ++x) hn::Store(acc[r][x], d, s + r * kKeyBlock + x * N);
   }
+#endif
 }
 
 // Scores of the tile's packed queries (qt) against the first n <= kKeyBlock
@@ -147,6 +182,31 @@ HWY_INLINE void TileAccumulateCols(D d, const float* HWY_RESTRICT p, size_t n, c
                                    float* HWY_RESTRICT acc, size_t ld_acc) {
   using V = hn::Vec<D>;
   const size_t N = hn::Lanes(d);
+#if HWY_HAVE_SCALABLE
+  // SVE (sizeless vectors): one vector column at a time, see TileMulAddVec;
+  // the same operations per element as below.
+  for (size_t x = 0; x < kCols; ++x) {
+    float* HWY_RESTRICT ax = acc + x * N;
+    V a0 = hn::Zero(d), a1 = a0, a2 = a0, a3 = a0;
+    if (start != AccStart::kZero) {
+      a0 = hn::Load(d, ax);
+      a1 = hn::Load(d, ax + ld_acc);
+      a2 = hn::Load(d, ax + 2 * ld_acc);
+      a3 = hn::Load(d, ax + 3 * ld_acc);
+    }
+    if (start == AccStart::kRescale) {
+      a0 = hn::Mul(a0, hn::Set(d, alpha[0]));
+      a1 = hn::Mul(a1, hn::Set(d, alpha[1]));
+      a2 = hn::Mul(a2, hn::Set(d, alpha[2]));
+      a3 = hn::Mul(a3, hn::Set(d, alpha[3]));
+    }
+    TileMulAddVec(d, p, 1, kKeyBlock, vp + x * N, ld_vp, n, a0, a1, a2, a3);
+    hn::Store(a0, d, ax);
+    hn::Store(a1, d, ax + ld_acc);
+    hn::Store(a2, d, ax + 2 * ld_acc);
+    hn::Store(a3, d, ax + 3 * ld_acc);
+  }
+#else
   V a[kTileRows][kCols];
   for (size_t r = 0; r < kTileRows; ++r) {
     for (size_t x = 0; x < kCols; ++x) {
@@ -163,6 +223,7 @@ HWY_INLINE void TileAccumulateCols(D d, const float* HWY_RESTRICT p, size_t n, c
   for (size_t r = 0; r < kTileRows; ++r) {
     for (size_t x = 0; x < kCols; ++x) hn::Store(a[r][x], d, acc + r * ld_acc + x * N);
   }
+#endif
 }
 
 // acc_row[0, width) += sum_{j_begin <= j < j_end} p_row[j] * vp[j, :] for

@@ -72,6 +72,31 @@ inline void MatMulEmptyK(float* HWY_RESTRICT c, size_t ldc, size_t m, size_t n_b
 // then the K tail in scalar order, then scale / C / bias; the same
 // operations whatever the tile, so any split over columns gives the same
 // bits.
+#if HWY_HAVE_SCALABLE
+// The SVE targets' DotTile (sizeless vectors, no arrays of them; see DF in
+// simd/matmul_tile-inl.h): one element at a time, the same operations.
+template <size_t kRows, size_t kCols>
+HWY_NOINLINE void DotTile(const float* HWY_RESTRICT a, size_t lda, const float* HWY_RESTRICT b,
+                          size_t ldb, size_t k, float* HWY_RESTRICT c, size_t ldc,
+                          const float* HWY_RESTRICT bias, float scale, bool accumulate) {
+  const DF d;
+  for (size_t i = 0; i < kRows; ++i) {
+    for (size_t j = 0; j < kCols; ++j) {
+      VF acc = hn::Zero(d);
+      size_t p = 0;
+      for (; p + kLanes <= k; p += kLanes) {
+        acc = hn::MulAdd(hn::LoadU(d, a + i * lda + p), hn::LoadU(d, b + j * ldb + p), acc);
+      }
+      float sum = hn::GetLane(hn::SumOfLanes(d, acc));
+      for (size_t q = p; q < k; ++q) sum += a[i * lda + q] * b[j * ldb + q];
+      float r = scale * sum;
+      if (accumulate) r += c[i * ldc + j];
+      if (bias != nullptr) r += bias[j];
+      c[i * ldc + j] = r;
+    }
+  }
+}
+#else
 template <size_t kRows, size_t kCols>
 HWY_NOINLINE void DotTile(const float* HWY_RESTRICT a, size_t lda, const float* HWY_RESTRICT b,
                           size_t ldb, size_t k, float* HWY_RESTRICT c, size_t ldc,
@@ -101,6 +126,7 @@ HWY_NOINLINE void DotTile(const float* HWY_RESTRICT a, size_t lda, const float* 
     }
   }
 }
+#endif  // HWY_HAVE_SCALABLE
 
 // DotTile<kRows, cols> for a run-time cols in [1, kCols].
 template <size_t kRows, size_t kCols>

@@ -28,7 +28,16 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 namespace matmul_detail {
 
+#if HWY_HAVE_SCALABLE
+// SVE (SVE, SVE2, SVE_256, SVE2_128): vectors are sizeless (no arrays of
+// them) and their length may be known only at run time, so the GEMM works on
+// their first 128 bits (a capped tag: a compile-time panel width, as in the
+// int8 kernel) with the tile's accumulators as named variables, one vector
+// column at a time (MicroTile, DotTile).
+using DF = hn::CappedTag<float, 4>;
+#else
 using DF = hn::ScalableTag<float>;
+#endif
 using VF = hn::Vec<DF>;
 
 // Register tile kMR x (kNV vectors), per target. Per k step the micro-kernel
@@ -52,6 +61,10 @@ constexpr size_t kNV = 2;
 // One lane: 4 x 4 = 16 independent scalar accumulators.
 constexpr size_t kMR = 4;
 constexpr size_t kNV = 4;
+#elif HWY_HAVE_SCALABLE
+// SVE (see DF): 4 rows x 2 vectors of 4 columns, one vector column at a time.
+constexpr size_t kMR = 4;
+constexpr size_t kNV = 2;
 #else
 // 128-bit targets (SSE4/SSSE3 lack FMA: MulAdd is a Mul and an Add needing a
 // temporary): 4 x 2 = 8 accumulators + 2 B + 1 A + 1 temporary.
@@ -134,6 +147,74 @@ inline void PackPanel(const float* HWY_RESTRICT b, size_t ldb, bool b_transposed
   }
 }
 
+#if HWY_HAVE_SCALABLE
+// Written for the SVE targets (sizeless vectors, see DF): StoreTile's store
+// of one vector, row i and vector j of the tile, with the same arithmetic.
+HWY_INLINE void StoreTileVec(VF acc, size_t i, size_t j, float* HWY_RESTRICT c, size_t ldc,
+                             const float* HWY_RESTRICT bias, float scale, bool load_c) {
+  const DF d;
+  const VF vscale = hn::Set(d, scale);
+  float* HWY_RESTRICT cv = c + i * ldc + j * kLanes;
+  VF r = load_c ? hn::MulAdd(vscale, acc, hn::LoadU(d, cv)) : hn::Mul(vscale, acc);
+  if (bias != nullptr) r = hn::Add(r, hn::LoadU(d, bias + j * kLanes));
+  hn::StoreU(r, d, cv);
+}
+
+// MicroTile's contract (see below) for the SVE targets: no arrays of their
+// sizeless vectors, so the kRows <= 4 accumulators of one vector column are
+// named variables and the k loop runs once per column; no prefetching. Each
+// element is the same sequence of MulAdd, in ascending k, as in full tiles.
+template <size_t kRows, size_t kVecs>
+HWY_NOINLINE void MicroTile(const float* HWY_RESTRICT a, size_t lda,
+                            const float* HWY_RESTRICT panel, size_t ldp, size_t kc,
+                            float* HWY_RESTRICT c, size_t ldc, const float* HWY_RESTRICT bias,
+                            float scale, bool load_c, size_t col_lo, size_t col_hi,
+                            const float* HWY_RESTRICT /*next_a*/, size_t /*next_rows*/,
+                            size_t /*next_kc*/) {
+  static_assert(kRows <= 4, "four named accumulators");
+  constexpr size_t kWidth = kVecs * kLanes;
+  const DF d;
+  const bool full = col_lo == 0 && col_hi == kWidth;
+  // Edge tile: through an aligned buffer, same arithmetic.
+  HWY_ALIGN float tile[kRows * kWidth] = {};
+  HWY_ALIGN float tile_bias[kWidth] = {};
+  float* out = c;
+  size_t ld_out = ldc;
+  const float* out_bias = bias;
+  if (!full) {
+    if (load_c) {
+      for (size_t i = 0; i < kRows; ++i) {
+        for (size_t j = col_lo; j < col_hi; ++j) tile[i * kWidth + j] = c[i * ldc + j];
+      }
+    }
+    if (bias != nullptr) {
+      for (size_t j = col_lo; j < col_hi; ++j) tile_bias[j] = bias[j];
+    }
+    out = tile;
+    ld_out = kWidth;
+    out_bias = bias != nullptr ? tile_bias : nullptr;
+  }
+  for (size_t j = 0; j < kVecs; ++j) {
+    VF a0 = hn::Zero(d), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t k = 0; k < kc; ++k) {
+      const VF bv = hn::LoadU(d, panel + k * ldp + j * kLanes);
+      a0 = hn::MulAdd(hn::Set(d, a[k]), bv, a0);
+      if constexpr (kRows > 1) a1 = hn::MulAdd(hn::Set(d, a[lda + k]), bv, a1);
+      if constexpr (kRows > 2) a2 = hn::MulAdd(hn::Set(d, a[2 * lda + k]), bv, a2);
+      if constexpr (kRows > 3) a3 = hn::MulAdd(hn::Set(d, a[3 * lda + k]), bv, a3);
+    }
+    StoreTileVec(a0, 0, j, out, ld_out, out_bias, scale, load_c);
+    if constexpr (kRows > 1) StoreTileVec(a1, 1, j, out, ld_out, out_bias, scale, load_c);
+    if constexpr (kRows > 2) StoreTileVec(a2, 2, j, out, ld_out, out_bias, scale, load_c);
+    if constexpr (kRows > 3) StoreTileVec(a3, 3, j, out, ld_out, out_bias, scale, load_c);
+  }
+  if (!full) {
+    for (size_t i = 0; i < kRows; ++i) {
+      for (size_t j = col_lo; j < col_hi; ++j) c[i * ldc + j] = tile[i * kWidth + j];
+    }
+  }
+}
+#else
 // The store of one tile of kRows x kVecs vectors: C = scale * acc (+ C when
 // load_c) (+ bias). `c` has row stride ldc and kRows x kVecs * kLanes valid
 // floats; bias is kVecs * kLanes floats or nullptr. Full and edge tiles both
@@ -230,6 +311,8 @@ HWY_NOINLINE void MicroTile(const float* HWY_RESTRICT a, size_t lda,
     for (size_t j = col_lo; j < col_hi; ++j) c[i * ldc + j] = tile[i * kWidth + j];
   }
 }
+
+#endif  // HWY_HAVE_SCALABLE
 
 // MicroTile<mr, vecs> for run-time mr in [1, kRows] and vecs in [1, kVecs]
 // (the rows of A left and the vectors that cover the columns below col_hi),

@@ -11,9 +11,9 @@
 # Environment:
 #   ATTN_AARCH64_BUILD_DIR  build directory (default <repo>/build-aarch64)
 #   ATTN_AARCH64_LOG        also write ctest's output to this file
-#   ATTN_AARCH64_SVE        1: compile Highway's SVE targets (SVE, SVE2,
-#                           SVE_256, SVE2_128) beside NEON; 0 (for now the
-#                           default): NEON only, see "SVE" below.
+#   ATTN_AARCH64_SVE        1 (the default): compile Highway's SVE targets
+#                           (SVE, SVE2, SVE_256, SVE2_128) beside NEON; 0:
+#                           NEON only, a quicker build and run.
 #   ATTN_AARCH64_VL         with SVE: the SVE vector lengths, in bits, to run
 #                           the kernel tests at again (default "256").
 #   ATTN_AARCH64_EXCLUDE    ctest -E regex of tests left out (default below).
@@ -26,13 +26,12 @@
 # QEMU_CPU below), and the kernel tests run again at 256 bits (SVE_256 too).
 # qemu's default, 512 bits, is about 7 times slower to emulate.
 #
-# SVE: attn does not compile for Highway's SVE targets yet. SVE vectors are
-# sizeless types, which C++ allows in no array, and simd/flash_tiles-inl.h
-# (V acc[kTileRows][kCols], V kv[kCols], ...), simd/matmul-inl.h and
-# simd/matmul_tile-inl.h keep tiles of vectors in arrays ("array elements
-# cannot have SVE type"). Until they do, this leg builds NEON only
-# (-DHWY_DISABLED_TARGETS); set ATTN_AARCH64_SVE=1 to try, and make it the
-# default once it builds.
+# SVE: Highway's SVE vectors are sizeless types, which C++ allows in no
+# array, so the register tiles of flash attention and of the float32 GEMM
+# (arrays of vectors on x86 and NEON) have their own code for these targets
+# under #if HWY_HAVE_SCALABLE, with the accumulators as named variables
+# (simd/flash_tiles-inl.h, simd/matmul_tile-inl.h, simd/matmul-inl.h; the
+# GEMMs on the first 128 bits of each vector, as simd/matmul_int8-inl.h).
 #
 # Left out (ATTN_AARCH64_EXCLUDE): install_and_consume, which configures a
 # separate project with the compiler alone (no toolchain file, no emulator) and
@@ -46,7 +45,7 @@ set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 build=${ATTN_AARCH64_BUILD_DIR:-$root/build-aarch64}
 log=${ATTN_AARCH64_LOG:-/dev/null}
-sve=${ATTN_AARCH64_SVE:-0}
+sve=${ATTN_AARCH64_SVE:-1}
 lengths=${ATTN_AARCH64_VL:-256}
 exclude=${ATTN_AARCH64_EXCLUDE:-'^install_and_consume$'}
 jobs=$(nproc)
