@@ -1,6 +1,8 @@
 #include "attn/linear.h"
 
 #include <cmath>
+#include <cstdint>
+#include <string>
 #include <utility>
 
 #include "attn/error.h"
@@ -20,6 +22,45 @@ double kaiming_uniform_bound(int64_t fan_in) {
   const double gain = std::sqrt(2.0 / (1.0 + std::pow(a, 2.0)));
   const double std_dev = gain / std::sqrt(static_cast<double>(fan_in));
   return std::sqrt(3.0) * std_dev;
+}
+
+// Floats spanned by `rows` rows of `width` at row stride `ld`; false when
+// the count does not fit in the address space.
+bool span_floats(size_t rows, size_t ld, size_t width, size_t& out) {
+  return !__builtin_mul_overflow(rows - 1, ld, &out) && !__builtin_add_overflow(out, width, &out) &&
+         out <= SIZE_MAX / sizeof(float);
+}
+
+// forward_rows' contract (see linear.h), checked before any write.
+void check_rows_arguments(const float* x, size_t ldx, size_t rows, const float* y, size_t ldy,
+                          int64_t in_features, int64_t out_features) {
+  const auto in = static_cast<size_t>(in_features), out = static_cast<size_t>(out_features);
+  const std::string what = "Linear::forward_rows (in_features = " + std::to_string(in) +
+                           ", out_features = " + std::to_string(out) + "): ";
+  if (ldx < in) {
+    throw ArgumentError(what + "ldx (" + std::to_string(ldx) + ") is below in_features");
+  }
+  if (ldy < out) {
+    throw ArgumentError(what + "ldy (" + std::to_string(ldy) + ") is below out_features");
+  }
+  if (rows == 0) return;
+  if (x == nullptr || y == nullptr) {
+    throw ArgumentError(what + (x == nullptr ? "x" : "y") +
+                        " is null with rows = " + std::to_string(rows));
+  }
+  size_t x_floats = 0, y_floats = 0;
+  if (!span_floats(rows, ldx, in, x_floats) || !span_floats(rows, ldy, out, y_floats)) {
+    throw ArgumentError(what + "rows (" + std::to_string(rows) + ") with ldx " +
+                        std::to_string(ldx) + " or ldy " + std::to_string(ldy) +
+                        " spans more than the address space");
+  }
+  const auto x_begin = reinterpret_cast<uintptr_t>(x), y_begin = reinterpret_cast<uintptr_t>(y);
+  if (x_begin < y_begin + y_floats * sizeof(float) &&
+      y_begin < x_begin + x_floats * sizeof(float)) {
+    throw ArgumentError(what + "y overlaps x (" + std::to_string(rows) +
+                        " rows, ldx = " + std::to_string(ldx) + ", ldy = " + std::to_string(ldy) +
+                        "); forward_rows does not work in place");
+  }
 }
 
 }  // namespace
@@ -93,6 +134,7 @@ void Linear::on_tensors_loaded() {
 }
 
 void Linear::forward_rows(const float* x, size_t ldx, size_t rows, float* y, size_t ldy) const {
+  check_rows_arguments(x, ldx, rows, y, ldy, in_features_, out_features_);
   const float* bias = has_bias_ ? bias_.data() : nullptr;
   if (quantized_weight_) {
     parallel::ParallelMatMulInt8(x, ldx, rows, *quantized_weight_, y, ldy, bias);

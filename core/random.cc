@@ -1,6 +1,11 @@
 #include "attn/random.h"
 
 #include <cmath>
+#include <limits>
+#include <sstream>
+#include <string>
+
+#include "attn/error.h"
 
 namespace attn {
 
@@ -57,6 +62,21 @@ Tensor rand(std::vector<int64_t> shape) {
 }
 
 void uniform_(Tensor& tensor, double from, double to) {
+  // PyTorch's checks (uniform_impl_), in its order, before anything is drawn.
+  constexpr double kLowest = std::numeric_limits<float>::lowest();
+  constexpr double kMax = std::numeric_limits<float>::max();
+  const auto bounds = [&] {
+    std::ostringstream out;
+    out << " (from = " << from << ", to = " << to << ")";
+    return out.str();
+  };
+  if (!(from >= kLowest && from <= kMax) || !(to >= kLowest && to <= kMax)) {
+    throw ArgumentError("uniform_: from and to must be finite float32 values" + bounds());
+  }
+  if (!(from <= to)) throw ArgumentError("uniform_: from must not exceed to" + bounds());
+  if (!(to - from <= kMax)) {
+    throw ArgumentError("uniform_: to - from must not exceed the float32 maximum" + bounds());
+  }
   // PyTorch casts the bounds to the tensor's dtype before drawing.
   const float lo = static_cast<float>(from);
   const float hi = static_cast<float>(to);

@@ -30,7 +30,11 @@ class Linear : public Module {
   Tensor operator()(const Tensor& x) const { return forward(x); }
 
   // y (rows x out_features, row stride ldy) = x (rows x in, stride ldx) · Wᵀ + b,
-  // threaded over rows; the building block of the attention modules.
+  // threaded over rows; the building block of the attention modules. The
+  // caller owns the bounds: x must hold (rows - 1) * ldx + in_features floats
+  // and y (rows - 1) * ldy + out_features. Throws ArgumentError, writing
+  // nothing, when ldx < in_features, ldy < out_features, a pointer is null
+  // with rows > 0, or the two ranges overlap (y may not alias x).
   void forward_rows(const float* x, size_t ldx, size_t rows, float* y, size_t ldy) const;
 
   int64_t in_features() const { return in_features_; }

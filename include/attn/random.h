@@ -65,6 +65,9 @@ auto with_global_generator(Fn&& fn) -> decltype(fn(std::declval<Generator&>())) 
 }
 
 // tensor.uniform_(from, to) with the global generator (row-major order).
+// Throws ArgumentError, drawing nothing, as PyTorch refuses the same bounds:
+// from or to not a finite float32 (NaN, inf, beyond FLT_MAX), from > to, or
+// to - from > FLT_MAX. from == to fills the tensor with from.
 void uniform_(Tensor& tensor, double from, double to);
 
 }  // namespace attn

@@ -231,6 +231,27 @@ TEST(BadInput, RandBadShapesDrawNothing) {
   expect_stream_at_seed("rand({0, 4})");
 }
 
+TEST(BadInput, UniformBadBoundsDrawNothing) {
+  Tensor t({3});
+  const float kFloatMax = std::numeric_limits<float>::max();
+  const std::vector<std::pair<double, double>> bad = {
+      {1.0, 0.5},   {kNaN, 1.0}, {0.0, kNaN},  {-kInf, 0.0},
+      {0.0, kInf},  {0.0, 1e39}, {-1e39, 0.0}, {-kFloatMax, kFloatMax},
+      {1e-300, 0.0}};
+  for (const auto& [from, to] : bad) {
+    SCOPED_TRACE(::testing::Message() << "from = " << from << ", to = " << to);
+    t.data()[0] = 7.0f;
+    EXPECT_THROW_NO_DRAWS(uniform_(t, from, to), ArgumentError, "uniform_", "from = ", "to = ");
+    EXPECT_EQ(t.data()[0], 7.0f) << "the tensor was written";
+  }
+  // from == to is valid (PyTorch fills with from), and so is the widest
+  // range whose width is finite.
+  uniform_(t, 2.5, 2.5);
+  EXPECT_EQ(t.data()[0], 2.5f);
+  uniform_(t, -kFloatMax / 2, kFloatMax / 2);
+  EXPECT_TRUE(std::isfinite(t.data()[1]));
+}
+
 // --- Linear ---------------------------------------------------------------------
 
 TEST(BadInput, LinearBadSizesDrawNothing) {
@@ -261,6 +282,35 @@ TEST(BadInput, LinearForwardBadAndEmptyInputs) {
   EXPECT_EQ(lin.forward(Tensor({2, 0, 3})).shape(), (std::vector<int64_t>{2, 0, 2}));
   EXPECT_EQ(lin.forward(Tensor({3})).shape(), (std::vector<int64_t>{2}));
   EXPECT_EQ(lin.forward(Tensor({1, 2, 1, 3})).shape(), (std::vector<int64_t>{1, 2, 1, 2}));
+}
+
+TEST(BadInput, LinearForwardRowsBadArguments) {
+  const Linear lin(3, 2);
+  std::vector<float> x(4 * 3, 1.0f), y(4 * 2, -1.0f);
+  const auto y_untouched = [&] {
+    for (float v : y) EXPECT_EQ(v, -1.0f) << "forward_rows wrote before throwing";
+  };
+  EXPECT_THROW_WITH(lin.forward_rows(x.data(), 2, 4, y.data(), 2), ArgumentError, "ldx (2)",
+                    "in_features = 3");
+  EXPECT_THROW_WITH(lin.forward_rows(x.data(), 3, 4, y.data(), 1), ArgumentError, "ldy (1)",
+                    "out_features = 2");
+  EXPECT_THROW_WITH(lin.forward_rows(nullptr, 3, 4, y.data(), 2), ArgumentError, "x is null",
+                    "rows = 4");
+  EXPECT_THROW_WITH(lin.forward_rows(x.data(), 3, 4, nullptr, 2), ArgumentError, "y is null");
+  EXPECT_THROW_WITH(lin.forward_rows(x.data(), SIZE_MAX / 2, 4, y.data(), 2), ArgumentError,
+                    "address space");
+  // In place: y over x (its first rows or inside its last row).
+  EXPECT_THROW_WITH(lin.forward_rows(x.data(), 3, 4, x.data(), 2), ArgumentError, "overlaps");
+  EXPECT_THROW_WITH(lin.forward_rows(x.data(), 3, 1, x.data() + 2, 2), ArgumentError, "overlaps");
+  y_untouched();
+  // Valid: zero rows with null pointers; adjacent (not overlapping) buffers.
+  EXPECT_NO_THROW(lin.forward_rows(nullptr, 3, 0, nullptr, 2));
+  std::vector<float> both(3 + 2, 0.0f);
+  both[0] = both[1] = both[2] = 1.0f;
+  lin.forward_rows(both.data(), 3, 1, both.data() + 3, 2);
+  const Tensor expected = lin.forward(Tensor({1, 3}, {1.0f, 1.0f, 1.0f}));
+  EXPECT_EQ(both[3], expected.data()[0]);
+  EXPECT_EQ(both[4], expected.data()[1]);
 }
 
 // --- Dropout ----------------------------------------------------------------------
