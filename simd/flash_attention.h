@@ -91,7 +91,7 @@ inline size_t VisibleKeys(const FlashAttentionArgs& a, size_t i) {
 // transposed, V packed, 32 query rows and their accumulators): each
 // thread keeps its own, grown to the largest call it has made, for its
 // lifetime (0.54 MB for 1024 keys at head_dim 64; a buffer above 8 MiB is
-// given back at the thread's next call that needs less than 8 MiB; see
+// given back after 16 calls in a row that need less than 8 MiB; see
 // simd/thread_scratch.h); throws std::bad_alloc if growing it fails. Safe
 // to call from several threads at once. Each row's result is bitwise the
 // same whichever other rows share its call.

@@ -9,10 +9,11 @@
 // a malloc per call nor faults in fresh pages, and a module's repeated
 // forward reuses its intermediates (72 MiB of Q, K, V at B = 8, T = 1024 for
 // GPT-2's width). A buffer above 8 MiB is given back (reallocated at the
-// smaller size) at the thread's next request for the slot that fits under 8
+// smaller size) at the 16th request in a row for the slot that fits under 8
 // MiB: a thread that once ran a very long context does not keep its memory
-// for good. Concurrent forwards from several threads each use their own
-// buffers; the workers of the parallel loops keep theirs (the kernels'
+// for good, and one that alternates long prefills with one-token decoding
+// steps does not fault its large buffer in again at every prefill. Concurrent forwards from several
+// threads each use their own buffers; the workers of the parallel loops keep theirs (the kernels'
 // slots, at most a few MiB each) for the process's lifetime.
 #pragma once
 
@@ -50,10 +51,10 @@ constexpr size_t kNumScratchSlots = 5;
 // This thread's 64-byte aligned scratch for `slot` (from simd::AllocateFloats,
 // so 2 MiB aligned and huge-page advised from 4 MiB on), at least `floats`
 // floats, contents undefined: grown when `floats` exceeds its capacity, given
-// back and reallocated smaller when its capacity is above 8 MiB and `floats`
-// is not, else reused as it is. Valid until the next request for the same
-// slot on the same thread. Throws std::bad_alloc when growing fails (the
-// slot is empty then).
+// back and reallocated smaller when its capacity is above 8 MiB and this is
+// the 16th request in a row of at most 8 MiB, else reused as it is. Valid until the next request
+// for the same slot on the same thread. Throws std::bad_alloc when growing fails (the slot is empty
+// then).
 float* ThreadScratch(ScratchSlot slot, size_t floats);
 
 // The capacity in floats of this thread's buffer for `slot` (0 before its

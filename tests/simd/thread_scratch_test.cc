@@ -88,16 +88,32 @@ TEST(ThreadScratchTest, KeepsLargeBuffersForEqualRequests) {
   });
 }
 
-TEST(ThreadScratchTest, GivesBackAbove8MiBAtTheNextSmallerRequest) {
+TEST(ThreadScratchTest, GivesBackAbove8MiBAfter16SmallRequestsInARow) {
   OnFreshThread([] {
-    ThreadScratch(ScratchSlot::kForwardContext, 9 * kFloatsPerMiB);
+    float* big = ThreadScratch(ScratchSlot::kForwardContext, 9 * kFloatsPerMiB);
     EXPECT_EQ(ThreadScratchCapacity(ScratchSlot::kForwardContext), 9 * kFloatsPerMiB);
+    for (int i = 1; i < 16; ++i) {
+      EXPECT_EQ(ThreadScratch(ScratchSlot::kForwardContext, 1000), big) << "request " << i;
+    }
     ThreadScratch(ScratchSlot::kForwardContext, 1000);
     EXPECT_EQ(ThreadScratchCapacity(ScratchSlot::kForwardContext), 1000u);
     // Up to 8 MiB a buffer is kept whatever the later requests.
     ThreadScratch(ScratchSlot::kForwardContext, 8 * kFloatsPerMiB);
     ThreadScratch(ScratchSlot::kForwardContext, 1000);
     EXPECT_EQ(ThreadScratchCapacity(ScratchSlot::kForwardContext), 8 * kFloatsPerMiB);
+  });
+}
+
+TEST(ThreadScratchTest, KeepsLargeBuffersWhenLargeAndSmallRequestsAlternate) {
+  // Prefill, 15 decoding steps, prefill, ...: the large buffer stays, and its
+  // pages with it.
+  OnFreshThread([] {
+    float* prefill = ThreadScratch(ScratchSlot::kForwardQkv, 9 * kFloatsPerMiB);
+    for (int round = 0; round < 3; ++round) {
+      for (int step = 0; step < 15; ++step) ThreadScratch(ScratchSlot::kForwardQkv, 2304);
+      EXPECT_EQ(ThreadScratch(ScratchSlot::kForwardQkv, 9 * kFloatsPerMiB), prefill);
+    }
+    EXPECT_EQ(ThreadScratchCapacity(ScratchSlot::kForwardQkv), 9 * kFloatsPerMiB);
   });
 }
 
