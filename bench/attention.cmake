@@ -1,7 +1,9 @@
 # The attention benchmark (included from bench/CMakeLists.txt, where
-# `benchmark` is already found): wrapper vs fused MultiHeadAttention (flash
-# and materialized paths) on the book's configurations, the attention core
-# alone, KV-cache decoding, and the machine's FMA peak and read bandwidth.
+# `benchmark` is already found): main (attention_bench.cc); wrapper vs fused
+# MultiHeadAttention (flash and materialized paths) on the book's
+# configurations and the fused module in int8 (module_*bench.cc); the
+# attention core alone, KV-cache decoding, and the machine's FMA peak and read
+# bandwidth.
 # bench/run.sh runs it with the PyTorch peer and writes the report; see
 # bench/README.md.
 #
@@ -17,7 +19,10 @@ add_executable(attn_attention_bench
   ${CMAKE_CURRENT_SOURCE_DIR}/decode_bench.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/fma_peak.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/machine_bench.cc
-  ${CMAKE_CURRENT_SOURCE_DIR}/memory_tracking.cc)
+  ${CMAKE_CURRENT_SOURCE_DIR}/memory_tracking.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/module_bench.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/module_float32_bench.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/module_int8_bench.cc)
 find_package(Threads REQUIRED)
 target_include_directories(attn_attention_bench PRIVATE ${ATTN_INTERNAL_INCLUDE_DIRS})
 target_link_libraries(attn_attention_bench PRIVATE attn::attn hwy::hwy benchmark::benchmark
