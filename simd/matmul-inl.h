@@ -45,6 +45,7 @@
 #include "simd/matmul.h"
 #include "simd/matmul_tile-inl.h"
 #include "simd/thread_scratch.h"
+#include "simd/tile_dispatch.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace attn {
@@ -210,11 +211,15 @@ HWY_INLINE void GemmLoops(const float* HWY_RESTRICT a, size_t lda, float* HWY_RE
           const size_t col0 = p * kNR;
           const size_t lo = std::max(n_begin, col0) - col0;
           const size_t hi = std::min(n_end, col0 + kNR) - col0;
-          MicroTileFor<kMR, kNV>(mr, (hi + kLanes - 1) / kLanes, a + i0 * lda + pc, lda,
-                                 block + (p - jc) * k * kNR + pc * kNR, kNR, kc,
-                                 c + i0 * ldc + col0, ldc,
-                                 bias_now != nullptr ? bias_now + col0 : nullptr, scale, load_c, lo,
-                                 hi, p == jc ? next_a : nullptr, pf_rows, pf_kc);
+          const float* tile_bias = bias_now != nullptr ? bias_now + col0 : nullptr;
+          const float* tile_next_a = p == jc ? next_a : nullptr;
+          // MicroTile<mr, vecs>: vecs vectors cover the columns below hi.
+          simd::detail::DispatchTile<kMR, kNV>(
+              mr, (hi + kLanes - 1) / kLanes, [&](auto rows, auto vecs) HWY_ATTR {
+                MicroTile<rows, vecs>(a + i0 * lda + pc, lda, block + (p - jc) * k * kNR + pc * kNR,
+                                      kNR, kc, c + i0 * ldc + col0, ldc, tile_bias, scale, load_c,
+                                      lo, hi, tile_next_a, pf_rows, pf_kc);
+              });
         }
       }
     }

@@ -1,9 +1,12 @@
 // Per-target int8 kernels behind simd/matmul_int8.h (included once per
 // Highway target by simd/matmul_int8.cc and by
-// tests/simd/matmul_int8_test.cc): the activation quantization and the
-// packed int8 GEMM for every target the AVX-512 VNNI kernel
-// (simd/matmul_int8_vnni.cc) does not cover: AVX2, SSE4, SSSE3, SCALAR,
-// NEON, and AVX3 on CPUs without VNNI.
+// tests/simd/matmul_int8_test.cc): the packed int8 GEMM for every target
+// the AVX-512 VNNI kernel (simd/matmul_int8_vnni.cc) does not cover: AVX2,
+// SSE4, SSSE3, SCALAR, NEON, SVE, and AVX3 on CPUs without VNNI. The
+// register tile shape and the packed layout are in
+// simd/matmul_int8_layout-inl.h, the activation quantization
+// (QuantizeRowsKernel, AllFiniteKernel) in simd/matmul_int8_quantize-inl.h;
+// this file includes both.
 //
 // Highway 1.0.3 has no 8-bit dot product, so this GEMM multiplies in int16:
 // B is packed as int16 at QuantizeAndPackB time, each A micro-panel is
@@ -12,7 +15,8 @@
 // 16 columns, plus the add; NEON: vmlal on the vector halves and a pairwise
 // add at the end).
 //
-// Loop nest (the float32 GEMM's, simd/matmul-inl.h, without K blocks):
+// Loop nest (the float32 GEMM's, simd/matmul-inl.h, without K blocks;
+// simd::detail::ForEachInt8Tile, shared with the VNNI kernel):
 //   for each column block of packed B       (~kMatMulInt8ColumnBlockBytes: stays in L2)
 //     for each kMR rows of A
 //       pack their A micro-panel, all of K  (kMR x K int16: in L1 for K up to ~2k)
@@ -21,7 +25,8 @@
 // There are no K blocks: the dequantization needs each element's complete
 // integer sum, so the sum stays in registers for all of K instead of
 // going through memory between blocks. K above kInt8ChunkK is summed in
-// int32 chunks that are added in int64 (Tile's slow path).
+// int32 chunks that are added in int64 (Tile's slow path,
+// simd::detail::Int8TileInChunks).
 //
 // Every element's integer sum is exact, so nothing depends on the tile, the
 // split of C or the target: all kernels give the same bits as
@@ -43,13 +48,11 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <algorithm>
-#include <cmath>
-#include <limits>
-
 #include "hwy/highway.h"
 #include "simd/matmul_int8.h"
 #include "simd/matmul_int8_internal.h"
+#include "simd/matmul_int8_layout-inl.h"
+#include "simd/matmul_int8_quantize-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace attn {
@@ -57,110 +60,6 @@ namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
 namespace int8_detail {
-
-#if HWY_HAVE_SCALABLE
-// SVE: vectors are sizeless (no arrays of them) and their length is only
-// known at run time, so the kernel works on their first 128 bits (a capped
-// tag: 4 int32 columns, a compile-time panel width) with a one-vector tile
-// of named accumulators (TileSums).
-using DI32 = hn::CappedTag<int32_t, 4>;
-using DF = hn::CappedTag<float, 4>;
-#else
-using DI32 = hn::ScalableTag<int32_t>;
-using DF = hn::ScalableTag<float>;
-#endif
-using VI32 = hn::Vec<DI32>;
-using VF = hn::Vec<DF>;
-#if HWY_TARGET == HWY_SCALAR
-// One lane: one k per step, a plain int16 product.
-using DI16 = hn::Rebind<int16_t, DI32>;
-constexpr size_t kKStep = 1;
-#else
-// Two int16 per int32 lane: ReorderWidenMulAccumulate sums pairs of k.
-using DI16 = hn::Repartition<int16_t, DI32>;
-constexpr size_t kKStep = 2;
-#endif
-using VI16 = hn::Vec<DI16>;
-// ReorderWidenMulAccumulate followed by RearrangeToOddPlusEven adds the
-// products of int16 lanes 2j and 2j + 1 into int32 lane j on every target
-// (x86: vpmaddwd; NEON: vmlal on the halves, then a pairwise add; SVE: even
-// and odd lanes): a column's two k are adjacent in B, and A's pair is one
-// broadcast int32.
-
-// Register tile kMR x (kNV vectors of int32). Per step (kKStep k) the tile
-// loads kNV vectors of B, broadcasts kMR pairs of A and issues kMR * kNV
-// multiply-adds (x86: vpmaddwd into a temporary, then vpaddd), which must
-// fit the register file with the kNV B vectors, the broadcast and the
-// temporary:
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
-// AVX-512 without VNNI: 12 x 2 = 24 accumulators + 2 B + 1 A + 1 = 28 zmm.
-constexpr size_t kMR = 12;
-constexpr size_t kNV = 2;
-#elif HWY_ARCH_X86 && HWY_TARGET == HWY_AVX2
-// AVX2: 4 x 2 = 8 accumulators + 2 B + 1 A + 1 temporary = 12 of 16 ymm.
-// Per step 8 vpmaddwd (16 products each, on two ALU ports) and 8 vpaddd
-// (on three): at best 128 multiply-adds per 5.3 cycles, 1.5x float32's 16
-// FMA lanes per cycle. Measured on SPR (AVX3 disabled), GOP/s per core:
-// 4 x 2 and 3 x 3 105, 5 x 2 95, 6 x 2 83 (16 ymm: GCC spills), 2 x 4 84.
-constexpr size_t kMR = 4;
-constexpr size_t kNV = 2;
-#elif HWY_TARGET == HWY_SCALAR
-// One lane: 4 x 4 = 16 independent scalar accumulators.
-constexpr size_t kMR = 4;
-constexpr size_t kNV = 4;
-#elif HWY_HAVE_SCALABLE
-// SVE (see DI32): 4 rows x 1 vector of 4 columns, named accumulators.
-constexpr size_t kMR = 4;
-constexpr size_t kNV = 1;
-#elif HWY_ARCH_ARM_A64
-// NEON, 32 registers, two accumulators per output vector (the lower- and
-// upper-half sums): 6 x 2 x 2 = 24 + 2 B + 1 A = 27.
-constexpr size_t kMR = 6;
-constexpr size_t kNV = 2;
-#else
-// 128-bit x86 (SSE4/SSSE3: destructive two-operand instructions need
-// copies): 4 x 2 = 8 accumulators + 2 B + 1 A + 1 temporary.
-constexpr size_t kMR = 4;
-constexpr size_t kNV = 2;
-#endif
-constexpr size_t kLanes = hn::MaxLanes(DI32());
-constexpr size_t kNR = kNV * kLanes;  // columns of a panel
-// Steps per int32 chunk of K.
-constexpr size_t kChunkSteps = simd::kInt8ChunkK / kKStep;
-
-// This target's packing (simd::Int8Layout).
-inline simd::Int8Layout LayoutKernel() {
-  simd::Int8Layout layout;
-  layout.id = HWY_TARGET;
-  layout.panel_width = kNR;
-  layout.k_step = kKStep;
-  layout.elem_bytes = sizeof(int16_t);
-  return layout;
-}
-
-inline size_t DivCeil(size_t a, size_t b) { return (a + b - 1) / b; }
-
-// The A micro-panel of `rows` rows of aq (row stride ldaq, k bytes each),
-// widened to int16 in steps of kKStep k: dst[(s * rows + r) * kKStep + t] =
-// aq[r][s * kKStep + t], 0 past k (steps * kKStep >= k).
-inline void PackA(const uint8_t* HWY_RESTRICT aq, size_t ldaq, size_t rows, size_t k, size_t steps,
-                  int16_t* HWY_RESTRICT dst) {
-  const size_t full = k / kKStep;
-  for (size_t r = 0; r < rows; ++r) {
-    const uint8_t* HWY_RESTRICT src = aq + r * ldaq;
-    int16_t* HWY_RESTRICT out = dst + r * kKStep;
-    size_t s = 0;
-    for (; s < full; ++s) {
-      for (size_t t = 0; t < kKStep; ++t) out[s * rows * kKStep + t] = src[s * kKStep + t];
-    }
-    for (; s < steps; ++s) {
-      for (size_t t = 0; t < kKStep; ++t) {
-        const size_t kk = s * kKStep + t;
-        out[s * rows * kKStep + t] = kk < k ? src[kk] : 0;
-      }
-    }
-  }
-}
 
 // The kKStep A values of one row and step (p[0..kKStep)) in every pair of
 // int16 lanes.
@@ -198,20 +97,9 @@ HWY_INLINE VF MulAddExact(VF s, VF x, VF b) {
 #endif
 }
 
-// Where a tile's results go and what dequantizes them: c, bias, w_scale
-// and colsum point at the tile's column 0 (w_scale, colsum: the packed
-// matrix's padded, aligned arrays), a_scale and a_zp at its row 0; columns
-// [col_lo, col_hi) of the tile are stored.
-struct TileOut {
-  float* c;
-  size_t ldc;
-  const float* a_scale;
-  const int32_t* a_zp;
-  const float* w_scale;
-  const int32_t* colsum;
-  const float* bias;
-  size_t col_lo, col_hi;
-};
+// Where a tile's results go and what dequantizes them (columns
+// [col_lo, col_hi) of the tile are stored).
+using TileOut = simd::detail::Int8TileOut;
 
 // Dequantizes one vector of int32 sums (row i, vector j of the tile) into
 // c[i * ldc + j * kLanes ...] (bias at bias + j * kLanes, or nullptr).
@@ -339,42 +227,11 @@ HWY_NOINLINE void Tile(const int16_t* HWY_RESTRICT ap, const int16_t* HWY_RESTRI
     TileSums<kRows, kVecs, false>(ap, bp, steps, o, nullptr);
     return;
   }
-  constexpr size_t kWidth = kVecs * kLanes;
-  int64_t total[kRows][kWidth] = {};
-  int32_t part[kRows * kWidth];
-  for (size_t s0 = 0; s0 < steps; s0 += kChunkSteps) {
-    TileSums<kRows, kVecs, true>(ap + s0 * kRows * kKStep, bp + s0 * kNR * kKStep,
-                                 std::min(kChunkSteps, steps - s0), o, part);
-    for (size_t i = 0; i < kRows; ++i) {
-      for (size_t j = 0; j < kWidth; ++j) total[i][j] += part[i * kWidth + j];
-    }
-  }
-  for (size_t i = 0; i < kRows; ++i) {
-    for (size_t j = o.col_lo; j < o.col_hi; ++j) {
-      o.c[i * o.ldc + j] =
-          simd::DequantizeInt8(total[i][j], o.a_zp[i], o.colsum[j], o.a_scale[i], o.w_scale[j],
-                               o.bias != nullptr ? o.bias + j : nullptr);
-    }
-  }
-}
-
-// Tile<rows, vecs> for run-time rows in [1, kRows] and vecs in [1, kVecs].
-template <size_t kRows, size_t kVecs>
-HWY_INLINE void TileFor(size_t rows, size_t vecs, const int16_t* HWY_RESTRICT ap,
-                        const int16_t* HWY_RESTRICT bp, size_t steps, const TileOut& o) {
-  if constexpr (kRows > 1) {
-    if (rows != kRows) {
-      TileFor<kRows - 1, kVecs>(rows, vecs, ap, bp, steps, o);
-      return;
-    }
-  }
-  if constexpr (kVecs > 1) {
-    if (vecs != kVecs) {
-      TileFor<kRows, kVecs - 1>(rows, vecs, ap, bp, steps, o);
-      return;
-    }
-  }
-  Tile<kRows, kVecs>(ap, bp, steps, o);
+  simd::detail::Int8TileInChunks<kRows, kVecs * kLanes>(
+      steps, kChunkSteps, o, [&](size_t s0, size_t count, int32_t* part) HWY_ATTR {
+        TileSums<kRows, kVecs, true>(ap + s0 * kRows * kKStep, bp + s0 * kNR * kKStep, count, o,
+                                     part);
+      });
 }
 
 }  // namespace int8_detail
@@ -387,139 +244,10 @@ inline void MatMulInt8Kernel(const uint8_t* aq, size_t ldaq, const float* a_scal
                              float* c, size_t ldc, size_t n_begin, size_t n_end,
                              const float* bias) {
   using namespace int8_detail;
-  n_end = std::min(n_end, b.n());
-  if (m == 0 || n_begin >= n_end) return;
-  const size_t k = b.k();
-  const size_t steps = b.k_padded() / kKStep;
-  const size_t p_begin = n_begin / kNR;
-  const size_t p_end = DivCeil(n_end, kNR);
-  const size_t nc_panels =
-      std::max<size_t>(1, simd::kMatMulInt8ColumnBlockBytes / std::max<size_t>(1, b.panel_bytes()));
-  int16_t* apanel = reinterpret_cast<int16_t*>(
-      simd::detail::Int8PanelScratch(kMR * steps * kKStep * sizeof(int16_t)));
-  for (size_t jc = p_begin; jc < p_end; jc += nc_panels) {
-    const size_t jc_end = std::min(p_end, jc + nc_panels);
-    for (size_t i0 = 0; i0 < m; i0 += kMR) {
-      const size_t mr = std::min(kMR, m - i0);
-      PackA(aq + i0 * ldaq, ldaq, mr, k, steps, apanel);
-      for (size_t p = jc; p < jc_end; ++p) {
-        const size_t col0 = p * kNR;
-        TileOut o;
-        o.c = c + i0 * ldc + col0;
-        o.ldc = ldc;
-        o.a_scale = a_scale + i0;
-        o.a_zp = a_zp + i0;
-        o.w_scale = b.scales() + col0;
-        o.colsum = b.column_sums() + col0;
-        o.bias = bias != nullptr ? bias + col0 : nullptr;
-        o.col_lo = std::max(n_begin, col0) - col0;
-        o.col_hi = std::min(n_end, col0 + kNR) - col0;
-        TileFor<kMR, kNV>(mr, DivCeil(o.col_hi, kLanes), apanel,
-                          reinterpret_cast<const int16_t*>(b.panel(p)), steps, o);
-      }
-    }
-  }
-}
-
-// simd::QuantizeRows for this target: per row a min/max/finiteness pass and
-// a quantization pass, whole vectors then a scalar tail with the same
-// arithmetic (float product, round to nearest even, saturate to [0, 255]).
-inline void QuantizeRowsKernel(const float* HWY_RESTRICT a, size_t lda, size_t m, size_t k,
-                               uint8_t* HWY_RESTRICT aq, size_t ldaq, float* HWY_RESTRICT scale,
-                               int32_t* HWY_RESTRICT zero_point) {
-  using int8_detail::kLanes;
-  for (size_t i = 0; i < m; ++i) {
-    const float* HWY_RESTRICT x = a + i * lda;
-    uint8_t* HWY_RESTRICT q = aq + i * ldaq;
-    float lo = std::numeric_limits<float>::infinity();
-    float hi = -lo;
-    bool finite = true;
-    size_t j = 0;
-#if HWY_TARGET != HWY_SCALAR
-    const int8_detail::DF df;
-    if (k >= kLanes) {
-      // x - x is 0 for finite x and NaN otherwise; the sum says whether any
-      // lane was not finite.
-      // Two vectors per step, each with its own min, max and sum chains (one
-      // chain's 4-cycle latency would bound the loop).
-      auto vmin = hn::Set(df, lo);
-      auto vmax = hn::Set(df, hi);
-      auto vbad = hn::Zero(df);
-      auto vmin1 = vmin, vmax1 = vmax, vbad1 = vbad;
-      for (; j + 2 * kLanes <= k; j += 2 * kLanes) {
-        const auto v0 = hn::LoadU(df, x + j);
-        const auto v1 = hn::LoadU(df, x + j + kLanes);
-        vmin = hn::Min(vmin, v0);
-        vmax = hn::Max(vmax, v0);
-        vbad = hn::Add(vbad, hn::Sub(v0, v0));
-        vmin1 = hn::Min(vmin1, v1);
-        vmax1 = hn::Max(vmax1, v1);
-        vbad1 = hn::Add(vbad1, hn::Sub(v1, v1));
-      }
-      for (; j + kLanes <= k; j += kLanes) {
-        const auto v = hn::LoadU(df, x + j);
-        vmin = hn::Min(vmin, v);
-        vmax = hn::Max(vmax, v);
-        vbad = hn::Add(vbad, hn::Sub(v, v));
-      }
-      vmin = hn::Min(vmin, vmin1);
-      vmax = hn::Max(vmax, vmax1);
-      vbad = hn::Add(vbad, vbad1);
-      lo = hn::GetLane(hn::MinOfLanes(df, vmin));
-      hi = hn::GetLane(hn::MaxOfLanes(df, vmax));
-      finite = hn::GetLane(hn::SumOfLanes(df, vbad)) == 0.0f;
-    }
-#endif
-    for (; j < k; ++j) {
-      lo = std::min(lo, x[j]);
-      hi = std::max(hi, x[j]);
-      finite = finite && std::isfinite(x[j]);
-    }
-    const simd::detail::RowQuant rq = simd::detail::ActivationRowParams(lo, hi, finite);
-    scale[i] = rq.scale;
-    zero_point[i] = rq.zero_point;
-    if (!finite) {
-      memset(q, 0, k);
-      continue;
-    }
-    j = 0;
-#if HWY_TARGET != HWY_SCALAR
-    // (HWY_SCALAR's NearestInt rounds 0.49999997 up; the tail's nearbyint
-    // is exact, so that target quantizes in the tail loop only.)
-    const int8_detail::DI32 di;
-    const hn::Rebind<uint8_t, int8_detail::DI32> du8;
-    const auto vinv = hn::Set(df, rq.inv_scale);
-    const auto vzp = hn::Set(di, rq.zero_point);
-    for (; j + kLanes <= k; j += kLanes) {
-      const auto qi = hn::Add(hn::NearestInt(hn::Mul(hn::LoadU(df, x + j), vinv)), vzp);
-      hn::StoreU(hn::DemoteTo(du8, qi), du8, q + j);
-    }
-#endif
-    for (; j < k; ++j) q[j] = simd::detail::QuantizeActivation(x[j], rq.inv_scale, rq.zero_point);
-  }
-}
-
-// simd::AllFinite for this target.
-inline bool AllFiniteKernel(const float* HWY_RESTRICT x, size_t count) {
-  size_t j = 0;
-#if HWY_TARGET != HWY_SCALAR
-  using int8_detail::kLanes;
-  const int8_detail::DF df;
-  // Blocks of 1024 floats: x - x is NaN exactly for non-finite x.
-  while (j + kLanes <= count) {
-    const size_t end = j + std::min<size_t>(1024, (count - j) / kLanes * kLanes);
-    auto vbad = hn::Zero(df);
-    for (; j < end; j += kLanes) {
-      const auto v = hn::LoadU(df, x + j);
-      vbad = hn::Add(vbad, hn::Sub(v, v));
-    }
-    if (!(hn::GetLane(hn::SumOfLanes(df, vbad)) == 0.0f)) return false;
-  }
-#endif
-  for (; j < count; ++j) {
-    if (!std::isfinite(x[j])) return false;
-  }
-  return true;
+  simd::detail::ForEachInt8Tile<kMR, kNV, kLanes, kKStep, int16_t>(
+      aq, ldaq, a_scale, a_zp, m, b, c, ldc, n_begin, n_end, bias,
+      [](auto rows, auto vecs, const int16_t* ap, const int16_t* bp, size_t steps, const TileOut& o)
+          HWY_ATTR { Tile<rows, vecs>(ap, bp, steps, o); });
 }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)

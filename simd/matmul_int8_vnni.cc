@@ -13,11 +13,12 @@
 // micro-panel of kMR rows is packed per call as [K/4][kMR][4 bytes], so
 // that one 4-byte broadcast feeds a row's 4 k to every column.
 //
-// Loop nest (as simd/matmul_int8-inl.h): column blocks of packed B of
-// about kMatMulInt8ColumnBlockBytes (kept in L2), then kMR rows of A (their
+// Loop nest (shared with simd/matmul_int8-inl.h: ForEachInt8Tile in
+// simd/matmul_int8_internal.h): column blocks of packed B of about
+// kMatMulInt8ColumnBlockBytes (kept in L2), then kMR rows of A (their
 // packed micro-panel kept in L1), then the panels of the block; each tile
 // sums all of K in int32 registers, K above kInt8ChunkK in int32 chunks
-// added in int64.
+// added in int64 (Int8TileInChunks).
 //
 // Register tile kMR x kNR = 12 x 32 (tuned on Sapphire Rapids: 32 zmm,
 // vpdpbusd on ports 0 and 5, latency 5): 12 x 2 = 24 accumulators + 2 B
@@ -104,37 +105,13 @@ bool CpuHasInt8Vnni() {
 
 namespace {
 
-// Where a tile's results go (as in simd/matmul_int8-inl.h): c, bias,
-// w_scale and colsum point at the tile's column 0 (w_scale and colsum: the
-// packed matrix's padded, 64-byte aligned arrays), a_scale and a_zp at its
-// row 0; mask[v] selects the columns of vector v to store.
-struct TileOut {
-  float* c;
-  size_t ldc;
-  const float* a_scale;
-  const int32_t* a_zp;
-  const float* w_scale;
-  const int32_t* colsum;
-  const float* bias;
-  __mmask16 mask[kNV];
-};
-
-// A micro-panel: rows of aq (row stride ldaq, k bytes) as [groups][rows][4],
-// zero past k (groups * 4 >= k).
-void PackA(const uint8_t* aq, size_t ldaq, size_t rows, size_t k, size_t groups, uint8_t* dst) {
-  const size_t full = k / 4;
-  for (size_t r = 0; r < rows; ++r) {
-    const uint8_t* src = aq + r * ldaq;
-    uint8_t* out = dst + r * 4;
-    size_t g = 0;
-    for (; g < full; ++g) memcpy(out + g * rows * 4, src + g * 4, 4);
-    for (; g < groups; ++g) {
-      for (size_t t = 0; t < 4; ++t) {
-        const size_t kk = g * 4 + t;
-        out[g * rows * 4 + t] = kk < k ? src[kk] : 0;
-      }
-    }
-  }
+// Bits [lo, hi) of a 16-lane mask, lo and hi relative to the vector and
+// clamped to [0, 16].
+__mmask16 LaneMask(size_t lo, size_t hi) {
+  if (hi <= lo) return 0;
+  const uint32_t upto_hi = hi >= 16 ? 0xFFFFu : (1u << hi) - 1u;
+  const uint32_t below_lo = (1u << lo) - 1u;
+  return static_cast<__mmask16>(upto_hi & ~below_lo);
 }
 
 // The upper 8 floats of v.
@@ -185,12 +162,12 @@ ATTN_VNNI_INLINE void GroupStep(const uint8_t* ap, const uint8_t* bp,
 // per group) times the first kVecs vectors of one packed B panel
 // (kGroupBytes per group) over `groups` groups of 4 k (at most
 // kChunkGroups: exact in int32), then either dequantized into o (kRaw
-// false; masked: only the selected columns of C and bias are touched) or
-// stored as int32 into raw[kRows][kVecs * 16] (kRaw true). One function
-// with its accumulators as locals, so that they stay in registers.
+// false; masked: only columns [o.col_lo, o.col_hi) of C and bias are
+// touched) or stored as int32 into raw[kRows][kVecs * 16] (kRaw true). One
+// function with its accumulators as locals, so that they stay in registers.
 template <size_t kRows, size_t kVecs, bool kRaw>
 ATTN_VNNI_TARGET __attribute__((noinline)) void TileSums(const uint8_t* ap, const uint8_t* bp,
-                                                         size_t groups, const TileOut& o,
+                                                         size_t groups, const Int8TileOut& o,
                                                          int32_t* raw) {
   // Small tiles (few rows: decoding, edge tiles) have too few independent
   // vpdpbusd chains to cover its latency (5 cycles, 2 per cycle): they sum
@@ -235,6 +212,13 @@ ATTN_VNNI_TARGET __attribute__((noinline)) void TileSums(const uint8_t* ap, cons
     }
     return;
   }
+  // The columns of vector v to store.
+  __mmask16 mask[kVecs];
+  for (size_t v = 0; v < kVecs; ++v) {
+    const size_t v0 = v * 16;
+    mask[v] =
+        LaneMask(std::max(o.col_lo, v0) - v0, std::min(o.col_hi, v0 + 16) - std::min(o.col_hi, v0));
+  }
   for (size_t i = 0; i < kRows; ++i) {
     const __m512 vs = _mm512_set1_ps(o.a_scale[i]);
     const __m512i vzp = _mm512_set1_epi32(o.a_zp[i]);
@@ -244,9 +228,9 @@ ATTN_VNNI_TARGET __attribute__((noinline)) void TileSums(const uint8_t* ap, cons
       const __m512 xf = _mm512_cvtepi32_ps(x);
       const __m512 s = _mm512_mul_ps(vs, _mm512_load_ps(o.w_scale + j * 16));
       const __m512 r = o.bias != nullptr
-                           ? MulAddExact(s, xf, _mm512_maskz_loadu_ps(o.mask[j], o.bias + j * 16))
+                           ? MulAddExact(s, xf, _mm512_maskz_loadu_ps(mask[j], o.bias + j * 16))
                            : _mm512_mul_ps(s, xf);
-      _mm512_mask_storeu_ps(o.c + i * o.ldc + j * 16, o.mask[j], r);
+      _mm512_mask_storeu_ps(o.c + i * o.ldc + j * 16, mask[j], r);
     }
   }
 }
@@ -256,58 +240,15 @@ ATTN_VNNI_TARGET __attribute__((noinline)) void TileSums(const uint8_t* ap, cons
 // formula.
 template <size_t kRows, size_t kVecs>
 __attribute__((noinline)) void Tile(const uint8_t* ap, const uint8_t* bp, size_t groups,
-                                    const TileOut& o) {
+                                    const Int8TileOut& o) {
   if (groups <= kChunkGroups) {
     TileSums<kRows, kVecs, false>(ap, bp, groups, o, nullptr);
     return;
   }
-  constexpr size_t kWidth = kVecs * 16;
-  int64_t total[kRows][kWidth] = {};
-  int32_t part[kRows * kWidth];
-  for (size_t g0 = 0; g0 < groups; g0 += kChunkGroups) {
-    TileSums<kRows, kVecs, true>(ap + g0 * kRows * 4, bp + g0 * kGroupBytes,
-                                 std::min(kChunkGroups, groups - g0), o, part);
-    for (size_t i = 0; i < kRows; ++i) {
-      for (size_t j = 0; j < kWidth; ++j) total[i][j] += part[i * kWidth + j];
-    }
-  }
-  for (size_t i = 0; i < kRows; ++i) {
-    for (size_t j = 0; j < kWidth; ++j) {
-      if (((o.mask[j / 16] >> (j % 16)) & 1) == 0) continue;
-      o.c[i * o.ldc + j] = DequantizeInt8(total[i][j], o.a_zp[i], o.colsum[j], o.a_scale[i],
-                                          o.w_scale[j], o.bias != nullptr ? o.bias + j : nullptr);
-    }
-  }
-}
-
-// Tile<rows, vecs> for run-time rows in [1, kRows] and vecs in [1, kVecs].
-template <size_t kRows, size_t kVecs>
-inline void TileFor(size_t rows, size_t vecs, const uint8_t* ap, const uint8_t* bp, size_t groups,
-                    const TileOut& o) {
-  if constexpr (kRows > 1) {
-    if (rows != kRows) {
-      TileFor<kRows - 1, kVecs>(rows, vecs, ap, bp, groups, o);
-      return;
-    }
-  }
-  if constexpr (kVecs > 1) {
-    if (vecs != kVecs) {
-      TileFor<kRows, kVecs - 1>(rows, vecs, ap, bp, groups, o);
-      return;
-    }
-  }
-  Tile<kRows, kVecs>(ap, bp, groups, o);
-}
-
-size_t DivCeil(size_t a, size_t b) { return (a + b - 1) / b; }
-
-// Bits [lo, hi) of a 16-lane mask, lo and hi relative to the vector and
-// clamped to [0, 16].
-__mmask16 LaneMask(size_t lo, size_t hi) {
-  if (hi <= lo) return 0;
-  const uint32_t upto_hi = hi >= 16 ? 0xFFFFu : (1u << hi) - 1u;
-  const uint32_t below_lo = (1u << lo) - 1u;
-  return static_cast<__mmask16>(upto_hi & ~below_lo);
+  Int8TileInChunks<kRows, kVecs * 16>(
+      groups, kChunkGroups, o, [&](size_t g0, size_t count, int32_t* part) {
+        TileSums<kRows, kVecs, true>(ap + g0 * kRows * 4, bp + g0 * kGroupBytes, count, o, part);
+      });
 }
 
 }  // namespace
@@ -315,40 +256,10 @@ __mmask16 LaneMask(size_t lo, size_t hi) {
 void MatMulInt8Vnni(const uint8_t* aq, size_t ldaq, const float* a_scale, const int32_t* a_zp,
                     size_t m, const QuantizedMatrix& b, float* c, size_t ldc, size_t n_begin,
                     size_t n_end, const float* bias) {
-  n_end = std::min(n_end, b.n());
-  if (m == 0 || n_begin >= n_end) return;
-  const size_t k = b.k();
-  const size_t groups = b.k_padded() / 4;
-  const size_t p_begin = n_begin / kNR;
-  const size_t p_end = DivCeil(n_end, kNR);
-  const size_t nc_panels =
-      std::max<size_t>(1, kMatMulInt8ColumnBlockBytes / std::max<size_t>(1, b.panel_bytes()));
-  uint8_t* apanel = Int8PanelScratch(kMR * groups * 4);
-  for (size_t jc = p_begin; jc < p_end; jc += nc_panels) {
-    const size_t jc_end = std::min(p_end, jc + nc_panels);
-    for (size_t i0 = 0; i0 < m; i0 += kMR) {
-      const size_t mr = std::min(kMR, m - i0);
-      PackA(aq + i0 * ldaq, ldaq, mr, k, groups, apanel);
-      for (size_t p = jc; p < jc_end; ++p) {
-        const size_t col0 = p * kNR;
-        const size_t lo = std::max(n_begin, col0) - col0;
-        const size_t hi = std::min(n_end, col0 + kNR) - col0;
-        TileOut o;
-        o.c = c + i0 * ldc + col0;
-        o.ldc = ldc;
-        o.a_scale = a_scale + i0;
-        o.a_zp = a_zp + i0;
-        o.w_scale = b.scales() + col0;
-        o.colsum = b.column_sums() + col0;
-        o.bias = bias != nullptr ? bias + col0 : nullptr;
-        for (size_t v = 0; v < kNV; ++v) {
-          const size_t v0 = v * 16;
-          o.mask[v] = LaneMask(std::max(lo, v0) - v0, std::min(hi, v0 + 16) - std::min(hi, v0));
-        }
-        TileFor<kMR, kNV>(mr, DivCeil(hi, 16), apanel, b.panel(p), groups, o);
-      }
-    }
-  }
+  ForEachInt8Tile<kMR, kNV, 16, 4, uint8_t>(
+      aq, ldaq, a_scale, a_zp, m, b, c, ldc, n_begin, n_end, bias,
+      [](auto rows, auto vecs, const uint8_t* ap, const uint8_t* bp, size_t groups,
+         const Int8TileOut& o) { Tile<rows, vecs>(ap, bp, groups, o); });
 }
 
 #if defined(__GNUC__) && !defined(__clang__)

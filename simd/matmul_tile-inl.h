@@ -314,33 +314,6 @@ HWY_NOINLINE void MicroTile(const float* HWY_RESTRICT a, size_t lda,
 
 #endif  // HWY_HAVE_SCALABLE
 
-// MicroTile<mr, vecs> for run-time mr in [1, kRows] and vecs in [1, kVecs]
-// (the rows of A left and the vectors that cover the columns below col_hi),
-// by compile-time recursion on the rows first, then on the vectors.
-template <size_t kRows, size_t kVecs>
-HWY_INLINE void MicroTileFor(size_t mr, size_t vecs, const float* HWY_RESTRICT a, size_t lda,
-                             const float* HWY_RESTRICT panel, size_t ldp, size_t kc,
-                             float* HWY_RESTRICT c, size_t ldc, const float* HWY_RESTRICT bias,
-                             float scale, bool load_c, size_t col_lo, size_t col_hi,
-                             const float* HWY_RESTRICT next_a, size_t next_rows, size_t next_kc) {
-  if constexpr (kRows > 1) {
-    if (mr != kRows) {
-      MicroTileFor<kRows - 1, kVecs>(mr, vecs, a, lda, panel, ldp, kc, c, ldc, bias, scale, load_c,
-                                     col_lo, col_hi, next_a, next_rows, next_kc);
-      return;
-    }
-  }
-  if constexpr (kVecs > 1) {
-    if (vecs != kVecs) {
-      MicroTileFor<kRows, kVecs - 1>(mr, vecs, a, lda, panel, ldp, kc, c, ldc, bias, scale, load_c,
-                                     col_lo, col_hi, next_a, next_rows, next_kc);
-      return;
-    }
-  }
-  MicroTile<kRows, kVecs>(a, lda, panel, ldp, kc, c, ldc, bias, scale, load_c, col_lo, col_hi,
-                          next_a, next_rows, next_kc);
-}
-
 }  // namespace matmul_detail
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
