@@ -31,7 +31,7 @@
 # (arrays of vectors on x86 and NEON) have their own code for these targets
 # under #if HWY_HAVE_SCALABLE, with the accumulators as named variables
 # (simd/flash_tiles-inl.h, simd/matmul_tile-inl.h, simd/matmul-inl.h; the
-# GEMMs on the first 128 bits of each vector, as simd/matmul_int8-inl.h).
+# GEMMs on the first 128 bits of each vector, as simd/matmul_int8_layout-inl.h).
 #
 # Left out (ATTN_AARCH64_EXCLUDE): install_and_consume, which configures a
 # separate project with the compiler alone (no toolchain file, no emulator) and
