@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "attn/error.h"
+#include "core/input_checks.h"
 #include "parallel/parallel_for.h"
 #include "simd/flash_attention.h"
 #include "simd/matmul.h"
@@ -163,8 +165,22 @@ void flash_block(const AttentionProblem& p, size_t b, size_t h, size_t r0, size_
 
 }  // namespace
 
-std::vector<uint8_t> draw_keep_mask(const Dropout& dropout, int64_t count) {
-  if (!dropout.active() || count == 0) return {};
+std::vector<uint8_t> draw_keep_mask(const Dropout& dropout, const char* module,
+                                    const std::vector<int64_t>& weights_shape) {
+  if (!dropout.active()) return {};
+  int64_t count = 1;
+  bool overflow = false;
+  for (int64_t extent : weights_shape) {
+    overflow = overflow || __builtin_mul_overflow(count, extent, &count);
+  }
+  if (!overflow && count == 0) return {};
+  const uint64_t memory = physical_memory_bytes();
+  if (overflow || (memory != 0 && static_cast<uint64_t>(count) > memory)) {
+    throw ShapeError(std::string(module) + ": dropout on attention weights of shape " +
+                     shape_to_string(weights_shape) +
+                     " needs a keep mask of one byte per weight, more than this machine's " +
+                     std::to_string(memory) + " bytes of memory");
+  }
   return dropout.draw_keep_mask(count);
 }
 

@@ -63,9 +63,12 @@ struct AttentionProblem {
 };
 
 // Helpers shared by the attention modules.
-// The dropout keep decisions for `count` attention weights, drawn in
-// PyTorch's order (1 = keep); empty when dropout is inactive.
-std::vector<uint8_t> draw_keep_mask(const Dropout& dropout, int64_t count);
+// The dropout keep decisions for attention weights of shape `weights_shape`,
+// drawn in PyTorch's order (1 = keep); empty when dropout is inactive. Throws
+// ShapeError naming `module` and the shape, drawing nothing, when the mask
+// (one byte per weight) would not fit in the machine's memory.
+std::vector<uint8_t> draw_keep_mask(const Dropout& dropout, const char* module,
+                                    const std::vector<int64_t>& weights_shape);
 // 1 / sqrt(d_k): the scale of the scores (PyTorch divides by d_k ** 0.5).
 inline float attention_scale(size_t d_k) {
   return 1.0f / static_cast<float>(std::sqrt(static_cast<double>(d_k)));

@@ -35,7 +35,8 @@ Tensor CausalAttention::forward(const Tensor& x, Tensor* attn_weights) const {
   Tensor values = W_value_(x);
   Tensor out = Tensor::empty({batch, tokens, this->d_out()});
   if (attn_weights != nullptr) *attn_weights = Tensor({batch, tokens, tokens});
-  const std::vector<uint8_t> keep = detail::draw_keep_mask(dropout_, batch * tokens * tokens);
+  const std::vector<uint8_t> keep =
+      detail::draw_keep_mask(dropout_, "CausalAttention", {batch, tokens, tokens});
 
   detail::AttentionProblem p;
   p.batch = static_cast<size_t>(batch);

@@ -4,6 +4,7 @@
 
 #include "attn/error.h"
 #include "attn/random.h"
+#include "core/input_checks.h"
 
 namespace attn {
 
@@ -18,6 +19,12 @@ std::vector<uint8_t> Dropout::draw_keep_mask(int64_t count) const {
   if (count < 0) {
     throw ArgumentError("Dropout::draw_keep_mask: count must not be negative, got " +
                         std::to_string(count));
+  }
+  const uint64_t memory = detail::physical_memory_bytes();
+  if (memory != 0 && static_cast<uint64_t>(count) > memory) {
+    throw ArgumentError("Dropout::draw_keep_mask: count = " + std::to_string(count) +
+                        " keep decisions (one byte each) exceed this machine's " +
+                        std::to_string(memory) + " bytes of memory");
   }
   std::vector<uint8_t> keep(static_cast<size_t>(count), 0);
   if (p_ == 1.0) return keep;  // PyTorch multiplies by zero without drawing

@@ -63,6 +63,19 @@ void check_rows_arguments(const float* x, size_t ldx, size_t rows, const float* 
   }
 }
 
+// A Linear always holds an (out, in) weight with in, out >= 1, except once it
+// was moved from (Tensor's move leaves shape {0}): forward and quantize refuse
+// that state instead of reading a null weight.
+void check_not_moved_from(const Tensor& weight, int64_t in_features, int64_t out_features,
+                          const char* caller) {
+  if (weight.numel() == 0) {
+    throw ArgumentError(
+        std::string(caller) + ": this Linear (in_features = " + std::to_string(in_features) +
+        ", out_features = " + std::to_string(out_features) + ") has a weight of shape " +
+        shape_to_string(weight.shape()) + ": it (or the module holding it) was moved from");
+  }
+}
+
 }  // namespace
 
 Linear::Linear(int64_t in_features, int64_t out_features, bool bias)
@@ -119,6 +132,7 @@ void Linear::collect_tensors(const std::string& prefix, std::vector<NamedTensor>
 }
 
 void Linear::quantize() {
+  check_not_moved_from(weight_, in_features_, out_features_, "quantize_dynamic");
   quantized_weight_ = std::make_shared<const simd::QuantizedMatrix>(simd::QuantizeAndPackB(
       weight_.data(), static_cast<size_t>(in_features_), static_cast<size_t>(out_features_),
       static_cast<size_t>(in_features_)));
@@ -134,6 +148,7 @@ void Linear::on_tensors_loaded() {
 }
 
 void Linear::forward_rows(const float* x, size_t ldx, size_t rows, float* y, size_t ldy) const {
+  check_not_moved_from(weight_, in_features_, out_features_, "Linear::forward_rows");
   check_rows_arguments(x, ldx, rows, y, ldy, in_features_, out_features_);
   const float* bias = has_bias_ ? bias_.data() : nullptr;
   if (quantized_weight_) {

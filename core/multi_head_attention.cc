@@ -22,6 +22,22 @@ int64_t checked_config(const char* module, int64_t d_in, int64_t d_out, int64_t 
   return context_length;
 }
 
+// The forward's (batch * num_tokens, 3 * d_out) projections of x must fit in
+// the machine's memory: a ShapeError rather than std::bad_alloc from the
+// scratch allocation (x itself may be small when d_in is).
+void check_projections_fit(const Tensor& x, int64_t d_out) {
+  int64_t floats = 0;
+  const bool overflow = __builtin_mul_overflow(x.size(0), x.size(1), &floats) ||
+                        __builtin_mul_overflow(floats, 3 * d_out, &floats);
+  const uint64_t memory = detail::physical_memory_bytes();
+  if (overflow || (memory != 0 && static_cast<uint64_t>(floats) > memory / sizeof(float))) {
+    throw ShapeError("MultiHeadAttention: input x of shape " + shape_to_string(x.shape()) +
+                     " needs its (batch * num_tokens, 3 * d_out = " + std::to_string(3 * d_out) +
+                     ") projections, more than this machine's " + std::to_string(memory) +
+                     " bytes of memory");
+  }
+}
+
 // [first; second; third] stacked along dimension 0 (the rows of nn.Linear
 // weights, or the entries of biases).
 Tensor stack_rows(const Tensor& first, const Tensor& second, const Tensor& third) {
@@ -99,13 +115,22 @@ void MultiHeadAttentionWrapper::collect_tensors(const std::string& prefix,
 }
 
 Tensor MultiHeadAttentionWrapper::forward(const Tensor& x, Tensor* attn_weights) const {
+  if (heads_.empty()) {
+    throw ArgumentError(
+        "MultiHeadAttentionWrapper: this module has no heads: it was moved from (assign a "
+        "module to it before use)");
+  }
   const CausalAttention& first = heads_.front();
   detail::check_attention_input("MultiHeadAttentionWrapper", x, 3, first.d_in(),
                                 first.context_length());
   const int64_t batch = x.size(0), tokens = x.size(1), d_out = first.d_out();
   const int64_t heads = num_heads();
   Tensor out = Tensor::empty({batch, tokens, d_out * heads});
-  if (attn_weights != nullptr) *attn_weights = Tensor({batch, heads, tokens, tokens});
+  // The weights go to *attn_weights only at the end: it may be x itself
+  // (forward(x, &x)), which every head still reads, and a head that throws
+  // leaves it untouched.
+  Tensor weights;
+  if (attn_weights != nullptr) weights = Tensor({batch, heads, tokens, tokens});
   // One head after another, as the book's torch.cat([head(x) for head in
   // self.heads], dim=-1) does; each head is parallel inside.
   for (int64_t h = 0; h < heads; ++h) {
@@ -119,11 +144,12 @@ Tensor MultiHeadAttentionWrapper::forward(const Tensor& x, Tensor* attn_weights)
     if (attn_weights != nullptr) {
       const int64_t square = tokens * tokens;
       for (int64_t b = 0; b < batch; ++b) {
-        std::memcpy(attn_weights->data() + (b * heads + h) * square,
-                    head_weights.data() + b * square, static_cast<size_t>(square) * sizeof(float));
+        std::memcpy(weights.data() + (b * heads + h) * square, head_weights.data() + b * square,
+                    static_cast<size_t>(square) * sizeof(float));
       }
     }
   }
+  if (attn_weights != nullptr) *attn_weights = std::move(weights);
   return out;
 }
 
@@ -174,6 +200,7 @@ void MultiHeadAttention::quantize_in_place() {
 
 Tensor MultiHeadAttention::forward(const Tensor& x, Tensor* attn_weights) const {
   detail::check_attention_input("MultiHeadAttention", x, 3, d_in(), context_length_);
+  check_projections_fit(x, this->d_out());
   const int64_t batch = x.size(0), tokens = x.size(1), d_out = this->d_out();
   const size_t rows = static_cast<size_t>(batch * tokens);
   const size_t d = static_cast<size_t>(d_out);
@@ -186,7 +213,7 @@ Tensor MultiHeadAttention::forward(const Tensor& x, Tensor* attn_weights) const 
   qkv_.forward_rows(x.data(), static_cast<size_t>(d_in()), rows, qkv, 3 * d);
 
   const std::vector<uint8_t> keep =
-      detail::draw_keep_mask(dropout_, batch * num_heads_ * tokens * tokens);
+      detail::draw_keep_mask(dropout_, "MultiHeadAttention", {batch, num_heads_, tokens, tokens});
   detail::AttentionProblem p =
       qkv_problem(static_cast<size_t>(batch), static_cast<size_t>(tokens),
                   static_cast<size_t>(num_heads_), static_cast<size_t>(head_dim()), qkv);
@@ -214,8 +241,12 @@ Tensor MultiHeadAttention::forward(const Tensor& x, Tensor* attn_weights) const 
 
 Tensor MultiHeadAttention::forward(const Tensor& x, KVCache& cache) const {
   detail::check_attention_input("MultiHeadAttention", x, 3, d_in());
+  // A moved-from cache keeps its sizes but not its tensors: its keys' shape
+  // tells.
+  const std::vector<int64_t> cache_shape{x.size(0), num_heads_, context_length_, head_dim()};
   if (cache.num_heads() != num_heads_ || cache.head_dim() != head_dim() ||
-      cache.capacity() != context_length_ || cache.batch() != x.size(0)) {
+      cache.capacity() != context_length_ || cache.batch() != x.size(0) ||
+      cache.keys().shape() != cache_shape || cache.values().shape() != cache_shape) {
     throw ShapeError("MultiHeadAttention: KVCache of keys shape " +
                      shape_to_string(cache.keys().shape()) + " does not fit this module (" +
                      std::to_string(num_heads_) + " heads of " + std::to_string(head_dim()) +
@@ -229,6 +260,7 @@ Tensor MultiHeadAttention::forward(const Tensor& x, KVCache& cache) const {
                      std::to_string(past + tokens) +
                      " > context_length = " + std::to_string(context_length_));
   }
+  check_projections_fit(x, d_out());
   if (dropout_.active()) {
     throw ArgumentError(
         "MultiHeadAttention: forward with a KVCache is for inference, but dropout "

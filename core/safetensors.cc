@@ -23,6 +23,18 @@ constexpr uint64_t kMaxNumel = uint64_t{1} << 40;
 
 std::string quoted(const std::string& s) { return "'" + s + "'"; }
 
+// Throws IoError unless `path` is free of NUL bytes: the OS would open it up
+// to the first one, another file than the caller named.
+void check_path(const std::string& path, const char* caller) {
+  const size_t nul = path.find('\0');
+  if (nul == std::string::npos) return;
+  std::string shown = path;
+  for (size_t i = nul; i < shown.size(); ++i) {
+    if (shown[i] == '\0') shown.replace(i, 1, "\\0");
+  }
+  throw IoError(std::string(caller) + ": the path " + quoted(shown) + " contains a NUL byte");
+}
+
 // A name or value from the file (up to 100 MB), quoted and cut short.
 std::string cut(const std::string& s) {
   constexpr size_t kMax = 100;
@@ -269,6 +281,7 @@ StateDict parse_safetensors(const char* data, size_t size, const std::string& wh
 
 StateDict load_safetensors(const std::string& path) {
   const std::string what = "load_safetensors: " + detail::quoted(path);
+  detail::check_path(path, "load_safetensors");
   std::ifstream file(path, std::ios::binary);
   if (!file) throw IoError("load_safetensors: cannot open " + detail::quoted(path));
   // The size first: nothing is allocated before it bounds the header.
@@ -304,6 +317,7 @@ StateDict load_safetensors(const std::string& path) {
 
 void save_safetensors(const std::string& path, const StateDict& tensors,
                       const std::map<std::string, std::string>& metadata) {
+  detail::check_path(path, "save_safetensors");
   // The header must be UTF-8 JSON for load_safetensors (and the reference
   // implementation) to read it back.
   const auto check_utf8 = [](const std::string& s, const char* role) {

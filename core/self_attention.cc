@@ -67,6 +67,10 @@ void SelfAttentionV1::collect_tensors(const std::string& prefix, std::vector<Nam
 
 Tensor SelfAttentionV1::forward(const Tensor& x, Tensor* attn_weights) const {
   detail::check_attention_input("SelfAttentionV1", x, 2, d_in_);
+  if (W_query_.dim() != 2 || W_key_.dim() != 2 || W_value_.dim() != 2) {
+    throw ArgumentError("SelfAttentionV1: W_query has shape " + shape_to_string(W_query_.shape()) +
+                        ": this module was moved from (assign a module to it before use)");
+  }
   Tensor queries = matmul(x, W_query_);
   Tensor keys = matmul(x, W_key_);
   Tensor values = matmul(x, W_value_);
@@ -107,10 +111,15 @@ Tensor transposed(const Tensor& w) {
 
 void transfer_weights(const SelfAttentionV2& source, SelfAttentionV1& target) {
   if (source.d_in() != target.d_in() || source.d_out() != target.d_out()) {
-    throw ShapeError("transfer_weights: SelfAttentionV2 with W_query.weight of shape " +
+    // Both sizes: swapped d_in and d_out give equal-looking weight shapes.
+    const auto sizes = [](int64_t d_in, int64_t d_out) {
+      return " (d_in = " + std::to_string(d_in) + ", d_out = " + std::to_string(d_out) + ")";
+    };
+    throw ShapeError("transfer_weights: SelfAttentionV2" + sizes(source.d_in(), source.d_out()) +
+                     " with W_query.weight of shape " +
                      shape_to_string(source.W_query().weight().shape()) +
-                     " does not fit SelfAttentionV1 with W_query of shape " +
-                     shape_to_string(target.W_query().shape()));
+                     " does not fit SelfAttentionV1" + sizes(target.d_in(), target.d_out()) +
+                     " with W_query of shape " + shape_to_string(target.W_query().shape()));
   }
   if (source.W_query().has_bias()) {
     throw ArgumentError(

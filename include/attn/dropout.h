@@ -30,6 +30,8 @@ class Dropout : public Module {
   // The keep decisions (1 = keep) PyTorch would draw for a tensor of `count`
   // elements, from the global generator. p = 1 draws nothing (all dropped),
   // as in PyTorch. Used by the attention modules, after checking active().
+  // Throws ArgumentError, drawing nothing, when count is negative or more
+  // bytes than the machine's memory.
   std::vector<uint8_t> draw_keep_mask(int64_t count) const;
   // The factor kept elements are multiplied by: 1 / (1 - p) in float.
   float kept_scale() const;

@@ -9,6 +9,11 @@
 // it). Not safe while any forward runs on the module: train()/eval(),
 // load_state_dict(), MultiHeadAttention::set_attention_path(); and one KVCache
 // must not be used by two calls at once.
+//
+// Moving: a moved-from module is valid but empty (its tensors have shape
+// {0}): destroying it or assigning to it works, and its forward and
+// quantize_dynamic throw ArgumentError instead of reading the moved weights.
+// A moved-from KVCache likewise makes forward(x, cache) throw ShapeError.
 #pragma once
 
 #include <cstdint>

@@ -32,8 +32,9 @@ class MultiHeadAttentionWrapper : public Module {
 
   int64_t num_heads() const { return static_cast<int64_t>(heads_.size()); }
   const std::vector<CausalAttention>& heads() const { return heads_; }
-  int64_t d_in() const { return heads_.front().d_in(); }
-  int64_t d_out() const { return heads_.front().d_out(); }
+  // 0 (and no heads) once the wrapper was moved from.
+  int64_t d_in() const { return heads_.empty() ? 0 : heads_.front().d_in(); }
+  int64_t d_out() const { return heads_.empty() ? 0 : heads_.front().d_out(); }
 
  protected:
   void collect_tensors(const std::string& prefix, std::vector<NamedTensor>& out) override;

@@ -17,7 +17,8 @@ namespace attn {
 
 // Reads every tensor of the file. Safe on untrusted files: every problem is
 // an IoError naming the file and, where there is one, the tensor. That is
-// the case when the file is missing, unreadable, shorter than 8 bytes, or
+// the case when the path holds a NUL byte (the OS would open another file),
+// when the file is missing, unreadable, shorter than 8 bytes, or
 // declares a header longer than the rest of the file (or than the format's
 // 100 MB); when the header is not UTF-8 JSON (malformed, nested deeper than
 // 128 levels, a duplicate key in any object); when "__metadata__" is not an
@@ -37,7 +38,8 @@ namespace attn {
 StateDict load_safetensors(const std::string& path);
 
 // Writes the tensors (keys in map order, data 8-byte aligned). Throws IoError
-// when the file cannot be written, when a tensor is named "__metadata__", or
+// when the path holds a NUL byte, when the file cannot be written, when a
+// tensor is named "__metadata__", or
 // when a name or metadata string is not valid UTF-8 (it could not be read
 // back).
 void save_safetensors(const std::string& path, const StateDict& tensors,

@@ -12,6 +12,7 @@
 #include <memory>
 #include <typeinfo>
 
+#include "core/input_checks.h"
 #include "test_util.h"
 
 namespace attn {
@@ -379,6 +380,11 @@ TEST(BadInput, TransferWeightsLeavesTargetUnchanged) {
   const StateDict before = wrong.state_dict();
   EXPECT_THROW_WITH(transfer_weights(v2, wrong), ShapeError, "(2, 3)", "(4, 2)");
   EXPECT_TRUE(same_state(wrong.state_dict(), before));
+  // d_in and d_out swapped: both weights are (2, 3), so the message names the
+  // sizes (it showed two equal shapes).
+  SelfAttentionV1 swapped(2, 3);
+  EXPECT_THROW_WITH(transfer_weights(v2, swapped), ShapeError, "(d_in = 3, d_out = 2)",
+                    "(d_in = 2, d_out = 3)");
   SelfAttentionV2 biased(3, 2, true);
   SelfAttentionV1 v1(3, 2);
   const StateDict v1_before = v1.state_dict();
@@ -739,6 +745,148 @@ TEST(BadInput, SetNumThreads) {
   EXPECT_EQ(num_threads(), kMaxThreads);
   EXPECT_TRUE(same_bits(mha.forward(x), one));
   set_num_threads(0);
+}
+
+// --- forward(x, &x), huge dropout masks and projections, moved-from modules -------------
+
+// The weights output may be the input itself: every module reads x before it
+// writes the weights (the wrapper overwrote x before its heads read it, then
+// threw a ShapeError having changed x).
+TEST(BadInput, WeightsOutputMayBeTheInput) {
+  manual_seed(kSeed);
+  CausalModules m;
+  m.ca.eval();
+  m.wrapper.eval();
+  m.mha.eval();
+  const Tensor x0 = random_tensor({2, 5, 3}, 11);
+  for (const auto& item : m.forwards()) {
+    SCOPED_TRACE(item.first);
+    Tensor expected_weights;
+    const Tensor expected = item.second(x0, &expected_weights);
+    Tensor x = x0;
+    Tensor y;
+    EXPECT_NO_THROW(y = item.second(x, &x));
+    EXPECT_TRUE(same_bits(y, expected));
+    EXPECT_TRUE(same_bits(x, expected_weights));
+  }
+  SelfAttentionV1 v1(3, 2);
+  SelfAttentionV2 v2(3, 2);
+  const Tensor s0 = random_tensor({4, 3}, 12);
+  Tensor w1, w2;
+  const Tensor y1 = v1.forward(s0, &w1), y2 = v2.forward(s0, &w2);
+  Tensor s = s0;
+  EXPECT_TRUE(same_bits(v1.forward(s, &s), y1));
+  EXPECT_TRUE(same_bits(s, w1));
+  s = s0;
+  EXPECT_TRUE(same_bits(v2.forward(s, &s), y2));
+  EXPECT_TRUE(same_bits(s, w2));
+}
+
+// A dropout keep mask (one byte per attention weight) larger than memory is
+// an attn error drawing nothing, not std::bad_alloc: 2^21 tokens of d_in = 1
+// are an 8 MiB input but 4 TiB of mask.
+TEST(BadInput, DropoutMaskBeyondMemoryIsAnAttnError) {
+  const Dropout d(0.5), all(1.0);
+  for (const Dropout* dropout : {&d, &all}) {
+    EXPECT_THROW_NO_DRAWS(dropout->draw_keep_mask(int64_t{1} << 42), ArgumentError,
+                          "count = 4398046511104", "memory");
+  }
+  constexpr int64_t kTokens = int64_t{1} << 21;
+  CausalAttention ca(1, 1, kTokens, 0.5);
+  MultiHeadAttentionWrapper wrapper(1, 1, kTokens, 0.5, 2);
+  MultiHeadAttention mha(1, 2, kTokens, 0.5, 2);
+  const Tensor x({1, kTokens, 1});
+  EXPECT_THROW_NO_DRAWS(ca.forward(x), ShapeError, "CausalAttention", "(1, 2097152, 2097152)",
+                        "memory");
+  EXPECT_THROW_NO_DRAWS(wrapper.forward(x), ShapeError, "CausalAttention", "(1, 2097152, 2097152)");
+  EXPECT_THROW_NO_DRAWS(mha.forward(x), ShapeError, "MultiHeadAttention",
+                        "(1, 2, 2097152, 2097152)", "memory");
+}
+
+// MultiHeadAttention's (batch * num_tokens, 3 * d_out) projections beyond
+// memory, from an input that fits (d_in = 1): a ShapeError naming x's shape
+// (was std::bad_alloc from the scratch allocation).
+TEST(BadInput, MultiHeadAttentionProjectionsBeyondMemory) {
+  const uint64_t memory = detail::physical_memory_bytes();
+  if (memory == 0) GTEST_SKIP() << "physical memory unknown";
+  constexpr int64_t kDOut = 2048;
+  const auto tokens = static_cast<int64_t>(memory / (3 * kDOut * sizeof(float)) + 1);
+  MultiHeadAttention mha(1, kDOut, tokens, 0.0, 1);
+  mha.eval();
+  const Tensor x({1, tokens, 1});
+  const std::string shape = shape_to_string(x.shape());
+  EXPECT_THROW_NO_DRAWS(mha.forward(x), ShapeError, "MultiHeadAttention", shape.c_str(),
+                        "3 * d_out = 6144", "memory");
+}
+
+// A moved-from module keeps its sizes but not its tensors (shape {0}):
+// forward and quantize_dynamic throw ArgumentError instead of reading null
+// or freed weights (was: null dereference, a heap overflow in quantize,
+// front() of an empty vector in the wrapper), and assigning restores it.
+TEST(BadInput, MovedFromModulesThrow) {
+  const Tensor x2 = random_tensor({2, 3}, 13);
+  const Tensor x3 = random_tensor({1, 2, 3}, 14);
+  {
+    Linear a(3, 4);
+    const Linear b = std::move(a);
+    EXPECT_THROW_WITH(a.forward(x2), ArgumentError, "moved from", "in_features = 3");
+    EXPECT_THROW_WITH(quantize_dynamic(a), ArgumentError, "moved from");
+    a = b;
+    EXPECT_TRUE(same_bits(a.forward(x2), b.forward(x2)));
+  }
+  {
+    SelfAttentionV1 a(3, 4);
+    const SelfAttentionV1 b = std::move(a);
+    EXPECT_THROW_WITH(a.forward(x2), ArgumentError, "SelfAttentionV1", "moved from");
+  }
+  {
+    SelfAttentionV2 a(3, 4);
+    const SelfAttentionV2 b = std::move(a);
+    EXPECT_THROW_WITH(a.forward(x2), ArgumentError, "moved from");
+    EXPECT_THROW_WITH(quantize_dynamic(a), ArgumentError, "moved from");
+  }
+  {
+    CausalAttention a(3, 4, 6, 0.0);
+    const CausalAttention b = std::move(a);
+    EXPECT_THROW_WITH(a.forward(x3), ArgumentError, "moved from");
+    EXPECT_THROW_WITH(quantize_dynamic(a), ArgumentError, "moved from");
+  }
+  {
+    MultiHeadAttentionWrapper a(3, 4, 6, 0.0, 2);
+    const MultiHeadAttentionWrapper b = std::move(a);
+    EXPECT_EQ(a.num_heads(), 0);
+    EXPECT_EQ(a.d_in(), 0);
+    EXPECT_EQ(a.d_out(), 0);
+    EXPECT_THROW_WITH(a.forward(x3), ArgumentError, "MultiHeadAttentionWrapper", "moved from");
+    a = b;
+    EXPECT_TRUE(same_bits(a.forward(x3), b.forward(x3)));
+  }
+  for (bool quantized : {false, true}) {
+    SCOPED_TRACE(quantized ? "quantized" : "float");
+    MultiHeadAttention original(3, 4, 6, 0.0, 2);
+    original.eval();
+    MultiHeadAttention a = quantized ? quantize_dynamic(original) : original;
+    const MultiHeadAttention b = std::move(a);
+    EXPECT_THROW_WITH(a.forward(x3), ArgumentError, "moved from");
+    KVCache cache = a.make_cache(1);
+    EXPECT_THROW_WITH(a.forward(x3, cache), ArgumentError, "moved from");
+    EXPECT_EQ(cache.size(), 0);
+    EXPECT_THROW_WITH(quantize_dynamic(a), ArgumentError, "moved from");
+    a = b;
+    EXPECT_TRUE(same_bits(a.forward(x3), b.forward(x3)));
+  }
+  // A moved-from cache: ShapeError naming its keys' shape (was a write
+  // through a null pointer), and nothing cached.
+  MultiHeadAttention mha(3, 4, 6, 0.0, 2);
+  mha.eval();
+  KVCache cache = mha.make_cache(1);
+  mha.forward(x3, cache);
+  const KVCache moved = std::move(cache);
+  EXPECT_THROW_WITH(mha.forward(x3, cache), ShapeError, "KVCache of keys shape (0,)");
+  EXPECT_EQ(moved.size(), 2);
+  cache = moved;
+  EXPECT_NO_THROW(mha.forward(x3, cache));
+  EXPECT_EQ(cache.size(), 4);
 }
 
 }  // namespace

@@ -208,6 +208,23 @@ TEST_F(Safetensors, AcceptsWhatTheFormatAllows) {
   EXPECT_THROW_WITH(save_safetensors(path("bad_meta"), {}, {{"k", "\xC0\xAF"}}), IoError, "UTF-8");
 }
 
+// A path with a NUL byte names a file the OS cannot open: the OS would take
+// the prefix, another file (was: read or overwritten silently).
+TEST_F(Safetensors, PathWithNulByteIsRefused) {
+  const std::string real = path("nul_prefix.safetensors");
+  StateDict dict;
+  dict["a"] = random_tensor({2}, 5);
+  save_safetensors(real, dict);
+  const std::string with_nul = real + std::string("\0.other", 7);
+  EXPECT_THROW_WITH(load_safetensors(with_nul), IoError, "load_safetensors", "NUL", "\\0.other");
+  StateDict other;
+  other["b"] = Tensor({3});
+  EXPECT_THROW_WITH(save_safetensors(with_nul, other), IoError, "save_safetensors", "NUL");
+  const StateDict back = load_safetensors(real);  // the prefix file was not overwritten
+  ASSERT_EQ(back.count("a"), 1u);
+  EXPECT_TENSOR_EQ(back.at("a"), dict.at("a"));
+}
+
 // Each class of hostile header gets an IoError, before any large allocation
 // (the sizes below would need terabytes).
 TEST_F(Safetensors, HostileHeaders) {
