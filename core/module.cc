@@ -4,6 +4,8 @@
 #include <set>
 
 #include "attn/error.h"
+#include "attn/linear.h"
+#include "simd/matmul_int8.h"
 
 namespace attn {
 namespace {
@@ -102,6 +104,22 @@ void Module::load_state_dict(const StateDict& dict) {
   }
   for (const NamedTensor& entry : tensors) {
     if (entry.kind == TensorKind::kCausalMask) check_causal_mask(entry.name, dict.at(entry.name));
+  }
+  // A module made by quantize_dynamic quantizes what it loads, which needs
+  // finite parameters, as quantize_dynamic itself does.
+  const bool quantized = std::any_of(tensors.begin(), tensors.end(), [](const NamedTensor& e) {
+    const auto* linear = dynamic_cast<const Linear*>(e.owner);
+    return linear != nullptr && linear->is_quantized();
+  });
+  for (const NamedTensor& entry : tensors) {
+    if (!quantized || entry.kind != TensorKind::kParameter) continue;
+    const Tensor& t = dict.at(entry.name);
+    if (!simd::AllFinite(t.data(), static_cast<size_t>(t.numel()))) {
+      throw ArgumentError("load_state_dict: '" + entry.name + "' of shape " +
+                          shape_to_string(t.shape()) +
+                          " holds NaN or inf, which this int8 module (quantize_dynamic) cannot "
+                          "quantize");
+    }
   }
   // Every check passed: now copy (no partial update on error).
   for (const NamedTensor& entry : tensors) {

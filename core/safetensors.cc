@@ -1,5 +1,7 @@
 #include "attn/safetensors.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cstring>
 #include <fstream>
@@ -282,6 +284,10 @@ StateDict parse_safetensors(const char* data, size_t size, const std::string& wh
 StateDict load_safetensors(const std::string& path) {
   const std::string what = "load_safetensors: " + detail::quoted(path);
   detail::check_path(path, "load_safetensors");
+  struct stat status;  // a failed stat falls through to the open below
+  if (stat(path.c_str(), &status) == 0 && S_ISDIR(status.st_mode)) {
+    throw IoError(what + " is a directory");
+  }
   std::ifstream file(path, std::ios::binary);
   if (!file) throw IoError("load_safetensors: cannot open " + detail::quoted(path));
   // The size first: nothing is allocated before it bounds the header.

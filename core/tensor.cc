@@ -92,11 +92,15 @@ Tensor Tensor::empty(std::vector<int64_t> shape) {
   return Tensor(std::move(shape), Uninitialized{});
 }
 
-Tensor::Tensor(std::vector<int64_t> shape, std::vector<float> values) : Tensor(std::move(shape)) {
-  if (static_cast<int64_t>(values.size()) != numel_) {
-    throw ShapeError("Tensor: shape " + shape_to_string(shape_) + " needs " +
-                     std::to_string(numel_) + " values, got " + std::to_string(values.size()));
+Tensor::Tensor(std::vector<int64_t> shape, std::vector<float> values) {
+  // The count is checked before anything is allocated (a wrong count with a
+  // huge shape must not allocate and zero the shape first).
+  const int64_t numel = checked_numel(shape, "Tensor");
+  if (static_cast<int64_t>(values.size()) != numel) {
+    throw ShapeError("Tensor: shape " + shape_to_string(shape) + " needs " + std::to_string(numel) +
+                     " values, got " + std::to_string(values.size()));
   }
+  *this = Tensor(std::move(shape), Uninitialized{});
   if (numel_ > 0) std::memcpy(data(), values.data(), values.size() * sizeof(float));
 }
 

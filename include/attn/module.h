@@ -52,7 +52,8 @@ class Module {
   // Strict like PyTorch's load_state_dict: every key of state_dict() must be
   // present with the same shape, and no other key may be. Throws ShapeError
   // (naming the key and both shapes) or ArgumentError (missing/unexpected
-  // keys) and then leaves the module unchanged.
+  // keys; for a module made by quantize_dynamic, also a parameter holding NaN
+  // or inf) and then leaves the module unchanged.
   void load_state_dict(const StateDict& dict);
 
   // Number of trainable parameters (buffers such as `mask` excluded).

@@ -18,7 +18,7 @@ namespace attn {
 // Reads every tensor of the file. Safe on untrusted files: every problem is
 // an IoError naming the file and, where there is one, the tensor. That is
 // the case when the path holds a NUL byte (the OS would open another file),
-// when the file is missing, unreadable, shorter than 8 bytes, or
+// when the file is missing, a directory, unreadable, shorter than 8 bytes, or
 // declares a header longer than the rest of the file (or than the format's
 // 100 MB); when the header is not UTF-8 JSON (malformed, nested deeper than
 // 128 levels, a duplicate key in any object); when "__metadata__" is not an

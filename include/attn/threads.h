@@ -9,9 +9,12 @@
 
 namespace attn {
 
-// The default is the environment variable ATTN_NUM_THREADS when set to a
-// positive integer (at most kMaxThreads), else the number of hardware threads
-// available to the process.
+// The default is the environment variable ATTN_NUM_THREADS when it is a
+// positive decimal integer (larger values, also ones too large to parse,
+// count as kMaxThreads), else the number of hardware threads available to
+// the process: an empty, zero, negative or non-numeric value ("abc", "2x")
+// is ignored without an error, as the environment is not an argument the
+// library can throw at.
 int num_threads();
 
 // The largest thread count attn accepts.

@@ -123,6 +123,9 @@ TEST(BadInput, TensorValuesCountMismatch) {
   EXPECT_THROW_WITH(Tensor({2, 3}, {1, 2}), ShapeError, "(2, 3)", "6", "2");
   EXPECT_THROW_WITH(Tensor({2}, {1, 2, 3}), ShapeError, "(2,)", "3");
   EXPECT_THROW_WITH(Tensor(std::vector<int64_t>{}, std::vector<float>{}), ShapeError, "()", "1");
+  // The count is checked before allocating: a wrong count with an 8 GiB
+  // shape throws at once (it allocated and zeroed the 8 GiB first).
+  EXPECT_THROW_WITH(Tensor({k2e20, 2048}, {1.0f}), ShapeError, "(1048576, 2048)");
 }
 
 // More elements than any machine holds, but countable in int64: an attn
@@ -706,6 +709,42 @@ TEST(BadInput, LoadStateDictFailuresLeaveModulesUnchanged) {
   check_failed_loads_leave_module_unchanged(wrapper, x3);
   MultiHeadAttention mha(3, 4, 6, 0.0, 2, true);
   check_failed_loads_leave_module_unchanged(mha, x3);
+}
+
+// A quantize_dynamic module quantizes what it loads: NaN or inf parameters
+// are refused as quantize_dynamic refuses them, and the module is unchanged.
+// A float32 module loads them (as PyTorch does).
+TEST(BadInput, LoadStateDictNonFiniteIntoInt8Module) {
+  manual_seed(7);
+  MultiHeadAttention mha(6, 4, 5, 0.0, 2, /*qkv_bias=*/true);
+  mha.eval();
+  CausalAttention ca(6, 3, 5, 0.0, /*qkv_bias=*/false);
+  ca.eval();
+  const MultiHeadAttention q_mha = quantize_dynamic(mha);
+  const CausalAttention q_ca = quantize_dynamic(ca);
+  const Tensor x = random_tensor({2, 5, 6}, 3);
+  const float kInfF = std::numeric_limits<float>::infinity();
+  const float kNaNF = std::numeric_limits<float>::quiet_NaN();
+  for (const char* key : {"out_proj.weight", "W_key.weight", "W_value.bias"}) {
+    for (float bad : {kInfF, kNaNF}) {
+      SCOPED_TRACE(::testing::Message() << key << " = " << bad);
+      MultiHeadAttention target = q_mha;
+      const Tensor before = target.forward(x);
+      StateDict dict = mha.state_dict();
+      dict.at(key).data()[1] = bad;
+      EXPECT_THROW_WITH(target.load_state_dict(dict), ArgumentError, "load_state_dict", key,
+                        "NaN or inf", "int8");
+      EXPECT_TRUE(same_state(target.state_dict(), q_mha.state_dict()));
+      EXPECT_TRUE(same_bits(target.forward(x), before));
+      MultiHeadAttention float_module = mha;
+      EXPECT_NO_THROW(float_module.load_state_dict(dict));
+    }
+  }
+  CausalAttention target = q_ca;
+  StateDict dict = ca.state_dict();
+  dict.at("W_query.weight").data()[0] = kNaNF;
+  EXPECT_THROW_WITH(target.load_state_dict(dict), ArgumentError, "W_query.weight", "NaN or inf");
+  EXPECT_TRUE(same_state(target.state_dict(), q_ca.state_dict()));
 }
 
 TEST(BadInput, LoadStateDictMessagesNameKeysAndShapes) {

@@ -210,6 +210,14 @@ TEST_F(Safetensors, AcceptsWhatTheFormatAllows) {
 
 // A path with a NUL byte names a file the OS cannot open: the OS would take
 // the prefix, another file (was: read or overwritten silently).
+TEST_F(Safetensors, DirectoryIsRefusedByName) {
+  // It read as a file that "ended early".
+  const std::string dir = path("a_directory.safetensors");
+  std::filesystem::create_directories(dir);
+  EXPECT_THROW_WITH(load_safetensors(dir), IoError, "load_safetensors", "a_directory",
+                    "is a directory");
+}
+
 TEST_F(Safetensors, PathWithNulByteIsRefused) {
   const std::string real = path("nul_prefix.safetensors");
   StateDict dict;
