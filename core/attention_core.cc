@@ -21,8 +21,14 @@ namespace {
 // in L2 between the Q·Kᵀ, softmax and weights·V steps.
 constexpr size_t kQueryBlock = 64;
 
+// The key/value head that query head h reads.
+size_t kv_head(const AttentionProblem& p, size_t h) { return h / (p.heads / p.kv_heads); }
+
 // out[r0:r0+rows] = weights · V[0:n] for one (b, h) block (weights: rows x n,
-// row stride ld). With causal, row i's weights beyond key r0 + i are 0 but
+// row stride ld). With a window, row i's weights before key r0 + i + 1 - W
+// are 0 too, and the same care applies: one product over the keys from the
+// first row's window start when those V rows are finite, else row by row
+// over each row's visible keys. With causal, row i's weights beyond key r0 + i are 0 but
 // must not meet V rows it cannot see: 0 * NaN would spread a later token's
 // NaN to earlier ones (the flash path never reads those rows either). The
 // keys before the block are visible to every row: one product. The diagonal
@@ -34,22 +40,50 @@ void weights_times_values(const AttentionProblem& p, size_t b, size_t h, size_t 
   simd::MatMulArgs wv;
   wv.a = weights;
   wv.lda = ld;
-  wv.b = p.v.at(b, h);
+  wv.b = p.v.at(b, kv_head(p, h));
   wv.ldb = p.v.row_stride;
   wv.c = p.out.at(b, h, r0);
   wv.ldc = p.out.row_stride;
   wv.m = rows;
   wv.n = p.head_dim;
+  if (p.window > 0) {
+    // Row i (position r0 + i) sees keys [first(i), min(n, r0 + i + 1)).
+    auto first_key = [&](size_t pos) { return pos + 1 > p.window ? pos + 1 - p.window : 0; };
+    const size_t k0 = first_key(r0);
+    bool finite = true;
+    for (size_t j = k0; j < n && finite; ++j) {
+      const float* v = p.v.at(b, kv_head(p, h), j);
+      for (size_t c = 0; c < p.head_dim; ++c) finite = finite && std::isfinite(v[c]);
+    }
+    if (finite) {
+      wv.a = weights + k0;
+      wv.b = p.v.at(b, kv_head(p, h), k0);
+      wv.k = n - k0;
+      simd::MatMul(wv);
+      return;
+    }
+    wv.m = 1;
+    for (size_t i = 0; i < rows; ++i) {
+      const size_t begin = first_key(r0 + i);
+      const size_t end = p.causal ? std::min(n, r0 + i + 1) : n;
+      wv.a = weights + i * ld + begin;
+      wv.b = p.v.at(b, kv_head(p, h), begin);
+      wv.c = p.out.at(b, h, r0 + i);
+      wv.k = end - begin;
+      simd::MatMul(wv);
+    }
+    return;
+  }
   wv.k = p.causal ? r0 : n;
   simd::MatMul(wv);
   if (!p.causal || n == r0) return;
 
   wv.accumulate = true;
   wv.a = weights + r0;
-  wv.b = p.v.at(b, h, r0);
+  wv.b = p.v.at(b, kv_head(p, h), r0);
   bool finite = true;
   for (size_t j = r0; j < n && finite; ++j) {
-    const float* v = p.v.at(b, h, j);
+    const float* v = p.v.at(b, kv_head(p, h), j);
     for (size_t c = 0; c < p.head_dim; ++c) finite = finite && std::isfinite(v[c]);
   }
   if (finite) {
@@ -91,7 +125,7 @@ void attend_block(const AttentionProblem& p, size_t b, size_t h, size_t r0, size
   simd::MatMulArgs qk;
   qk.a = p.q.at(b, h, r0);
   qk.lda = p.q.row_stride;
-  qk.b = p.k.at(b, h);
+  qk.b = p.k.at(b, kv_head(p, h));
   qk.ldb = p.k.row_stride;
   qk.b_transposed = true;
   qk.c = scores;
@@ -111,6 +145,7 @@ void attend_block(const AttentionProblem& p, size_t b, size_t h, size_t r0, size
   softmax.scale = p.scale;
   softmax.causal = p.causal;
   softmax.causal_offset = r0;
+  softmax.window = p.window;
   simd::MaskedSoftmax(softmax);
 
   if (p.keep != nullptr) {
@@ -139,26 +174,35 @@ size_t flash_query_block(size_t heads_total, size_t tokens) {
   return std::max(kQueryBlock, (rows + 31) / 32 * 32);
 }
 
-// One (b, h, query block) of the flash algorithm: rows [r0, r1) attend keys
-// up to their position (causal) or all keys.
+// One (b, key/value head, block of positions) of the flash algorithm: the
+// positions [t0, t1) of the group_size query heads that share key/value head
+// kvh attend keys up to their position (causal) or all keys, within the
+// window. The kernel takes the group's rows position by position (its
+// group_size layout: heads kvh * G .. kvh * G + G - 1 of each token), so each
+// key/value block is packed once for all of them.
 // With out == q the kernel writes each output row over its query row
 // (allowed by simd/flash_attention.h); only this task reads those rows.
-void flash_block(const AttentionProblem& p, size_t b, size_t h, size_t r0, size_t r1) {
+void flash_block(const AttentionProblem& p, size_t b, size_t kvh, size_t t0, size_t t1) {
+  const size_t group = p.heads / p.kv_heads;
   simd::FlashAttentionArgs f;
-  f.q = p.q.at(b, h, r0);
+  f.q = p.q.at(b, kvh * group, t0);
   f.ldq = p.q.row_stride;
-  f.k = p.k.at(b, h);
+  f.ldq_group = p.q.head_stride;
+  f.k = p.k.at(b, kvh);
   f.ldk = p.k.row_stride;
-  f.v = p.v.at(b, h);
+  f.v = p.v.at(b, kvh);
   f.ldv = p.v.row_stride;
-  f.out = p.out.at(b, h, r0);
+  f.out = p.out.at(b, kvh * group, t0);
   f.ldo = p.out.row_stride;
-  f.num_queries = r1 - r0;
+  f.ldo_group = p.out.head_stride;
+  f.group_size = group;
+  f.num_queries = (t1 - t0) * group;
   // Keys after the block's last query are never visible when causal.
-  f.num_keys = p.causal ? std::min(p.num_keys, p.q_begin + r1) : p.num_keys;
+  f.num_keys = p.causal ? std::min(p.num_keys, p.q_begin + t1) : p.num_keys;
   f.head_dim = p.head_dim;
-  f.q_begin = p.q_begin + r0;
+  f.q_begin = p.q_begin + t0;
   f.causal = p.causal;
+  f.window = p.window;
   f.scale = p.scale;
   simd::FlashAttention(f);
 }
@@ -187,19 +231,29 @@ std::vector<uint8_t> draw_keep_mask(const Dropout& dropout, const char* module,
 void attention(const AttentionProblem& problem) {
   AttentionProblem p = problem;
   if (p.num_keys == 0) p.num_keys = p.tokens;
+  if (p.kv_heads == 0) p.kv_heads = p.heads;
+  if (p.heads == 0) return;
+  if (p.heads % p.kv_heads != 0) {
+    throw ArgumentError("attention: heads = " + std::to_string(p.heads) +
+                        " is not a multiple of kv_heads = " + std::to_string(p.kv_heads));
+  }
   const bool materialized = p.materialize || p.keep != nullptr || p.weights != nullptr;
   if (materialized && (p.num_keys != p.tokens || p.q_begin != 0 || p.out.data == p.q.data)) {
     throw ArgumentError(
         "attention: weights and dropout need self-attention (num_keys = tokens) and a separate "
         "output");
   }
+  // Materialized tasks are (batch, query head, query block); flash tasks
+  // (batch, key/value head, block of positions) with all the group's heads.
+  const size_t task_heads = materialized ? p.heads : p.kv_heads;
   const size_t query_block =
-      materialized ? kQueryBlock : flash_query_block(p.batch * p.heads, p.tokens);
+      materialized ? kQueryBlock : flash_query_block(p.batch * task_heads, p.tokens);
   const size_t blocks_per_head = (p.tokens + query_block - 1) / query_block;
-  const size_t tasks = p.batch * p.heads * blocks_per_head;
+  const size_t tasks = p.batch * task_heads * blocks_per_head;
   // Below ~64K multiply-adds (the book's toy sizes) waking threads costs more
   // than the work: one chunk runs inline. Results are the same either way.
-  const size_t work = p.batch * p.heads * p.tokens * p.num_keys * p.head_dim;
+  const size_t keys_per_query = p.window > 0 ? std::min(p.num_keys, p.window) : p.num_keys;
+  const size_t work = p.batch * p.heads * p.tokens * keys_per_query * p.head_dim;
   const size_t grain = work < (size_t{1} << 16) ? tasks : 1;
   parallel::ParallelFor(tasks, grain, [&](size_t begin, size_t end) {
     for (size_t task = begin; task < end; ++task) {
@@ -207,8 +261,8 @@ void attention(const AttentionProblem& problem) {
       // cheap early blocks fill the gaps at the end (TBB balances the rest).
       const size_t block = blocks_per_head - 1 - task % blocks_per_head;
       const size_t head_index = task / blocks_per_head;
-      const size_t b = head_index / p.heads;
-      const size_t h = head_index % p.heads;
+      const size_t b = head_index / task_heads;
+      const size_t h = head_index % task_heads;
       const size_t r0 = block * query_block;
       const size_t r1 = std::min(p.tokens, r0 + query_block);
       if (materialized) {

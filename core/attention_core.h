@@ -36,6 +36,13 @@ struct HeadLayout {
 
 struct AttentionProblem {
   size_t batch = 0, heads = 0, tokens = 0, head_dim = 0;
+  // Key/value heads (grouped-query attention): query head h reads key/value
+  // head h / (heads / kv_heads) of k and v, which are indexed by the key/value
+  // head. 0 means heads (one key/value head per query head). Must divide heads.
+  size_t kv_heads = 0;
+  // Sliding window (with causal): query at position p sees keys j with
+  // p - window < j <= p. 0: no window (every key up to p).
+  size_t window = 0;
   // Keys per (batch, head), and the absolute position of query row 0: key j
   // is at position j. Self-attention: num_keys = tokens (0 means that),
   // q_begin = 0. KV-cache decoding: q_begin = num_keys - tokens.

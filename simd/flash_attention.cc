@@ -41,7 +41,9 @@ std::string Describe(const FlashAttentionArgs& a) {
   return "num_queries=" + std::to_string(a.num_queries) +
          " num_keys=" + std::to_string(a.num_keys) + " head_dim=" + std::to_string(a.head_dim) +
          " ldq=" + std::to_string(a.ldq) + " ldk=" + std::to_string(a.ldk) +
-         " ldv=" + std::to_string(a.ldv) + " ldo=" + std::to_string(a.ldo);
+         " ldv=" + std::to_string(a.ldv) + " ldo=" + std::to_string(a.ldo) +
+         " group_size=" + std::to_string(a.group_size) +
+         " ldq_group=" + std::to_string(a.ldq_group) + " ldo_group=" + std::to_string(a.ldo_group);
 }
 
 // Throws ShapeError for arguments that would make the kernel read or write
@@ -51,7 +53,11 @@ void CheckArgs(const FlashAttentionArgs& a, const char* caller) {
   const bool has_queries = a.num_queries != 0 && hd != 0;
   const bool has_keys = a.num_keys != 0 && hd != 0;
   std::string problem;
-  if (has_queries && (a.q == nullptr || a.out == nullptr)) {
+  if (a.group_size == 0) {
+    problem = "group_size must be >= 1";
+  } else if (has_queries && a.group_size > 1 && (a.ldq_group < hd || a.ldo_group < hd)) {
+    problem = "ldq_group and ldo_group must be >= head_dim";
+  } else if (has_queries && (a.q == nullptr || a.out == nullptr)) {
     problem = "q and out must not be null";
   } else if (has_queries && has_keys && (a.k == nullptr || a.v == nullptr)) {
     problem = "k and v must not be null";
@@ -81,14 +87,14 @@ void FlashAttentionReference(const FlashAttentionArgs& a) {
   const double kInf = std::numeric_limits<double>::infinity();
   std::vector<double> w(a.num_keys), acc(hd);
   for (size_t i = 0; i < a.num_queries; ++i) {
-    const float* q = a.q + i * a.ldq;
-    float* out = a.out + i * a.ldo;
-    const size_t visible = VisibleKeys(a, i);
+    const float* q = QueryRow(a, i);
+    float* out = OutRow(a, i);
+    const size_t first = FirstVisibleKey(a, i), visible = VisibleKeys(a, i);
 
     // Scores of the visible keys, their maximum, and PyTorch's special cases.
-    bool nan_row = visible == 0;
+    bool nan_row = visible == first;
     double max_score = -kInf;
-    for (size_t j = 0; j < visible; ++j) {
+    for (size_t j = first; j < visible; ++j) {
       const float* k = a.k + j * a.ldk;
       double dot = 0.0;
       for (size_t c = 0; c < hd; ++c) dot += static_cast<double>(q[c]) * k[c];
@@ -102,12 +108,12 @@ void FlashAttentionReference(const FlashAttentionArgs& a) {
     }
 
     double sum = 0.0;
-    for (size_t j = 0; j < visible; ++j) {
+    for (size_t j = first; j < visible; ++j) {
       w[j] = std::exp(w[j] - max_score);
       sum += w[j];
     }
     std::fill(acc.begin(), acc.end(), 0.0);
-    for (size_t j = 0; j < visible; ++j) {
+    for (size_t j = first; j < visible; ++j) {
       const float* v = a.v + j * a.ldv;
       for (size_t c = 0; c < hd; ++c) acc[c] += w[j] * v[c];
     }

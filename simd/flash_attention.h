@@ -1,39 +1,46 @@
-// Single-threaded flash-style attention for one (batch, head) and a block of
-// queries: softmax(scale * Q Kᵀ, causal mask) · V without materializing the
-// score matrix. The parallel layer calls it once per (batch, head, query
-// block); each call writes only its own output rows, so results do not depend
-// on how the queries are split into calls (same bits for 1 or 16 threads).
+// Single-threaded flash-style attention for one (batch, key/value head) and
+// a block of queries: softmax(scale * Q Kᵀ, causal and window masks) · V
+// without materializing the score matrix. The parallel layer calls it once
+// per (batch, key/value head, query block); each call writes only its own
+// output rows, so results do not depend on how the queries are split into
+// calls (same bits for 1 or 16 threads).
 //
-//   q   : num_queries x head_dim, row stride ldq >= head_dim. Query row i is
-//         at absolute position q_begin + i.
+//   q   : num_queries query rows of head_dim floats. With group_size = G
+//         (grouped-query attention: the G query heads that share this key/value
+//         head), query row i belongs to position p(i) = q_begin + i / G and is
+//         at q + (i / G) * ldq + (i % G) * ldq_group; G = 1 is the plain
+//         num_queries x head_dim matrix of row stride ldq, row i at position
+//         q_begin + i.
 //   k   : num_keys x head_dim, row stride ldk >= head_dim. Key j is at
 //         absolute position j.
 //   v   : num_keys x head_dim, row stride ldv >= head_dim.
-//   out : num_queries x head_dim, row stride ldo >= head_dim. Only the first
-//         head_dim floats of each row are written.
+//   out : like q, with ldo and ldo_group. Only the first head_dim floats of
+//         each row are written.
 //
 //   out[i, :] = sum_{j in vis(i)} w_ij v[j, :],
 //   w_ij      = exp(s_ij - m_i) / sum_{j' in vis(i)} exp(s_ij' - m_i),
 //   s_ij      = scale * (q[i, :] · k[j, :]),  m_i = max_{j in vis(i)} s_ij,
-//   vis(i)    = { j < num_keys : j <= q_begin + i }  with causal,
-//               { j < num_keys }                     without.
+//   vis(i)    = { j < num_keys : j <= p(i) }  with causal,
+//               { j < num_keys }              without,
+//               and with window = W > 0 only the j > p(i) - W of those.
 //
 // Self-attention over T tokens is q_begin = 0, num_queries = num_keys = T;
 // KV-cache decoding of n new tokens is q_begin = num_keys - n (the new tokens
 // see everything cached and themselves); a block of rows [r0, r1) of a T x T
 // causal attention is q = Q + r0 * ldq, q_begin = r0, num_keys = T.
 //
-// Keys a query cannot see never enter its computation (causality is a loop
-// bound, not a -inf score), so a NaN in a masked K or V row does not reach
-// that query's output. (PyTorch's `weights @ V` would spread a NaN from a
-// masked V row into every row as 0 * NaN; for masked K rows both agree.)
-// Rows of K and V past the last query's visible keys are not read at all.
+// Keys a query cannot see never enter its computation (causality and the
+// window are loop bounds, not -inf scores), so a NaN in a masked K or V row
+// does not reach that query's output. (PyTorch's `weights @ V` would spread a
+// NaN from a masked V row into every row as 0 * NaN; for masked K rows both
+// agree.) Rows of K and V outside every query's visible keys are not read.
 //
 // Special values follow PyTorch's softmax over the visible scores: a NaN or
 // +inf score gives a row of NaN, a -inf score gets weight 0, and a row whose
 // visible scores are all -inf gives NaN. A row with no visible key at all
-// (only possible with num_keys == 0) also gives NaN, the value of a fully
-// masked softmax. NaN in a visible V row propagates (0 * NaN = NaN, as in
+// (only possible with num_keys == 0, or a window that ends before it) also
+// gives NaN, the value of a fully masked softmax. NaN in a visible V row
+// propagates (0 * NaN = NaN, as in
 // PyTorch). Scores are computed in float as (scale * q[i, :]) · k[j, :] (the
 // queries are scaled once, when packed): products that overflow float give
 // inf there even where the double reference stays finite. The kernel sums
@@ -45,17 +52,19 @@
 // Against the double reference, outputs agree within 1e-6 * max|v| on the
 // tests' random inputs (every target, with or without FMA).
 //
-// Aliasing: out may be q itself (out == q and ldo == ldq): each block of
-// query rows is read in full before its outputs are written, and never read
-// again (the module writes heads' outputs over Q that way). Any other overlap
-// of out with q, k or v is invalid. Any size may be 0; pointers are only read
-// when the matching size is nonzero. Misaligned pointers and strides are
-// fine; no element outside the described rectangles is read or written.
+// Aliasing: out may be q itself (out == q, ldo == ldq, ldo_group ==
+// ldq_group): each block of query rows is read in full before its outputs are
+// written, and never read again (the modules write heads' outputs over Q that
+// way). Any other overlap of out with q, k or v, or of two query rows, is
+// invalid. Any size may be 0; pointers are only read when the matching size
+// is nonzero. Misaligned pointers and strides are fine; no element outside
+// the described rectangles is read or written.
 //
-// User errors (strides smaller than head_dim, null pointers with nonzero
-// sizes) throw attn::ShapeError naming the arguments.
+// User errors (strides smaller than head_dim, group_size 0, null pointers
+// with nonzero sizes) throw attn::ShapeError naming the arguments.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 
 namespace attn {
@@ -74,14 +83,39 @@ struct FlashAttentionArgs {
   size_t q_begin = 0;   // absolute position of query row 0
   bool causal = false;  // query at position p sees keys j <= p
   float scale = 1.0f;   // multiplies q · k; 1/sqrt(head_dim) in attention
+  // Query rows per position (the query heads of a key/value head) and the
+  // strides between them in q and out; ldq_group and ldo_group are only read
+  // when group_size > 1.
+  size_t group_size = 1;
+  size_t ldq_group = 0, ldo_group = 0;
+  size_t window = 0;  // > 0: query at position p sees keys j > p - window only
 };
 
-// The number of keys query row i sees: vis(i) is [0, VisibleKeys(a, i)).
-// Shared by the kernels of every target and the scalar reference.
+// Shared by the kernels of every target and the scalar reference:
+// The absolute position of query row i.
+inline size_t QueryPosition(const FlashAttentionArgs& a, size_t i) {
+  return a.q_begin + (a.group_size > 1 ? i / a.group_size : i);
+}
+// Query row i and output row i.
+inline const float* QueryRow(const FlashAttentionArgs& a, size_t i) {
+  if (a.group_size <= 1) return a.q + i * a.ldq;
+  return a.q + (i / a.group_size) * a.ldq + (i % a.group_size) * a.ldq_group;
+}
+inline float* OutRow(const FlashAttentionArgs& a, size_t i) {
+  if (a.group_size <= 1) return a.out + i * a.ldo;
+  return a.out + (i / a.group_size) * a.ldo + (i % a.group_size) * a.ldo_group;
+}
+// vis(i) is [FirstVisibleKey(a, i), VisibleKeys(a, i)); both are
+// non-decreasing in i.
 inline size_t VisibleKeys(const FlashAttentionArgs& a, size_t i) {
   if (!a.causal) return a.num_keys;
-  const size_t pos = a.q_begin + i;
+  const size_t pos = QueryPosition(a, i);
   return pos < a.num_keys ? pos + 1 : a.num_keys;
+}
+inline size_t FirstVisibleKey(const FlashAttentionArgs& a, size_t i) {
+  const size_t pos = QueryPosition(a, i);
+  const size_t first = a.window > 0 && pos + 1 > a.window ? pos + 1 - a.window : 0;
+  return std::min(first, VisibleKeys(a, i));
 }
 
 // The Highway kernel, dispatched to the best target of this CPU. Tuned for

@@ -18,6 +18,7 @@
 #include <algorithm>
 
 #include "hwy/highway.h"
+#include "simd/flash_attention.h"
 #include "simd/flash_tiles-inl.h"
 #include "simd/transpose-inl.h"
 
@@ -69,15 +70,16 @@ class RowPrefetcher {
 };
 
 // Key blocks [b_begin, b_end) of k (row stride ldk; keys from num_keys on
-// are zero) into kt, transposed per key block: element (key j, dim c) goes
-// to kt[(j / kKeyBlock) * head_dim * kKeyBlock + c * kKeyBlock + j %
+// are zero) into kt, whose first block is key block b_base <= b_begin,
+// transposed per key block: element (key j, dim c) goes to
+// kt[(j / kKeyBlock - b_base) * head_dim * kKeyBlock + c * kKeyBlock + j %
 // kKeyBlock]. Groups of 4 keys x 4 dims go through 4x4 transposes of
 // 128-bit vectors (2.5x faster than element by element: this packing is
 // most of the time of a single-query decoding step). The rows of each next
 // block are prefetched while a block is packed.
 static_assert(kKeyBlock % 4 == 0, "PackKeyBlocks transposes groups of 4 keys");
 HWY_INLINE void PackKeyBlocks(const float* HWY_RESTRICT k, size_t ldk, size_t num_keys,
-                              size_t head_dim, size_t b_begin, size_t b_end,
+                              size_t head_dim, size_t b_base, size_t b_begin, size_t b_end,
                               float* HWY_RESTRICT kt) {
   RowPrefetcher<> prefetch;
   for (size_t b = b_begin; b < b_end; ++b) {
@@ -86,7 +88,7 @@ HWY_INLINE void PackKeyBlocks(const float* HWY_RESTRICT k, size_t ldk, size_t nu
       prefetch.Start(k + next * ldk, ldk, std::min(kKeyBlock, num_keys - next), head_dim,
                      kKeyBlock / 4);
     }
-    float* HWY_RESTRICT block = kt + b * head_dim * kKeyBlock;
+    float* HWY_RESTRICT block = kt + (b - b_base) * head_dim * kKeyBlock;
     for (size_t jj = 0; jj < kKeyBlock; jj += 4) {
       prefetch.Step();
       const size_t j = b * kKeyBlock + jj;
@@ -116,7 +118,7 @@ HWY_INLINE void PackKeyBlocks(const float* HWY_RESTRICT k, size_t ldk, size_t nu
   }
 }
 
-// qp <- rows [0, rows) of q (row stride ldq) times scale, in tiles of
+// qp <- query rows [i0, i0 + rows) of a (QueryRow) times a.scale, in tiles of
 // kTileRows queries: element (query t * kTileRows + r, dim c) goes to
 // qp[(t * head_dim + c) * kTileRows + r], so that the kTileRows query
 // elements a step of TileScoresCols broadcasts are adjacent. A partial last
@@ -125,12 +127,16 @@ HWY_INLINE void PackKeyBlocks(const float* HWY_RESTRICT k, size_t ldk, size_t nu
 // sets with each other and with the packed K and V blocks. 4 dims x 4
 // queries at a time go through 4x4 transposes of 128-bit vectors.
 static_assert(kTileRows == 4, "PackQueryTiles transposes 4 queries at a time");
-HWY_INLINE void PackQueryTiles(const float* q, size_t ldq, size_t rows, size_t head_dim,
-                               float scale, float* HWY_RESTRICT qp) {
+HWY_INLINE void PackQueryTiles(const simd::FlashAttentionArgs& a, size_t i0, size_t rows,
+                               float* HWY_RESTRICT qp) {
+  const size_t head_dim = a.head_dim;
+  const float scale = a.scale;
   for (size_t r0 = 0; r0 < rows; r0 += kTileRows) {
     float* HWY_RESTRICT tile = qp + r0 * head_dim;
     const float* row[kTileRows];
-    for (size_t r = 0; r < kTileRows; ++r) row[r] = q + std::min(r0 + r, rows - 1) * ldq;
+    for (size_t r = 0; r < kTileRows; ++r) {
+      row[r] = simd::QueryRow(a, i0 + std::min(r0 + r, rows - 1));
+    }
     size_t c = 0;
 #if HWY_TARGET != HWY_SCALAR
     const hn::Full128<float> d4;

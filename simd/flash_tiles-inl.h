@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -227,8 +228,9 @@ HWY_INLINE void TileAccumulateCols(D d, const float* HWY_RESTRICT p, size_t n, c
 }
 
 // acc_row[0, width) += sum_{j_begin <= j < j_end} p_row[j] * vp[j, :] for
-// one row: the keys of the diagonal block that only some rows of a tile see
-// (at most kTileRows - 1 of them).
+// one row: the keys of a block that only some rows of a tile see (at the
+// diagonal and at the window's start, at most kTileRows - 1 keys each for
+// consecutive positions).
 template <class D>
 HWY_INLINE void RowAccumulate(D d, const float* HWY_RESTRICT p_row, size_t j_begin, size_t j_end,
                               const float* HWY_RESTRICT vp, size_t ld_vp, size_t width,
@@ -244,32 +246,60 @@ HWY_INLINE void RowAccumulate(D d, const float* HWY_RESTRICT p_row, size_t j_beg
 }
 
 // The tile's accumulators (kTileRows rows of ld_acc floats, a multiple of N)
-// = alpha * acc + P · V_block, where row r of P has n_row[r] weights
-// (non-decreasing in r; a row may have none in a block past its diagonal);
-// vp: the V rows of the key block, packed or read in place, row stride
-// ld_vp. first_block: acc holds nothing yet and is only written (every row
-// sees key 0, so n_row[0] >= 1 there). Rows only read their own keys.
+// = alpha * acc + P · V_block, where row r of P has weights for the keys
+// [begin[r], end[r]) of the block (both non-decreasing in r; a row may have
+// none); vp: the V rows of the key block, packed or read in place, row
+// stride ld_vp. first_block: acc holds nothing yet and is only written (as
+// if it were 0). The keys every row sees, [begin of the last row, end of the
+// first), go through the register tile; the rest row by row. Every row
+// scales its accumulator, then adds its keys in ascending order with one
+// MulAdd each, whichever rows share its tile: a row's result does not
+// depend on the others. Rows only read their own keys.
 template <class D>
-HWY_INLINE void TileAccumulate(D d, const float* HWY_RESTRICT p, const size_t* n_row,
-                               const float* alpha, bool first_block, const float* HWY_RESTRICT vp,
-                               size_t ld_vp, float* HWY_RESTRICT acc, size_t ld_acc) {
+HWY_INLINE void TileAccumulate(D d, const float* HWY_RESTRICT p, const size_t* begin,
+                               const size_t* end, const float* alpha, bool first_block,
+                               const float* HWY_RESTRICT vp, size_t ld_vp, float* HWY_RESTRICT acc,
+                               size_t ld_acc) {
   const size_t N = hn::Lanes(d);
   const size_t num_vecs = ld_acc / N;
-  const size_t n_common = n_row[0];
+  const size_t common_begin = begin[kTileRows - 1];
+  const size_t common_end = std::max(end[0], common_begin);
+  const size_t n_common = common_end - common_begin;
+  // (No pointer past the block is formed when no key is common.)
+  const float* HWY_RESTRICT p_common = n_common > 0 ? p + common_begin : p;
+  const float* HWY_RESTRICT v_common = n_common > 0 ? vp + common_begin * ld_vp : vp;
   AccStart start = first_block ? AccStart::kZero : AccStart::kKeep;
   for (size_t r = 0; r < kTileRows; ++r) {
     if (!first_block && alpha[r] != 1.0f) start = AccStart::kRescale;
   }
+  if (begin[0] < common_begin) {
+    // Rows whose window starts before the common keys (begin is
+    // non-decreasing): scale each row and add those keys first.
+    for (size_t r = 0; r < kTileRows; ++r) {
+      float* HWY_RESTRICT row = acc + r * ld_acc;
+      if (first_block || alpha[r] != 1.0f) {
+        const auto va = hn::Set(d, first_block ? 0.0f : alpha[r]);
+        for (size_t x = 0; x < ld_acc; x += N) {
+          hn::Store(first_block ? hn::Zero(d) : hn::Mul(hn::Load(d, row + x), va), d, row + x);
+        }
+      }
+      RowAccumulate(d, p + r * kKeyBlock, begin[r], std::min(end[r], common_begin), vp, ld_vp,
+                    ld_acc, row);
+    }
+    start = AccStart::kKeep;
+  }
   size_t x = 0;
   for (; x + kColVecs <= num_vecs; x += kColVecs) {
-    TileAccumulateCols<kColVecs>(d, p, n_common, alpha, start, vp + x * N, ld_vp, acc + x * N,
-                                 ld_acc);
+    TileAccumulateCols<kColVecs>(d, p_common, n_common, alpha, start, v_common + x * N, ld_vp,
+                                 acc + x * N, ld_acc);
   }
   for (; x < num_vecs; ++x) {
-    TileAccumulateCols<1>(d, p, n_common, alpha, start, vp + x * N, ld_vp, acc + x * N, ld_acc);
+    TileAccumulateCols<1>(d, p_common, n_common, alpha, start, v_common + x * N, ld_vp, acc + x * N,
+                          ld_acc);
   }
-  for (size_t r = 1; r < kTileRows; ++r) {
-    RowAccumulate(d, p + r * kKeyBlock, n_common, n_row[r], vp, ld_vp, ld_acc, acc + r * ld_acc);
+  for (size_t r = 0; r < kTileRows; ++r) {
+    RowAccumulate(d, p + r * kKeyBlock, std::max(begin[r], common_end), end[r], vp, ld_vp, ld_acc,
+                  acc + r * ld_acc);
   }
 }
 

@@ -129,9 +129,15 @@ inline void MaskedSoftmaxKernel(const simd::SoftmaxArgs& args) {
   if (args.cols == 0) return;
   for (size_t r = 0; r < args.rows; ++r) {
     const size_t valid = args.causal ? std::min(args.cols, r + args.causal_offset + 1) : args.cols;
+    const size_t first = simd::SoftmaxFirstColumn(args, r);
     const float* in = args.in + r * args.ld_in;
     float* out = args.out + r * args.ld_out;
-    softmax_detail::SoftmaxRow(in, out, valid, args.scale);
+    if (first >= valid) {  // every column masked: PyTorch's softmax gives NaN
+      std::fill(out, out + args.cols, std::numeric_limits<float>::quiet_NaN());
+      continue;
+    }
+    softmax_detail::SoftmaxRow(in + first, out + first, valid - first, args.scale);
+    std::fill(out, out + first, 0.0f);
     std::fill(out + valid, out + args.cols, 0.0f);
   }
 }

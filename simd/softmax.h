@@ -7,7 +7,10 @@
 // where m_r is the maximum of s*x[r, j] over the valid columns and
 // valid(r) = cols without a mask, min(cols, r + causal_offset + 1) with the
 // causal mask (causal_offset = number of keys before the first query; 0 for
-// square self-attention). Masked columns are never read.
+// square self-attention). With a sliding window W > 0 the valid columns are
+// [first(r), valid(r)), first(r) = max(0, r + causal_offset + 1 - W), and the
+// columns before first(r) are 0 too (a row with no valid column is NaN).
+// Masked columns are never read.
 //
 // Special values follow PyTorch's softmax: a NaN among the valid inputs, a
 // +inf, or a row whose valid inputs are all -inf gives a row of NaN.
@@ -28,7 +31,14 @@ struct SoftmaxArgs {
   float scale = 1.0f;  // multiplies the inputs before the max/exp
   bool causal = false;
   size_t causal_offset = 0;  // only with causal
+  size_t window = 0;         // > 0: row r sees only the last `window` valid columns
 };
+
+// The first valid column of row r (0 without a window).
+inline size_t SoftmaxFirstColumn(const SoftmaxArgs& args, size_t r) {
+  const size_t pos = r + args.causal_offset;
+  return args.window > 0 && pos + 1 > args.window ? pos + 1 - args.window : 0;
+}
 
 // The Highway kernel, dispatched to the best target of this CPU.
 void MaskedSoftmax(const SoftmaxArgs& args);

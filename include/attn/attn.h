@@ -10,6 +10,7 @@
 #include "attn/causal_attention.h"
 #include "attn/dropout.h"
 #include "attn/error.h"
+#include "attn/grouped_query_attention.h"
 #include "attn/kv_cache.h"
 #include "attn/linear.h"
 #include "attn/module.h"

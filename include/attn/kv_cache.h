@@ -1,8 +1,9 @@
-// attn::KVCache: the keys and values of one MultiHeadAttention layer for up
-// to context_length tokens, for incremental decoding. Processing a prompt of
-// T tokens and then N tokens one at a time through
-// MultiHeadAttention::forward(x, cache) gives the outputs of one forward
-// over the T + N tokens (to float rounding).
+// attn::KVCache: the keys and values of one MultiHeadAttention or
+// GroupedQueryAttention layer for up to context_length tokens, for
+// incremental decoding. Processing a prompt of T tokens and then N tokens one
+// at a time through forward(x, cache) gives the outputs of one forward over
+// the T + N tokens (to float rounding). A GroupedQueryAttention cache holds
+// num_kv_groups heads, its keys already rotated by RoPE.
 #pragma once
 
 #include <cstdint>
@@ -35,6 +36,7 @@ class KVCache {
 
  private:
   friend class MultiHeadAttention;
+  friend class GroupedQueryAttention;
 
   int64_t batch_, num_heads_, head_dim_, capacity_;
   int64_t size_ = 0;

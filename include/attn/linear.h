@@ -53,9 +53,10 @@ class Linear : public Module {
 
  private:
   friend class MultiHeadAttention;
+  friend class GroupedQueryAttention;
   // Parameters only, drawn as by the public constructor, but weight is not
-  // packed: for MultiHeadAttention, whose forward multiplies by its
-  // concatenated [W_query; W_key; W_value] instead. forward still works
+  // packed: for MultiHeadAttention and GroupedQueryAttention, whose forward
+  // multiplies by their concatenated [W_query; W_key; W_value] instead. forward still works
   // (packing on each call).
   struct Unpacked {};
   Linear(int64_t in_features, int64_t out_features, bool bias, Unpacked);

@@ -87,7 +87,7 @@ inline void CheckRows(const Rows& got, const Rows& want, double logit_bound,
 }
 
 inline simd::SoftmaxArgs MakeArgs(const Rows& in, Rows* out, float scale, bool causal,
-                                  size_t causal_offset) {
+                                  size_t causal_offset, size_t window = 0) {
   simd::SoftmaxArgs args;
   args.in = in.row(0);
   args.ld_in = in.ld;
@@ -98,6 +98,7 @@ inline simd::SoftmaxArgs MakeArgs(const Rows& in, Rows* out, float scale, bool c
   args.scale = scale;
   args.causal = causal;
   args.causal_offset = causal_offset;
+  args.window = window;
   return args;
 }
 
@@ -144,17 +145,19 @@ using softmax_test::Rows;
 // Runs this target's kernel out of place and in place on `in` and checks
 // both against the reference.
 void RunBoth(const Rows& in, float scale, bool causal, size_t causal_offset,
-             const std::string& what) {
+             const std::string& what, size_t window = 0) {
   Rows want(in.rows, in.cols, in.ld - in.cols, in.offset != 0);
-  simd::MaskedSoftmaxReference(softmax_test::MakeArgs(in, &want, scale, causal, causal_offset));
+  simd::MaskedSoftmaxReference(
+      softmax_test::MakeArgs(in, &want, scale, causal, causal_offset, window));
 
   Rows out(in.rows, in.cols, in.ld - in.cols + 3, in.offset == 0);  // other stride/alignment
-  MaskedSoftmaxKernel(softmax_test::MakeArgs(in, &out, scale, causal, causal_offset));
+  MaskedSoftmaxKernel(softmax_test::MakeArgs(in, &out, scale, causal, causal_offset, window));
   const double bound = softmax_test::LogitBound(in, scale);
   softmax_test::CheckRows(out, want, bound, what + " out of place");
 
   Rows inplace = in;
-  MaskedSoftmaxKernel(softmax_test::MakeArgs(inplace, &inplace, scale, causal, causal_offset));
+  MaskedSoftmaxKernel(
+      softmax_test::MakeArgs(inplace, &inplace, scale, causal, causal_offset, window));
   softmax_test::CheckRows(inplace, want, bound, what + " in place");
 }
 
@@ -204,6 +207,30 @@ void TestSoftmaxCausal() {
   }
 }
 
+// Sliding windows: row r sees columns [r + offset + 1 - W, r + offset]; the
+// masked inputs on both sides hold NaN, never read, and their outputs are 0.
+void TestSoftmaxWindow() {
+  const size_t lanes = hn::Lanes(hn::ScalableTag<float>());
+  for (size_t cols : {size_t{1}, lanes + 1, size_t{37}, size_t{130}}) {
+    for (size_t window : {size_t{1}, size_t{2}, lanes, lanes + 3, size_t{64}, cols + 1}) {
+      for (size_t offset : {size_t{0}, size_t{3}}) {
+        const size_t rows = cols;
+        Rows in(rows, cols, 1, true);
+        softmax_test::FillRandom(&in, 90.0f, 100.0f, static_cast<uint32_t>(cols * 7 + window));
+        for (size_t r = 0; r < rows; ++r) {
+          const size_t pos = r + offset;
+          for (size_t j = 0; j < cols; ++j) {
+            if (j > pos || j + window <= pos) in.row(r)[j] = kNaN;
+          }
+        }
+        RunBoth(in, 0.7f, true, offset,
+                Describe(rows, cols, 0.7f, true, offset) + " window=" + std::to_string(window),
+                window);
+      }
+    }
+  }
+}
+
 // Logits around 1e30 only stay finite through the fused scale; -inf entries
 // give 0; a NaN, a +inf or a row of only -inf give a NaN row.
 void TestSoftmaxSpecialValues() {
@@ -248,6 +275,7 @@ namespace attn {
 HWY_BEFORE_TEST(SoftmaxTest);
 HWY_EXPORT_AND_TEST_P(SoftmaxTest, TestSoftmaxWidths);
 HWY_EXPORT_AND_TEST_P(SoftmaxTest, TestSoftmaxCausal);
+HWY_EXPORT_AND_TEST_P(SoftmaxTest, TestSoftmaxWindow);
 HWY_EXPORT_AND_TEST_P(SoftmaxTest, TestSoftmaxSpecialValues);
 HWY_EXPORT_AND_TEST_P(SoftmaxTest, TestSoftmaxEmpty);
 
