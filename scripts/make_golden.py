@@ -3,14 +3,18 @@
 
 Run with Debian's PyTorch 1.13 (CPU, no MKL):
 
-    /usr/bin/python3 scripts/make_golden.py
+    /usr/bin/python3 scripts/make_golden.py              # everything
+    /usr/bin/python3 scripts/make_golden.py --gqa-only   # only the gqa_* files
 
-Outputs (all deterministic; re-running gives byte-identical files):
+Outputs (deterministic: re-running on one machine gives byte-identical files):
   tests/data/<case>.safetensors   one file per module case (state_dict, input, output, weights)
   tests/data/golden_cases.txt     the manifest of module cases
   tests/data/rand.safetensors     torch.rand streams for a few seeds
   tests/data/linear_init.safetensors
   tests/data/dropout.safetensors
+  tests/data/gqa_*.safetensors    grouped-query attention cases (scripts/book_gqa.py)
+  tests/data/gqa_cases.txt        their manifest
+  tests/data/gqa_rope.safetensors RoPE inverse frequencies, listed in gqa_rope_cases.txt
 See tests/data/README.md for the exact contents.
 
 Before writing anything, the script checks the random-number facts of
@@ -31,6 +35,7 @@ import struct  # noqa: E402
 import sys  # noqa: E402
 from fractions import Fraction  # noqa: E402
 
+import mpmath  # noqa: E402  (python3-mpmath: python3-torch depends on it through sympy)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -40,6 +45,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from book_modules import (  # noqa: E402
     CausalAttention, MultiHeadAttention, MultiHeadAttentionWrapper, SelfAttention_v1,
     SelfAttention_v2)
+from book_gqa import (  # noqa: E402
+    GroupedQueryAttention, attention_mask, compute_rope_params, rope_inv_freq)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, 'tests', 'data')
@@ -486,6 +493,271 @@ def run_cases():
 
 
 # --------------------------------------------------------------------------------------------
+# Grouped-query attention cases (scripts/book_gqa.py)
+# --------------------------------------------------------------------------------------------
+
+LLAMA3_SCALING = dict(factor=32.0, low=1.0, high=4.0, ocl=8192)
+
+
+def gqa_case(name, d_in, d_out, ctx, heads, groups, B, T, init_seed, input_seed, prompt,
+             window=0, bias=0, rope=1, theta=10000.0, scaling=None, rtol=2e-5, weights=None):
+    s = scaling or dict(factor=0.0, low=1.0, high=4.0, ocl=8192)
+    return dict(name=name, d_in=d_in, d_out=d_out, ctx=ctx, heads=heads, groups=groups,
+                window=window, bias=bias, rope=rope, theta=float(theta),
+                factor=float(s['factor']), low=float(s['low']), high=float(s['high']),
+                ocl=int(s['ocl']), B=B, T=T, init_seed=init_seed, input_seed=input_seed,
+                prompt=prompt, rtol=rtol, weights=T <= 64 if weights is None else weights)
+
+
+# The window cases share one module and input, so that only the window differs (W = T and
+# W > T give the W = 0 output).
+def _window_case(window, name):
+    return gqa_case(name, 8, 16, 16, 4, 2, B=2, T=10, init_seed=40, input_seed=140, prompt=4,
+                    window=window)
+
+
+GQA_CASES = [
+    gqa_case('gqa_h8_g2_d16_o32_B1_T12', 16, 32, 16, 8, 2, B=1, T=12, init_seed=30,
+             input_seed=130, prompt=5),
+    gqa_case('gqa_mqa_h4_g1_d12_o32_B2_T9', 12, 32, 12, 4, 1, B=2, T=9, init_seed=31,
+             input_seed=131, prompt=4),
+    gqa_case('gqa_mha_h4_g4_bias_d10_o24_B2_T7', 10, 24, 8, 4, 4, B=2, T=7, init_seed=32,
+             input_seed=132, prompt=3, bias=1),
+    gqa_case('gqa_norope_hd5_h3_g1_d7_o15_B2_T10', 7, 15, 10, 3, 1, B=2, T=10, init_seed=33,
+             input_seed=133, prompt=6, rope=0),
+    gqa_case('gqa_llama3_hd64_h2_g1_d16_B2_T20', 16, 128, 32, 2, 1, B=2, T=20, init_seed=34,
+             input_seed=134, prompt=11, theta=500000.0, scaling=LLAMA3_SCALING),
+    gqa_case('gqa_llama3_ocl64_hd16_h4_g2_d12_T40', 12, 64, 48, 4, 2, B=1, T=40, init_seed=35,
+             input_seed=135, prompt=17, theta=500000.0,
+             scaling=dict(factor=32.0, low=1.0, high=4.0, ocl=64)),
+    gqa_case('gqa_llama3_hd128_h1_g1_d12_T16', 12, 128, 16, 1, 1, B=1, T=16, init_seed=36,
+             input_seed=136, prompt=9, theta=500000.0, scaling=LLAMA3_SCALING),
+    _window_case(1, 'gqa_win1_h4_g2_B2_T10'),
+    _window_case(3, 'gqa_win3_h4_g2_B2_T10'),
+    _window_case(9, 'gqa_win9_h4_g2_B2_T10'),
+    _window_case(10, 'gqa_win10_h4_g2_B2_T10'),
+    _window_case(15, 'gqa_win15_h4_g2_B2_T10'),
+    _window_case(0, 'gqa_win0_h4_g2_B2_T10'),
+    gqa_case('gqa_T1_h2_g1_d9_o16_B2', 9, 16, 4, 2, 1, B=2, T=1, init_seed=37, input_seed=137,
+             prompt=1),
+    gqa_case('gqa_long_T640_h2_g1_hd8_ctx1024', 6, 16, 1024, 2, 1, B=1, T=640, init_seed=38,
+             input_seed=138, prompt=300),
+    gqa_case('gqa_long_T700_win48_llama3_ocl64_h4_g2', 5, 16, 768, 4, 2, B=1, T=700,
+             init_seed=39, input_seed=139, prompt=650, window=48, theta=500000.0,
+             scaling=dict(factor=32.0, low=1.0, high=4.0, ocl=64)),
+    gqa_case('gqa_qwen_bias_theta1e6_h6_g2_hd16_B2_T11', 14, 96, 16, 6, 2, B=2, T=11,
+             init_seed=41, input_seed=141, prompt=5, bias=1, theta=1000000.0),
+    gqa_case('gqa_d37_h6_g3_hd6_win5_B3_T13', 37, 36, 13, 6, 3, B=3, T=13, init_seed=42,
+             input_seed=142, prompt=7, window=5),
+]
+
+
+def gqa_freq_config(c):
+    if c['factor'] <= 0:
+        return None
+    return {'factor': c['factor'], 'low_freq_factor': c['low'], 'high_freq_factor': c['high'],
+            'original_context_length': c['ocl']}
+
+
+def build_gqa(c):
+    torch.manual_seed(c['init_seed'])
+    return GroupedQueryAttention(c['d_in'], c['d_out'], c['ctx'], c['heads'], c['groups'],
+                                 rope_base=c['theta'], rope_config=gqa_freq_config(c),
+                                 use_rope=bool(c['rope']), sliding_window=c['window'],
+                                 qkv_bias=bool(c['bias']))
+
+
+def max_ratio_err(a, ref):
+    """The GQA tolerance measure: max |a - ref| / max |ref| over the whole tensor."""
+    a = a.double()
+    ref = ref.double()
+    return ((a - ref).abs().max() / ref.abs().max()).item()
+
+
+def gqa_decode(m, x, chunks):
+    """x through the book's KV cache in chunks of these sizes; the outputs stitched together."""
+    outs = []
+    cache = None
+    pos = 0
+    with torch.no_grad():
+        for n in chunks:
+            out, cache = m(x[:, pos:pos + n], start_pos=pos, cache=cache)
+            outs.append(out)
+            pos += n
+    assert pos == x.shape[1]
+    return torch.cat(outs, dim=1)
+
+
+def gqa_schedules(T, prompt):
+    """The decoding runs the C++ test makes too: a prompt then single tokens; the prompt in two
+    chunks then single tokens; every token alone; everything as one chunk."""
+    ones = [1] * (T - prompt)
+    runs = [[prompt] + ones, [1] * T, [T]]
+    if prompt >= 2:
+        runs.append([prompt // 2, prompt - prompt // 2] + ones)
+    return runs
+
+
+def run_gqa_cases():
+    manifest = ['# name d_in d_out context_length num_heads num_kv_groups sliding_window '
+                'qkv_bias rope theta_base scaling_factor low_freq_factor high_freq_factor '
+                'original_context_length init_seed prompt rtol']
+    rows = []
+    for c in GQA_CASES:
+        m = build_gqa(c)
+        sd = m.state_dict()
+        assert all(not k.endswith(('cos', 'sin', 'mask')) for k in sd), list(sd)
+        g = torch.Generator().manual_seed(c['input_seed'])
+        x = torch.rand((c['B'], c['T'], c['d_in']), generator=g) * 2 - 1
+        with torch.no_grad():
+            out, _ = m(x)
+        weights = m.last_attn_weights
+
+        # float64 with the same float32 cos/sin tables (.double() converts the buffers): the
+        # float32 rounding of the attention itself, which must stay within rtol / 4.
+        m64 = copy.deepcopy(m).double()
+        with torch.no_grad():
+            out64, _ = m64(x.double())
+        err = max_ratio_err(out, out64)
+        werr = max_ratio_err(weights, m64.last_attn_weights)
+        assert err <= c['rtol'] / 4 and werr <= c['rtol'] / 4, (c['name'], err, werr)
+        # masked weights are exact zeros
+        masked = attention_mask(0, c['T'], c['window'])
+        assert bool((weights[..., masked] == 0).all()), c['name']
+
+        # The book's KV-cache decoding gives the full forward's rows.
+        derr = max(max_ratio_err(gqa_decode(m, x, ch), out)
+                   for ch in gqa_schedules(c['T'], c['prompt']))
+        assert derr <= c['rtol'] / 4, (c['name'], derr)
+
+        # init parity sanity: the same seed draws the same state_dict
+        for k, v in build_gqa(c).state_dict().items():
+            assert torch.equal(v, sd[k]), (c['name'], k)
+
+        tensors = [(k, v) for k, v in sd.items()] + [('input', x), ('output', out)]
+        if c['weights']:
+            tensors.append(('weights', weights))
+        path = os.path.join(DATA, c['name'] + '.safetensors')
+        write_safetensors(path, tensors)
+        back = read_safetensors(path)
+        for k, v in tensors:
+            assert np.array_equal(back[k], v.numpy()), (c['name'], k)
+
+        manifest.append(' '.join(str(v) for v in (
+            c['name'], c['d_in'], c['d_out'], c['ctx'], c['heads'], c['groups'], c['window'],
+            c['bias'], c['rope'], repr(c['theta']), repr(c['factor']), repr(c['low']),
+            repr(c['high']), c['ocl'], c['init_seed'], c['prompt'], '%g' % c['rtol'])))
+        rows.append((c['name'], tuple(x.shape), tuple(out.shape), err, werr, derr,
+                     os.path.getsize(path)))
+    with open(os.path.join(DATA, 'gqa_cases.txt'), 'w') as f:
+        f.write('\n'.join(manifest) + '\n')
+    return rows
+
+
+# RoPE inverse frequencies: (name, head_dim, theta_base, scaling) for rope_inv_freq.
+ROPE_CONFIGS = [
+    # the module cases' configurations
+    ('hd4_theta1e4', 4, 10000.0, None),
+    ('hd6_theta1e4', 6, 10000.0, None),
+    ('hd8_theta1e4', 8, 10000.0, None),
+    ('hd16_theta1e6', 16, 1000000.0, None),
+    ('hd64_llama32', 64, 500000.0, LLAMA3_SCALING),
+    ('hd128_llama32', 128, 500000.0, LLAMA3_SCALING),
+    ('hd16_llama3_ocl64', 16, 500000.0, dict(factor=32.0, low=1.0, high=4.0, ocl=64)),
+    ('hd4_llama3_ocl64', 4, 500000.0, dict(factor=32.0, low=1.0, high=4.0, ocl=64)),
+    # published models and odd sizes
+    ('hd2_theta1e4', 2, 10000.0, None),
+    ('hd128_theta1e4_llama2', 128, 10000.0, None),
+    ('hd128_llama31', 128, 500000.0, dict(factor=8.0, low=1.0, high=4.0, ocl=8192)),
+    ('hd64_theta1e6_qwen', 64, 1000000.0, None),
+    ('hd128_theta1e6_qwen', 128, 1000000.0, None),
+    ('hd256_theta1e4', 256, 10000.0, None),
+    ('hd80_theta1e4', 80, 10000.0, None),
+    ('hd96_theta1e6', 96, 1000000.0, None),
+    ('hd64_theta5e5', 64, 500000.0, None),
+    # the book's rescale_theta(500000, 131072, 8192) with Llama 3.2 scaling
+    ('hd64_theta31250_llama32', 64, 31250.0, LLAMA3_SCALING),
+    # a theta that is not a float (PyTorch rounds it to float32 before the power)
+    ('hd32_theta1e4_third', 32, 10000.0 / 3, None),
+    ('hd64_llama3_f16_low2_high8_ocl1024', 64, 500000.0,
+     dict(factor=16.0, low=2.0, high=8.0, ocl=1024)),
+    # factors that are not powers of two and bounds that are not floats
+    ('hd64_llama3_f3_low1.1_high3.3_ocl100', 64, 10000.0,
+     dict(factor=3.0, low=1.1, high=3.3, ocl=100)),
+]
+
+
+def pow_f32_correct(base, exponent):
+    """float32(base ** exponent) correctly rounded, for float32 base and exponent."""
+    mpmath.mp.prec = 256
+    v = mpmath.mpf(float(base)) ** mpmath.mpf(float(exponent))
+    man, exp = v.man_exp
+    return f32_round(Fraction(int(man)) * Fraction(2) ** int(exp))
+
+
+def emulate_inv_freq(head_dim, theta, scaling, powers):
+    """rope_inv_freq as the float32 operations PyTorch runs for it, one numpy float32 op each,
+    with the given float32 powers theta ** (2i / head_dim)."""
+    f = np.float32
+    inv = f(1) / powers  # 1.0 / t is t.reciprocal() * 1.0
+    if scaling is None:
+        return inv
+    low_wl = scaling['ocl'] / scaling['low']  # Python doubles, cast to float32 where used
+    high_wl = scaling['ocl'] / scaling['high']
+    wavelen = (f(1) / inv) * f(2 * math.pi)  # 2 * pi / t is t.reciprocal() * (2 * pi)
+    scaled = inv / f(scaling['factor'])
+    llama = np.where(wavelen > f(low_wl), scaled, inv)
+    smooth = ((f(1) / wavelen) * f(scaling['ocl']) - f(scaling['low'])) / f(
+        scaling['high'] - scaling['low'])
+    smoothed = (f(1) - smooth) * scaled + smooth * inv
+    medium = (wavelen <= f(low_wl)) & (wavelen >= f(high_wl))
+    return np.where(medium, smoothed, llama).astype(np.float32)
+
+
+def write_gqa_rope():
+    """gqa_rope.safetensors + gqa_rope_cases.txt. Per configuration: <name>.inv_freq (PyTorch)
+    and <name>.inv_freq_exact_pow (the same float32 steps from correctly rounded powers). They
+    differ only where PyTorch's float32 pow (Sleef, 1-ULP accurate) is not correctly rounded."""
+    manifest = ['# name head_dim theta_base scaling_factor low_freq_factor high_freq_factor '
+                'original_context_length']
+    tensors = []
+    rows = []
+    for name, hd, theta, scaling in ROPE_CONFIGS:
+        fc = None if scaling is None else {
+            'factor': scaling['factor'], 'low_freq_factor': scaling['low'],
+            'high_freq_factor': scaling['high'], 'original_context_length': scaling['ocl']}
+        inv = rope_inv_freq(hd, theta, fc)
+        # the module's tables use the same inv_freq
+        cos, _ = compute_rope_params(hd, theta, 3, fc)
+        assert torch.equal(cos[1, :hd // 2], torch.cos(inv)), name
+        exps = (torch.arange(0, hd, 2, dtype=torch.float32)[: (hd // 2)].float() / hd).numpy()
+        torch_pow = (torch.tensor(theta, dtype=torch.float32) ** torch.from_numpy(exps)).numpy()
+        exact_pow = np.array([pow_f32_correct(np.float32(theta), e) for e in exps],
+                             dtype=np.float32)
+        # the emulation reproduces PyTorch bit for bit from PyTorch's own powers
+        assert np.array_equal(emulate_inv_freq(hd, theta, scaling, torch_pow), inv.numpy()), name
+        exact = emulate_inv_freq(hd, theta, scaling, exact_pow)
+        pow_off = np.nonzero(torch_pow != exact_pow)[0].tolist()
+        inv_off = np.nonzero(exact != inv.numpy())[0].tolist()
+        ulps = np.abs(exact.view(np.int32).astype(np.int64)
+                      - inv.numpy().view(np.int32).astype(np.int64))
+        assert ulps.max(initial=0) <= 1, (name, ulps.max())
+        pow_ulps = np.abs(exact_pow.view(np.int32).astype(np.int64)
+                          - torch_pow.view(np.int32).astype(np.int64))
+        tensors += [(name + '.inv_freq', inv), (name + '.inv_freq_exact_pow',
+                                                torch.from_numpy(exact))]
+        s = scaling or dict(factor=0.0, low=1.0, high=4.0, ocl=8192)
+        manifest.append(' '.join(str(v) for v in (
+            name, hd, repr(float(theta)), repr(float(s['factor'])), repr(float(s['low'])),
+            repr(float(s['high'])), s['ocl'])))
+        rows.append((name, hd, pow_off, int(pow_ulps.max(initial=0)), inv_off))
+    write_safetensors(os.path.join(DATA, 'gqa_rope.safetensors'), tensors)
+    with open(os.path.join(DATA, 'gqa_rope_cases.txt'), 'w') as f:
+        f.write('\n'.join(manifest) + '\n')
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
 # Standalone files
 # --------------------------------------------------------------------------------------------
 
@@ -535,16 +807,7 @@ def write_dropout():
     write_safetensors(os.path.join(DATA, 'dropout.safetensors'), t)
 
 
-def main():
-    os.makedirs(DATA, exist_ok=True)
-    print('torch', torch.__version__, '| MKL:', torch.backends.mkl.is_available(),
-          '| threads:', torch.get_num_threads(), '| ATEN_CPU_CAPABILITY=avx2')
-    for line in check_parity_notes():
-        print('parity check OK:', line)
-    rows = run_cases()
-    write_rand()
-    write_linear_init()
-    write_dropout()
+def print_module_rows(rows):
     print()
     print('%-34s %-12s %-12s %-14s %9s %9s %9s %7s %5s' % (
         'case', 'input', 'output', 'weights', 'out_err', 'w_err', 'out_elem', 'bytes',
@@ -558,13 +821,59 @@ def main():
           'out_elem: plain element-wise relative error (atol 1e-8), for information only; '
           'drop: zero weights on or below the diagonal: dropped by dropout, or exp underflow '
           'in the peaky case)')
+
+
+def print_gqa_rows(gqa_rows, rope_rows):
+    print()
+    print('%-40s %-10s %-10s %9s %9s %9s %7s' % (
+        'GQA case', 'input', 'output', 'out_err', 'w_err', 'dec_err', 'bytes'))
+    for name, xs, os_, err, werr, derr, size in gqa_rows:
+        print('%-40s %-10s %-10s %9.2e %9.2e %9.2e %7d' % (
+            name, 'x'.join(map(str, xs)), 'x'.join(map(str, os_)), err, werr, derr, size))
+    print('(out_err / w_err: float32 PyTorch vs float64 with the same cos/sin tables, as '
+          'max|a-ref| / max|ref|, which must be <= rtol/4; dec_err: the book\'s KV-cache '
+          'decoding (every schedule of gqa_schedules) vs the full forward, same measure)')
+    print()
+    print('%-38s %4s  %s' % ('RoPE configuration', 'hd', 'pow / inv_freq indices off'))
+    for name, hd, pow_off, pow_ulps, inv_off in rope_rows:
+        print('%-38s %4d  pow %s (max %d ulp) / inv_freq %s' % (
+            name, hd, pow_off or '-', pow_ulps, inv_off or '-'))
+    print('(pow: indices where PyTorch\'s float32 theta ** (2i/hd) is not the correctly '
+          'rounded power; inv_freq: where that changes inv_freq, by 1 ulp at most)')
+
+
+def main():
+    # --gqa-only: write only the grouped-query attention files (gqa_*), leaving the others.
+    gqa_only = sys.argv[1:] == ['--gqa-only']
+    assert gqa_only or not sys.argv[1:], 'usage: make_golden.py [--gqa-only]'
+    os.makedirs(DATA, exist_ok=True)
+    print('torch', torch.__version__, '| MKL:', torch.backends.mkl.is_available(),
+          '| threads:', torch.get_num_threads(), '| ATEN_CPU_CAPABILITY=avx2')
+    rows = []
+    if not gqa_only:
+        for line in check_parity_notes():
+            print('parity check OK:', line)
+        rows = run_cases()
+        write_rand()
+        write_linear_init()
+        write_dropout()
+        print_module_rows(rows)
+    gqa_rows = run_gqa_cases()
+    rope_rows = write_gqa_rope()
+    print_gqa_rows(gqa_rows, rope_rows)
     written = {c['name'] + '.safetensors' for c in CASES}
-    written |= {'rand.safetensors', 'linear_init.safetensors', 'dropout.safetensors'}
+    written |= {c['name'] + '.safetensors' for c in GQA_CASES}
+    written |= {'rand.safetensors', 'linear_init.safetensors', 'dropout.safetensors',
+                'gqa_rope.safetensors'}
     stale = sorted(f for f in os.listdir(DATA) if f.endswith('.safetensors') and f not in written)
     if stale:
         print('WARNING: stale files not written by this script:', ' '.join(stale))
     total = sum(os.path.getsize(os.path.join(DATA, f)) for f in written)
-    print('%d module cases; %d bytes of .safetensors in %s' % (len(rows), total, DATA))
+    gqa_total = sum(os.path.getsize(os.path.join(DATA, f)) for f in written
+                    if f.startswith('gqa_'))
+    print('%d module cases, %d GQA cases, %d RoPE configurations; %d bytes of .safetensors '
+          'in %s (GQA: %d)' % (len(CASES), len(gqa_rows), len(rope_rows), total, DATA,
+                               gqa_total))
 
 
 if __name__ == '__main__':
