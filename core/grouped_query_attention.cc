@@ -38,8 +38,9 @@ int64_t checked_config(int64_t d_in, int64_t d_out, int64_t context_length, int6
   // W_query and out_proj (d_out x d_in, d_out x d_out), W_key and W_value,
   // and the fused [W_query; W_key; W_value] copy forward uses.
   const int64_t kv_dim = num_kv_groups * (d_out / num_heads);
-  int64_t qkv_rows = 0, floats = 0, out_floats = 0;
-  const bool overflow = __builtin_add_overflow(d_out, 2 * kv_dim, &qkv_rows) ||
+  int64_t two_kv = 0, qkv_rows = 0, floats = 0, out_floats = 0;
+  const bool overflow = __builtin_mul_overflow(kv_dim, int64_t{2}, &two_kv) ||
+                        __builtin_add_overflow(d_out, two_kv, &qkv_rows) ||
                         __builtin_mul_overflow(qkv_rows, d_in, &floats) ||
                         __builtin_mul_overflow(floats, int64_t{2}, &floats) ||
                         __builtin_mul_overflow(d_out, d_out, &out_floats) ||

@@ -11,7 +11,13 @@ namespace attn {
 namespace detail {
 namespace {
 
-bool finite_positive(double x) { return std::isfinite(x) && x > 0.0; }
+// The frequencies are computed in float32 (as the book's code does): a value
+// must also be finite and positive once rounded to float (1e-300 is 0 there,
+// 1e39 inf).
+bool finite_positive(double x) {
+  const float f = static_cast<float>(x);
+  return std::isfinite(x) && x > 0.0 && std::isfinite(f) && f > 0.0f;
+}
 
 [[noreturn]] void bad_rope(const char* module, const std::string& what, double value) {
   throw ArgumentError(std::string(module) + ": rope." + what + " (got " + std::to_string(value) +
@@ -37,7 +43,9 @@ void check_rope_config(const char* module, const RopeConfig& rope, int64_t head_
   if (!finite_positive(rope.low_freq_factor)) {
     bad_rope(module, "low_freq_factor must be finite and positive", rope.low_freq_factor);
   }
-  if (!std::isfinite(rope.high_freq_factor) || !(rope.high_freq_factor > rope.low_freq_factor)) {
+  // The smoothing divides by high - low in float: it must not round to 0.
+  if (!std::isfinite(rope.high_freq_factor) || !(rope.high_freq_factor > rope.low_freq_factor) ||
+      !finite_positive(rope.high_freq_factor - rope.low_freq_factor)) {
     bad_rope(module,
              "high_freq_factor must be finite and greater than low_freq_factor = " +
                  std::to_string(rope.low_freq_factor),

@@ -17,7 +17,8 @@ namespace detail {
 // enabled) can build head_dim's frequencies: head_dim even, theta_base
 // finite and > 0, and when scaling_factor != 0: scaling_factor,
 // low_freq_factor and original_context_length finite and > 0,
-// high_freq_factor finite and > low_freq_factor.
+// high_freq_factor finite and > low_freq_factor; each of these (and
+// high - low) also finite and > 0 when rounded to float32.
 void check_rope_config(const char* module, const RopeConfig& rope, int64_t head_dim);
 
 // inv_freq[i] = 1 / theta^(2i / head_dim) for i < head_dim / 2 with Llama 3
