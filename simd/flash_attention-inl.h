@@ -237,19 +237,20 @@ HWY_INLINE void PackQueries(const simd::FlashAttentionArgs& a, size_t i0, size_t
 // repeat its last query (results unused). Returns without work when no row
 // of the tile sees a key of the block (above the diagonal, or before the
 // window). started: whether the tile's accumulators hold anything yet.
+// row_first, row_end: the visible keys [row_first[r], row_end[r]) of the
+// block's rows (QueryBlockStep; partial tiles repeat their last row).
 template <class D>
-HWY_INLINE void TileStep(D d, const simd::FlashAttentionArgs& a, size_t i0, size_t rows, size_t r0,
-                         size_t j0, HeadPlan& plan, float* HWY_RESTRICT m, bool& started) {
+HWY_INLINE void TileStep(D d, const simd::FlashAttentionArgs& a, size_t r0, size_t j0,
+                         const size_t* row_first, const size_t* row_end, HeadPlan& plan,
+                         float* HWY_RESTRICT m, bool& started) {
   const size_t N = hn::Lanes(d);
-  const size_t last = std::min(kTileRows, rows - r0) - 1;
   // Row r sees keys j0 + [begin[r], end[r]) of the block; both are
   // non-decreasing in r (the last row sees the most keys, the first the
   // earliest ones).
   size_t begin[kTileRows], end[kTileRows];
   bool any = false;
   for (size_t r = 0; r < kTileRows; ++r) {
-    const size_t i = i0 + r0 + std::min(r, last);
-    const size_t lim = VisibleKeys(a, i), first = FirstVisibleKey(a, i);
+    const size_t lim = row_end[r0 + r], first = row_first[r0 + r];
     end[r] = lim > j0 ? std::min(kKeyBlock, lim - j0) : 0;
     begin[r] = std::min(first > j0 ? first - j0 : 0, end[r]);
     any = any || begin[r] < end[r];
@@ -291,9 +292,15 @@ HWY_INLINE void QueryBlockStep(D d, const simd::FlashAttentionArgs& a, size_t i0
   PackNewKeys(a, i0, block_key_end, plan);
   PackQueries(a, i0, rows, plan);
   bool started[kQueryBlock / kTileRows] = {};
+  size_t row_first[kQueryBlock], row_end[kQueryBlock];
+  for (size_t r = 0; r < kQueryBlock; ++r) {
+    const size_t i = i0 + std::min(r, rows - 1);
+    row_first[r] = FirstVisibleKey(a, i);
+    row_end[r] = VisibleKeys(a, i);
+  }
   for (size_t j0 = block_key_begin / kKeyBlock * kKeyBlock; j0 < block_key_end; j0 += kKeyBlock) {
     for (size_t r0 = 0; r0 < rows; r0 += kTileRows) {
-      TileStep(d, a, i0, rows, r0, j0, plan, m, started[r0 / kTileRows]);
+      TileStep(d, a, r0, j0, row_first, row_end, plan, m, started[r0 / kTileRows]);
     }
   }
   for (size_t r = 0; r < rows; ++r) {
