@@ -28,6 +28,27 @@
 // SelfAttentionV1(d_in, d_out) constructed from init_seed, CASE's v2 state
 // loaded into the v2, transfer_weights(v2, v1); out_w/weights/out are v1's,
 // init.* holds v2's state ("v2.") and v1's after construction ("v1.").
+//
+// Grouped-query attention has an argument list of its own:
+//
+//   attn_parity_driver CASE.safetensors RESULT.safetensors GroupedQueryAttention
+//       d_in d_out context_length num_heads num_kv_groups sliding_window
+//       qkv_bias rope theta_base scaling_factor low_freq_factor
+//       high_freq_factor original_context_length init_seed forward_seed
+//       all_targets quantize SCHEDULE...
+//
+// (theta_base and the scaling fields parsed as doubles, scaling_factor 0: no
+// Llama 3 scaling; each SCHEDULE is a comma-separated list of chunk sizes
+// that sum to x's num_tokens). Under "<target>." it writes init.<key>,
+// out_w, weights, rand_w, out, rand and out_1thread as above, and
+//   inv_freq       rope_inv_freq() (RoPE enabled only)
+//   dec<i>         x through make_cache() and forward(x, cache) in the chunks
+//                  of SCHEDULE i, outputs concatenated
+//   dec0_rewound   schedule 0's chunks after the first again, after
+//                  cache.rewind(first chunk): must be dec0 bit for bit
+//   with quantize 1, for attn::quantize_dynamic(module):
+//   q_out, q_out_w, q_weights  its forward(x), forward(x, &weights)
+//   q_dec0         its decoding with schedule 0
 #include <attn/attn.h>
 
 #include <cmath>
@@ -52,6 +73,11 @@ struct Config {
   uint64_t init_seed = 0, forward_seed = 0;
   bool train = true;
   int64_t kv_prompt = 0;
+  // GroupedQueryAttention
+  int64_t num_kv_groups = 1, sliding_window = 0;
+  attn::RopeConfig rope;
+  bool quantize = false;
+  std::vector<std::vector<int64_t>> schedules;
 };
 
 // Tokens [begin, end) of x (batch, tokens, d), as a new tensor.
@@ -150,6 +176,62 @@ void run_transfer(const Config& c, const attn::StateDict& state, const attn::Ten
   run_forwards(c, v1, x, tag, result);
 }
 
+// x through a fresh cache of m in the chunks of `chunks`, outputs
+// concatenated; with `rewound`, also the chunks after the first again after
+// rewinding the cache to the first.
+template <typename M>
+attn::Tensor decode(const M& m, const attn::Tensor& x, const std::vector<int64_t>& chunks,
+                    int64_t d_out, attn::Tensor* rewound) {
+  attn::KVCache cache = m.make_cache(x.size(0));
+  attn::Tensor out({x.size(0), x.size(1), d_out});
+  int64_t pos = 0;
+  for (const int64_t n : chunks) {
+    put_tokens(out, m.forward(token_slice(x, pos, pos + n), cache), pos);
+    pos += n;
+  }
+  if (pos != x.size(1)) throw std::runtime_error("schedule does not cover the input");
+  if (rewound != nullptr) {
+    *rewound = out;
+    cache.rewind(chunks[0]);
+    pos = chunks[0];
+    for (size_t i = 1; i < chunks.size(); ++i) {
+      put_tokens(*rewound, m.forward(token_slice(x, pos, pos + chunks[i]), cache), pos);
+      pos += chunks[i];
+    }
+  }
+  return out;
+}
+
+void run_gqa(const Config& c, const attn::StateDict& state, const attn::Tensor& x,
+             const std::string& tag, attn::StateDict& result) {
+  auto m = std::make_unique<attn::GroupedQueryAttention>(c.d_in, c.d_out, c.context_length,
+                                                         c.num_heads, c.num_kv_groups, c.rope,
+                                                         c.sliding_window, c.qkv_bias);
+  add_all(result, tag + "init.", m->state_dict());
+  if (c.rope.enabled) {
+    const std::vector<float>& f = m->rope_inv_freq();
+    result[tag + "inv_freq"] = attn::Tensor({static_cast<int64_t>(f.size())}, f);
+  }
+  m->load_state_dict(state);
+  run_forwards(c, *m, x, tag, result);
+  for (size_t i = 0; i < c.schedules.size(); ++i) {
+    attn::Tensor rewound;
+    result[tag + "dec" + std::to_string(i)] =
+        decode(*m, x, c.schedules[i], c.d_out, i == 0 ? &rewound : nullptr);
+    if (i == 0) result[tag + "dec0_rewound"] = rewound;
+  }
+  if (c.quantize) {
+    const attn::GroupedQueryAttention q = attn::quantize_dynamic(*m);
+    result[tag + "q_out"] = q.forward(x);
+    attn::Tensor weights;
+    result[tag + "q_out_w"] = q.forward(x, &weights);
+    result[tag + "q_weights"] = weights;
+    if (!c.schedules.empty()) {
+      result[tag + "q_dec0"] = decode(q, x, c.schedules[0], c.d_out, nullptr);
+    }
+  }
+}
+
 // A forward of another size on NaN inputs first, so that any scratch memory
 // the real case reuses holds NaN rather than zeros.
 void dirty_scratch() {
@@ -162,6 +244,13 @@ void dirty_scratch() {
   attn::CausalAttention ca(32, 40, 400, 0.0);
   ca.forward(x, &weights);
   ca.forward(x);
+  attn::RopeConfig rope;
+  rope.scaling_factor = 8.0;
+  attn::GroupedQueryAttention gqa(32, 64, 400, 8, 2, rope, 0, true);
+  gqa.forward(x, &weights);
+  gqa.forward(x);
+  attn::KVCache cache = gqa.make_cache(2);
+  gqa.forward(x, cache);
 }
 
 void run_case(const Config& c, const attn::StateDict& state, const attn::Tensor& x,
@@ -184,6 +273,8 @@ void run_case(const Config& c, const attn::StateDict& state, const attn::Tensor&
                state, x, tag, result);
   } else if (c.module == "MultiHeadAttention") {
     run_mha(c, state, x, tag, result);
+  } else if (c.module == "GroupedQueryAttention") {
+    run_gqa(c, state, x, tag, result);
   } else if (c.module == "Transfer") {
     run_transfer(c, state, x, tag, result);
   } else {
@@ -191,30 +282,84 @@ void run_case(const Config& c, const attn::StateDict& state, const attn::Tensor&
   }
 }
 
+std::vector<int64_t> parse_schedule(const char* text) {
+  std::vector<int64_t> chunks;
+  const char* p = text;
+  while (*p != '\0') {
+    char* end = nullptr;
+    const long long n = std::strtoll(p, &end, 10);
+    if (end == p || n <= 0) throw std::runtime_error(std::string("bad schedule ") + text);
+    chunks.push_back(n);
+    p = *end == ',' ? end + 1 : end;
+  }
+  if (chunks.empty()) throw std::runtime_error("empty schedule");
+  return chunks;
+}
+
+// The GroupedQueryAttention argument list (see the top of the file).
+Config parse_gqa(int argc, char** argv, bool& all_targets) {
+  if (argc < 21) {
+    throw std::runtime_error(
+        "usage: CASE RESULT GroupedQueryAttention d_in d_out context_length num_heads "
+        "num_kv_groups sliding_window qkv_bias rope theta_base scaling_factor low_freq_factor "
+        "high_freq_factor original_context_length init_seed forward_seed all_targets quantize "
+        "SCHEDULE...");
+  }
+  Config c;
+  c.module = argv[3];
+  c.d_in = std::atoll(argv[4]);
+  c.d_out = std::atoll(argv[5]);
+  c.context_length = std::atoll(argv[6]);
+  c.num_heads = std::atoll(argv[7]);
+  c.num_kv_groups = std::atoll(argv[8]);
+  c.sliding_window = std::atoll(argv[9]);
+  c.qkv_bias = std::atoi(argv[10]) != 0;
+  c.rope.enabled = std::atoi(argv[11]) != 0;
+  c.rope.theta_base = std::strtod(argv[12], nullptr);
+  c.rope.scaling_factor = std::strtod(argv[13], nullptr);
+  c.rope.low_freq_factor = std::strtod(argv[14], nullptr);
+  c.rope.high_freq_factor = std::strtod(argv[15], nullptr);
+  c.rope.original_context_length = std::atoll(argv[16]);
+  c.init_seed = std::strtoull(argv[17], nullptr, 10);
+  c.forward_seed = std::strtoull(argv[18], nullptr, 10);
+  all_targets = std::atoi(argv[19]) != 0;
+  c.quantize = std::atoi(argv[20]) != 0;
+  for (int i = 21; i < argc; ++i) c.schedules.push_back(parse_schedule(argv[i]));
+  c.train = false;
+  return c;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 15) {
+  const bool gqa = argc >= 4 && std::strcmp(argv[3], "GroupedQueryAttention") == 0;
+  if (!gqa && argc != 15) {
     std::fprintf(stderr,
                  "usage: %s CASE RESULT module d_in d_out context_length dropout num_heads "
-                 "qkv_bias init_seed forward_seed train kv_prompt all_targets\n",
-                 argv[0]);
+                 "qkv_bias init_seed forward_seed train kv_prompt all_targets\n"
+                 "   or: %s CASE RESULT GroupedQueryAttention ... (see parity_driver.cc)\n",
+                 argv[0], argv[0]);
     return 2;
   }
   try {
     Config c;
-    c.module = argv[3];
-    c.d_in = std::atoll(argv[4]);
-    c.d_out = std::atoll(argv[5]);
-    c.context_length = std::atoll(argv[6]);
-    c.dropout = std::strtod(argv[7], nullptr);
-    c.num_heads = std::atoll(argv[8]);
-    c.qkv_bias = std::atoi(argv[9]) != 0;
-    c.init_seed = std::strtoull(argv[10], nullptr, 10);
-    c.forward_seed = std::strtoull(argv[11], nullptr, 10);
-    c.train = std::atoi(argv[12]) != 0;
-    c.kv_prompt = std::atoll(argv[13]);
-    const bool all_targets = std::atoi(argv[14]) != 0;
+    bool all_targets = false;
+    if (gqa) {
+      c = parse_gqa(argc, argv, all_targets);
+    } else {
+      c.module = argv[3];
+      c.d_in = std::atoll(argv[4]);
+      c.d_out = std::atoll(argv[5]);
+      c.context_length = std::atoll(argv[6]);
+      c.dropout = std::strtod(argv[7], nullptr);
+      c.num_heads = std::atoll(argv[8]);
+      c.qkv_bias = std::atoi(argv[9]) != 0;
+      c.init_seed = std::strtoull(argv[10], nullptr, 10);
+      c.forward_seed = std::strtoull(argv[11], nullptr, 10);
+      c.train = std::atoi(argv[12]) != 0;
+      c.kv_prompt = std::atoll(argv[13]);
+      all_targets = std::atoi(argv[14]) != 0;
+    }
 
     attn::StateDict file = attn::load_safetensors(argv[1]);
     const attn::Tensor x = file.at("input");
