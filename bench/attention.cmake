@@ -2,22 +2,27 @@
 # `benchmark` is already found): main (attention_bench.cc); wrapper vs fused
 # MultiHeadAttention (flash and materialized paths) on the book's
 # configurations and the fused module in int8 (module_*bench.cc); the
-# attention core alone, KV-cache decoding, and the machine's FMA peak and read
-# bandwidth.
+# attention core alone, KV-cache decoding, grouped-query attention on a Llama
+# 3.2 1B layer (gqa_*bench.cc), and the machine's FMA peak and read bandwidth.
 # bench/run.sh runs it with the PyTorch peer and writes the report; see
 # bench/README.md.
 #
 # memory_tracking.cc replaces malloc & co. for the whole process to measure
 # the peak heap use of a forward pass; it is linked into this binary only.
 #
-# core_bench.cc includes attn's internal core/attention_core.h (the attention
-# core alone); machine_bench.cc has Highway kernels of its own (the FMA peak
-# and the read bandwidth), hence hwy::hwy, which attn links privately.
+# core_bench.cc and gqa_core_bench.cc include attn's internal
+# core/attention_core.h (the attention core alone); machine_bench.cc has
+# Highway kernels of its own (the FMA peak and the read bandwidth), hence
+# hwy::hwy, which attn links privately.
 add_executable(attn_attention_bench
   ${CMAKE_CURRENT_SOURCE_DIR}/attention_bench.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/core_bench.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/decode_bench.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/fma_peak.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/gqa_bench.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/gqa_core_bench.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/gqa_decode_bench.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/gqa_prefill_bench.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/machine_bench.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/memory_tracking.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/module_bench.cc

@@ -4,8 +4,8 @@
 // registers, in this order, the module benchmarks of every configuration
 // (module_float32_bench.cc, then module_int8_bench.cc; module_bench.h gives
 // the names and counters), the attention core alone (core_bench.cc), KV-cache
-// decoding (decode_bench.cc) and the machine's FMA peak and read bandwidth
-// (machine_bench.cc).
+// decoding (decode_bench.cc), grouped-query attention (gqa_bench.h) and the
+// machine's FMA peak and read bandwidth (machine_bench.cc).
 //
 // Run through bench/run.sh, which asks for repetitions and medians.
 
@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "attn/attn.h"
+#include "bench/gqa_bench.h"
 #include "bench/memory_tracking.h"
 #include "bench/module_bench.h"
 #include "benchmark/benchmark.h"
@@ -124,6 +125,7 @@ int main(int argc, char** argv) {
   }
   attn_bench::RegisterCoreBenchmarks();
   attn_bench::RegisterDecodeBenchmarks();
+  attn_bench::RegisterGqaBenchmarks();
   attn_bench::RegisterMachineBenchmarks();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -1,8 +1,8 @@
 // Shared by the files of attn_attention_bench: attention_bench.cc (main, the
 // configurations), module_*bench.cc (the modules), core_bench.cc (the
-// attention core alone), decode_bench.cc (KV-cache decoding) and
-// machine_bench.cc (the FMA peak and the memory bandwidth they are measured
-// against). See bench/README.md.
+// attention core alone), decode_bench.cc (KV-cache decoding), gqa_*bench.cc
+// (grouped-query attention, gqa_bench.h) and machine_bench.cc (the FMA peak
+// and the memory bandwidth they are measured against). See bench/README.md.
 #pragma once
 
 #include <cstddef>

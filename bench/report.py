@@ -3,6 +3,7 @@
 
 Usage: bench/report.py <results dir> [--full]
 Reads <dir>/attn.json (required) and, when present, <dir>/torch.json (the peer),
+<dir>/torch_gqa.json (the grouped-query attention peer),
 <dir>/torch_default_core.json (the peer without OPENBLAS_CORETYPE) and
 <dir>/torch_omp_active.json (the peer with OpenMP's default spin-waiting).
 Writes <dir>/report.md and, when the T sweep ran, <dir>/time_vs_T.svg. Prints the
@@ -18,7 +19,9 @@ the flash vs the materialized paths of the fused module (time, peak heap beyond 
 output), the attention core alone against the FP32 FMA peak, decoding one token with a KV
 cache against a full forward and against the time to stream its bytes, dynamic int8
 quantization (attn's quantize_dynamic and PyTorch's: times, ratios, relative L2 errors
-against the float32 modules), the machine's own figures, one table per configuration, the
+against the float32 modules), grouped-query attention on a Llama 3.2 1B layer (prefill,
+decoding, sliding window, the core's FLOP rate, PyTorch's book module, each against its
+target), the machine's own figures, one table per configuration, the
 PyTorch peer's sensitivity to its environment and the chart of time vs T. Every section is
 left out when none of its benchmarks ran (e.g. under --benchmark_filter).
 """
@@ -83,8 +86,9 @@ def load(path):
     results, singles, cvs = {}, {}, {}
     for b in data.get("benchmarks", []):
         run_name = b.get("run_name", b["name"])
-        m = re.match(r"([^/]+)/([^/]+)/([^/]+)/threads:(\d+)(?:/process_time)?(?:/real_time)?$",
-                     run_name)
+        # /repeats:<n>: Google Benchmark's suffix for a benchmark's own repetition count.
+        m = re.match(r"([^/]+)/([^/]+)/([^/]+)/threads:(\d+)(?:/repeats:\d+)?(?:/process_time)?"
+                     r"(?:/real_time)?$", run_name)
         if not m:
             continue
         key = (m.group(1), m.group(2), m.group(3), int(m.group(4)))
@@ -524,6 +528,212 @@ def int8_section(results, torch_context):
             "errors, more accurate).", ""] + out
 
 
+# Grouped-query attention (bench/gqa_bench.h): Llama 3.2 1B's attention layer.
+GQA_PREFILL = [("llama32_1b_T1024", "T = 1024, causal"),
+               ("llama32_1b_T4096", "T = 4096, causal"),
+               ("llama32_1b_T4096_w512", "T = 4096, sliding window 512")]
+GQA_DECODE = "gqa_decode_1_after_4095"
+GQA_CORE = [("h12_kv12_T1024", "12 heads, 12 KV heads, T = 1024 (the chapter's MHA)"),
+            ("h32_kv32_T1024", "32 heads, 32 KV heads, T = 1024 (MHA, the same work)"),
+            ("h32_kv8_T1024", "32 heads, 8 KV heads, T = 1024 (Llama 3.2 1B)"),
+            ("h32_kv8_T4096", "32 heads, 8 KV heads, T = 4096"),
+            ("h32_kv8_T4096_w512", "32 heads, 8 KV heads, T = 4096, window 512")]
+# The issue's targets: (> 1: the second is faster) ratios and the bound they must meet.
+GQA_TARGET_TORCH, GQA_TARGET_DECODE, GQA_TARGET_WINDOW, GQA_TARGET_CORE = 2.5, 1.8, 0.55, 0.9
+
+
+def gqa_section(results, attn_context, gqa_context):
+    """Grouped-query attention: targets, prefill, decoding, window, core, PyTorch."""
+    entry = lambda p, v, c, n: results.get((p, v, c, n))
+    t = lambda p, v, c, n: ms(entry(p, v, c, n)) if entry(p, v, c, n) else None
+    peak1 = peak_1thread(attn_context)
+    pair = lambda values, fmt: " / ".join(fmt(v) for v in values)
+    ratio = lambda a, b: a / b if a is not None and b else None
+    fmt_x = lambda x: "—" if x is None else f"{x:.2f}×"
+    out = []
+
+    # Prefill of the module.
+    rows = []
+    for config, label in GQA_PREFILL:
+        es = [entry("attn", "gqa_prefill", config, n) for n in THREADS]
+        if not any(es):
+            continue
+        flops = next((counter(e, "flops_causal") for e in es if e), None)
+        rows.append([label, "—" if flops is None else f"{flops * 1e-9:.1f}",
+                     pair([ms(e) if e else None for e in es], fmt_ms),
+                     pair([gflops(e, "causal") for e in es], fmt_gf),
+                     pair([in_run_peak_fraction(e, n, results) for e, n in zip(es, THREADS)],
+                          fmt_pct),
+                     pair([peak_fraction(e, n, peak1) for e, n in zip(es, THREADS)], fmt_pct)])
+    if rows:
+        out += ["### Prefill", "",
+                "`forward(x)` over B = 1 sequence of T tokens. GFLOP: projections "
+                "2·T·d·(d + 2·kv_dim) + out_proj 2·T·d² + attention 4·H·hd·P, P the (query, "
+                "key) pairs in the causal window (T(T+1)/2 without one); RoPE and softmax not "
+                "counted. % of in-run peak: GFLOP/s over the median of `machine/fma_peak` at "
+                "the same thread count in this run; % of peak: over threads × the start-up "
+                "single-core peak.", ""]
+        out += md_table(["configuration", "GFLOP", "ms (1 / 2 thr)", "GFLOP/s (1 / 2 thr)",
+                         "% of in-run FMA peak (1 / 2 thr)", "% of peak (1 / 2 thr)"], rows)
+        out.append("")
+
+    # Decoding one token after 4095, 8 vs 32 KV groups.
+    dec = {g: [entry("attn", GQA_DECODE, f"llama32_1b_kv{g}", n) for n in THREADS]
+           for g in (8, 32)}
+    us = {g: [ms(e) * 1e3 if e else None for e in es] for g, es in dec.items()}
+    decode_ratio = [ratio(us[32][i], us[8][i]) for i in range(len(THREADS))]
+    rows = []
+    for g, es in dec.items():
+        if not any(es):
+            continue
+        e0 = next(e for e in es if e)
+        kv, weights = counter(e0, "kv_bytes"), counter(e0, "weight_bytes")
+        rows.append([f"{g}", pair(us[g], fmt_us),
+                     f"{fmt_mib(kv + weights)} ({fmt_mib(kv)} + {fmt_mib(weights)})",
+                     pair([counter(e, "ideal_us") for e in es], fmt_us),
+                     pair([ratio(u, counter(e, "ideal_us")) for u, e in zip(us[g], es)],
+                          fmt_x)])
+    if rows:
+        bytes_ratio = None
+        if all(dec[g][0] for g in (8, 32)):
+            streamed = lambda g: counter(dec[g][0], "bytes_streamed")
+            bytes_ratio = ratio(streamed(32), streamed(8))
+        out += ["### KV-cache decoding: one token after 4095", "",
+                "`cache.rewind(4095)` + `forward(one token, cache)`, B = 1, with the layer's 8 "
+                "KV groups and with 32 (one KV head per query head: multi-head attention of "
+                "the same width). Decoding reads every weight and the cached keys and values "
+                "once; ideal = those bytes / the read bandwidth over 256 MiB with as many "
+                "threads (`machine/read_bandwidth`).", ""]
+        out += md_table(["KV groups", "µs (1 / 2 thr)", "bytes read MiB (KV + weights)",
+                         "ideal µs (1 / 2 thr)", "time / ideal (1 / 2 thr)"], rows)
+        out += ["", f"32 groups / 8 groups: {pair(decode_ratio, fmt_x)} (1 / 2 threads); "
+                f"bytes read, 32 / 8: {fmt_x(bytes_ratio)}.", ""]
+
+    # Sliding window vs full causal at T = 4096: the module and the core alone.
+    window_rows, window_ratio = [], {}
+    for kind, variant, full, windowed in [
+            ("whole module", "gqa_prefill", "llama32_1b_T4096", "llama32_1b_T4096_w512"),
+            ("attention core alone", "gqa_core", "h32_kv8_T4096", "h32_kv8_T4096_w512")]:
+        tf = [t("attn", variant, full, n) for n in THREADS]
+        tw = [t("attn", variant, windowed, n) for n in THREADS]
+        if all(x is None for x in tf + tw):
+            continue
+        window_ratio[kind] = [ratio(w, f) for w, f in zip(tw, tf)]
+        flops = [next((counter(entry("attn", variant, c, n), "flops_causal") for n in THREADS
+                       if entry("attn", variant, c, n)), None) for c in (windowed, full)]
+        window_rows.append([kind, pair(tf, fmt_ms), pair(tw, fmt_ms),
+                            pair(window_ratio[kind], fmt_x), fmt_x(ratio(*flops))])
+    if window_rows:
+        out += ["### Sliding window (512) vs full causal, T = 4096", "",
+                "The same layer built with `sliding_window = 512` (each query sees itself and "
+                "the 511 keys before it), and the attention core alone on the same shape "
+                "(`AttentionProblem::window`). The projections (85.9 GFLOP of the 154.6 of the "
+                "full forward, of the 102.0 with the window) do not shrink with the window: "
+                "the FLOP ratio, window / full, is 0.66 for the module and 0.23 for the core.",
+                ""]
+        out += md_table(["measured", "full causal ms (1 / 2 thr)", "window ms (1 / 2 thr)",
+                         "window / full (1 / 2 thr)", "FLOP ratio"], window_rows)
+        out.append("")
+
+    # The attention core's FLOP rate: GQA vs MHA.
+    core = {c: [entry("attn", "gqa_core", c, n) for n in THREADS] for c, _ in GQA_CORE}
+    rate = {c: [gflops(e, "causal") for e in es] for c, es in core.items()}
+    core_ratio = [ratio(g, m) for g, m in zip(rate["h32_kv8_T1024"], rate["h12_kv12_T1024"])]
+    rows = []
+    for c, label in GQA_CORE:
+        es = core[c]
+        if not any(es):
+            continue
+        rows.append([label, pair([ms(e) if e else None for e in es], fmt_ms),
+                     pair(rate[c], fmt_gf),
+                     pair([in_run_peak_fraction(e, n, results) for e, n in zip(es, THREADS)],
+                          fmt_pct),
+                     pair([ratio(r, m) for r, m in zip(rate[c], rate["h12_kv12_T1024"])],
+                          fmt_x)])
+    if rows:
+        out += ["### Attention core alone: FLOP rate", "",
+                "`attn::detail::attention` on a QKV buffer laid out as the module's (no "
+                "projections, no RoPE), B = 1, head_dim 64, causal; GFLOP/s = 4·H·hd·P / "
+                "median wall time (P as above). Rate / MHA: that GFLOP/s over the chapter's "
+                "12-head shape's at the same thread count.", ""]
+        out += md_table(["shape", "ms (1 / 2 thr)", "GFLOP/s (1 / 2 thr)",
+                         "% of in-run FMA peak (1 / 2 thr)", "rate / MHA (1 / 2 thr)"], rows)
+        out.append("")
+
+    # The PyTorch peer.
+    peer_rows = []
+    torch_prefill = [t("torch", "gqa_book", "llama32_1b_T1024", n) for n in THREADS]
+    attn_prefill = [t("attn", "gqa_prefill", "llama32_1b_T1024", n) for n in THREADS]
+    for prefix, variant, config, label in [
+            ("attn", "gqa_prefill", "llama32_1b_T1024", "attn GroupedQueryAttention, prefill"),
+            ("torch", "gqa_book", "llama32_1b_T1024", "PyTorch, the book's module, prefill"),
+            ("torch", "gqa_sdpa", "llama32_1b_T1024",
+             "PyTorch, scaled_dot_product_attention, prefill"),
+            ("attn", GQA_DECODE, "llama32_1b_kv8", "attn GroupedQueryAttention, decode"),
+            ("torch", "gqa_book_decode_1_after_4095", "llama32_1b_kv8",
+             "PyTorch, the book's module, decode"),
+            ("torch", "gqa_sdpa_decode_1_after_4095", "llama32_1b_kv8",
+             "PyTorch, scaled_dot_product_attention, decode")]:
+        times = [t(prefix, variant, config, n) for n in THREADS]
+        if all(x is None for x in times):
+            continue
+        base_variant = "gqa_prefill" if "prefill" in label else GQA_DECODE
+        base = [t("attn", base_variant, config, n) for n in THREADS]
+        error = next((counter(entry(prefix, variant, config, n), "rel_l2_vs_attn")
+                      for n in THREADS if entry(prefix, variant, config, n)), None)
+        peer_rows.append([label, fmt_ms(times[0]), fmt_ms(times[1]),
+                          fmt_ratio(times[0], base[0]), fmt_ratio(times[1], base[1]),
+                          "—" if prefix == "attn" else
+                          "not checked" if error is None or error < 0 else f"{error:.1e}"])
+    if any(row[0].startswith("PyTorch") for row in peer_rows):
+        out += ["### attn and PyTorch", "",
+                "The PyTorch peer (`bench/peers/torch_gqa.py`): the book's "
+                "GroupedQueryAttention (RoPE by compute_rope_params / apply_rope, keys and "
+                "values repeat_interleave'd, masked softmax; decoding: its KV-cache step, "
+                "torch.cat of the new key and value to the cache), same weights and input, "
+                "its output checked against attn's before timing (relative L2 error). "
+                "× attn: time over attn's at the same thread count.", ""]
+        out += md_table(["module", "ms, 1 thread", "ms, 2 threads", "× attn, 1 thread",
+                         "× attn, 2 threads", "error vs attn"], peer_rows)
+        note = gqa_context.get("sdpa_note")
+        out += ["", note + "." if note else "", ""]
+
+    # The targets, first.
+    targets = []
+    meets = lambda x, bound, above: "—" if x is None else (
+        "yes" if (x >= bound if above else x <= bound) else "**no**")
+    torch_ratio = ratio(torch_prefill[1], attn_prefill[1])
+    if torch_ratio is not None:
+        targets.append([f"prefill T = 1024, 2 threads: PyTorch book / attn ≥ "
+                        f"{GQA_TARGET_TORCH}×", fmt_x(torch_ratio),
+                        meets(torch_ratio, GQA_TARGET_TORCH, True)])
+    if any(x is not None for x in decode_ratio):
+        targets.append([f"decode after 4095: 32 KV groups / 8 ≥ {GQA_TARGET_DECODE}× "
+                        "(1 / 2 thr)", pair(decode_ratio, fmt_x),
+                        pair([meets(x, GQA_TARGET_DECODE, True) for x in decode_ratio],
+                             str)])
+    for kind, values in window_ratio.items():
+        targets.append([f"T = 4096, window 512 / full causal ≤ {GQA_TARGET_WINDOW}×, {kind} "
+                        "(1 / 2 thr)", pair(values, fmt_x),
+                        pair([meets(x, GQA_TARGET_WINDOW, False) for x in values], str)])
+    if any(x is not None for x in core_ratio):
+        targets.append([f"core GFLOP/s, GQA (32 / 8 heads) / MHA (12 heads) ≥ "
+                        f"{GQA_TARGET_CORE} (1 / 2 thr)", pair(core_ratio, fmt_x),
+                        pair([meets(x, GQA_TARGET_CORE, True) for x in core_ratio], str)])
+    if not out:
+        return []
+    head = ["## Grouped-query attention (Llama 3.2 1B attention layer)", "",
+            "`GroupedQueryAttention(2048, 2048, 8192, 32, 8)`: d_in = d_out = 2048, 32 query "
+            "heads of 64 reading 8 key/value heads, RoPE theta 500,000 with Llama 3 frequency "
+            "scaling (factor 32, low / high frequency factors 1 / 4, original context 8192), "
+            "no biases; weights from seed 123, input `rand` drawn after them, B = 1. Medians "
+            "of this run; ratios > 1: the second-named is faster.", ""]
+    if targets:
+        head += md_table(["target (ratio of medians, this run)", "measured", "met"], targets)
+        head.append("")
+    return head + out
+
+
 def machine_table(results, attn_context):
     peak1 = peak_1thread(attn_context)
     lines = []
@@ -770,12 +980,18 @@ def main():
     if os.path.exists(torch_path):
         torch_context, torch_results = load(torch_path)
         results.update(torch_results)
+    gqa_context = {}
+    gqa_path = os.path.join(results_dir, "torch_gqa.json")
+    if os.path.exists(gqa_path):
+        gqa_context, gqa_results = load(gqa_path)
+        results.update(gqa_results)
 
     # Configurations of the module benchmarks (the per-configuration tables).
     present = {key[2] for key in results if key[:2] in ROW_KEYS}
     configs = [c for c in CONFIGS if c in present] + sorted(present - set(CONFIGS))
     # Every configuration any attn benchmark ran (flash vs materialized, core).
-    attn_present = {key[2] for key in results if key[0] == "attn"} - {DECODE_CONFIG}
+    attn_present = {key[2] for key in results
+                    if key[0] == "attn" and not key[1].startswith("gqa_")} - {DECODE_CONFIG}
     attn_configs = [c for c in CONFIGS if c in attn_present] + sorted(attn_present - set(CONFIGS))
     md = ["# attn attention benchmark", "",
           "Median wall time per forward call (eval mode, dropout 0.0) over repetitions; "
@@ -788,6 +1004,7 @@ def main():
     md += core_table(results, attn_configs, attn_context)
     md += decode_table(results)
     md += int8_section(results, torch_context)
+    md += gqa_section(results, attn_context, gqa_context)
     md += machine_table(results, attn_context)
     md += ["## Per configuration", ""]
     for c in configs:

@@ -9,20 +9,27 @@
 #    a random order -> attn.json. Besides the modules (attn/<variant>/<config>),
 #    it has the attention core alone (attn/core_*), KV-cache decoding
 #    (attn/decode_1_after_1023, attn/decode_int8_1_after_1023,
-#    attn/full_forward_1024) and the machine's FMA peak and read bandwidth
-#    (machine/...).
+#    attn/full_forward_1024), grouped-query attention on a Llama 3.2 1B layer
+#    (attn/gqa_prefill, attn/gqa_decode_1_after_4095, attn/gqa_core; those at
+#    T = 4096 run min(3, repetitions) repetitions, ATTN_BENCH_BIG_REPETITIONS)
+#    and the machine's FMA peak and read bandwidth (machine/...). With
+#    ATTN_BENCH_REFERENCE_DIR set to the results folder it writes the GQA
+#    outputs the second peer checks (gqa_reference_*.safetensors).
 # 2. the PyTorch peer (bench/peers/torch_mha.py), when /usr/bin/python3 can
 #    import torch and ATTN_BENCH_SKIP_TORCH is not 1 -> torch.json, plus two
 #    short runs that show the peer's sensitivity to its environment
 #    (torch_default_core.json, torch_omp_active.json; not with --quick).
+#    Then the grouped-query attention peer (bench/peers/torch_gqa.py), which
+#    checks its outputs against attn's before timing -> torch_gqa.json.
 # 3. --with-gemm: attn_gemm_bench and attn_gemm_int8_bench, when they were
 #    built -> gemm.json, gemm.md, gemm_int8.json, gemm_int8.md.
 # 4. bench/report.py -> report.md and time_vs_T.svg; prints the headline table.
 #
-# --quick: the headline configuration only (B8_T1024: attn's wrapper, fused
+# --quick: the headline configuration (B8_T1024: attn's wrapper, fused
 # module and int8 fused module, the PyTorch book module, its quantize_dynamic
-# qint8 copy and nn.MultiheadAttention, 1 and 2 threads), 3 repetitions, into
-# bench-results-quick/: a minute or two.
+# qint8 copy and nn.MultiheadAttention, 1 and 2 threads) and the GQA prefill
+# (attn/gqa_prefill/llama32_1b_T1024 with machine/fma_peak, the book's GQA
+# module in PyTorch), 3 repetitions, into bench-results-quick/: a minute or two.
 # A --benchmark_filter=REGEX argument is applied to the peer's names too
 # (torch/<variant>/<config>/threads:<n>), e.g.
 #   bench/run.sh build --benchmark_filter='B8_T1024'
@@ -64,20 +71,29 @@ fi
 
 out=$build/bench-results
 peer_args=()
+gqa_peer_args=()
 if [[ $quick == 1 ]]; then
   out=$build/bench-results-quick
   repetitions=${repetitions:-3}
   peer_args=(--repetitions "$repetitions" --big-repetitions "$repetitions")
+  gqa_peer_args=(--repetitions "$repetitions")
   if [[ -z $filter ]]; then
-    args+=('--benchmark_filter=^attn/(wrapper|fused|fused_int8)/B8_T1024/')
+    quick_attn='attn/(wrapper|fused|fused_int8)/B8_T1024/|attn/gqa_prefill/llama32_1b_T1024/'
+    args+=("--benchmark_filter=^($quick_attn|machine/fma_peak/)")
     peer_args+=(--filter '^torch/(book_mha|book_mha_qint8|nn_mha)/B8_T1024/')
+    gqa_peer_args+=(--filter '^torch/gqa_(book|sdpa)/llama32_1b_T1024/')
   fi
 fi
 repetitions=${repetitions:-5}
-[[ -n $filter ]] && peer_args+=(--filter "$filter")
+# The benchmarks of about a second per call (GQA at T = 4096): fewer repetitions.
+big_repetitions=$((repetitions < 3 ? repetitions : 3))
+if [[ -n $filter ]]; then
+  peer_args+=(--filter "$filter")
+  gqa_peer_args+=(--filter "$filter")
+fi
 mkdir -p "$out"
 rm -f "$out"/attn.json "$out"/attn_console.txt "$out"/torch*.json "$out"/torch*_console.txt \
-  "$out"/report.md "$out"/time_vs_T.svg
+  "$out"/report.md "$out"/time_vs_T.svg "$out"/gqa_reference_*.safetensors
 [[ $with_gemm == 1 ]] && rm -f "$out"/gemm.json "$out"/gemm_console.txt "$out"/gemm.md \
   "$out"/gemm_int8.json "$out"/gemm_int8_console.txt "$out"/gemm_int8.md
 
@@ -105,7 +121,7 @@ benchmarks() {
 }
 
 if [[ $quick == 1 ]]; then
-  echo "Quick run: B8_T1024 only, $repetitions repetitions. Results: $out/"
+  echo "Quick run: B8_T1024 and the GQA prefill, $repetitions repetitions. Results: $out/"
 else
   echo "Results: $out/"
 fi
@@ -118,9 +134,13 @@ attn_args=(--benchmark_repetitions="$repetitions"
   --benchmark_min_time="${ATTN_BENCH_MIN_TIME:-0.3}"
   --benchmark_out="$out/attn.json" --benchmark_out_format=json
   --benchmark_context=cpu_model="${cpu_model:-?}" "${args[@]}")
-count=$(benchmarks "$bench" "${attn_args[@]}")
+names=$("$bench" --benchmark_list_tests=true "${attn_args[@]}" 2>/dev/null || true)
+count=$(grep -c . <<< "$names" || true)
+big=$(grep -c '^attn/gqa_.*_T4096' <<< "$names" || true)
 # --v=2: Google Benchmark logs every timed run to stderr; bench/progress.py counts them.
-run_logged gbench attn_attention_bench "$out/attn_console.txt" $((count * repetitions)) \
+run_logged gbench attn_attention_bench "$out/attn_console.txt" \
+  $(((count - big) * repetitions + big * big_repetitions)) \
+  env ATTN_BENCH_BIG_REPETITIONS="$big_repetitions" ATTN_BENCH_REFERENCE_DIR="$out" \
   "$bench" --v=2 "${attn_args[@]}"
 
 # The PyTorch peer. OPENBLAS_CORETYPE=SkylakeX: Debian's OpenBLAS 0.3.21 does
@@ -146,6 +166,12 @@ if [[ ${ATTN_BENCH_SKIP_TORCH:-0} != 1 ]] && "$python" -c 'import torch' 2>/dev/
       --prefix torch_omp_active --filter '^torch_omp_active/book_mha/B1_T256/' --threads 2 \
       --repetitions 3 --out "$out/torch_omp_active.json"
   fi
+  # Grouped-query attention: the book's module on the Llama 3.2 1B layer; its
+  # outputs are checked against attn's (gqa_reference_*.safetensors) first.
+  run_logged peer "PyTorch GQA peer" "$out/torch_gqa_console.txt" 0 \
+    env OPENBLAS_CORETYPE=SkylakeX OMP_WAIT_POLICY=PASSIVE \
+    "$python" "$root/bench/peers/torch_gqa.py" --progress --reference-dir "$out" \
+    --out "$out/torch_gqa.json" "${gqa_peer_args[@]}"
 else
   echo "PyTorch peer: skipped (no torch for $python, or ATTN_BENCH_SKIP_TORCH=1)"
 fi

@@ -4,8 +4,9 @@
 # shows its progress, keeps the raw output in the results folder and ends with
 # the headline table and the paths of the report and the chart.
 #
-#   ./scripts/bench.sh                 the full run (about 8 minutes on 2 cores)
-#   ./scripts/bench.sh --quick         the headline configuration only (a minute or two)
+#   ./scripts/bench.sh                 the full run (about 9 minutes on 2 cores)
+#   ./scripts/bench.sh --quick         the headline configuration and the GQA prefill
+#                                      (a minute or two)
 #   ./scripts/bench.sh --with-gemm     also the GEMM kernels (float32 and int8) against
 #                                      OpenBLAS and oneDNN
 #
