@@ -18,7 +18,9 @@ namespace attn {
 // Reads every tensor of the file. Safe on untrusted files: every problem is
 // an IoError naming the file and, where there is one, the tensor. That is
 // the case when the path holds a NUL byte (the OS would open another file),
-// when the file is missing, a directory, unreadable, shorter than 8 bytes, or
+// when the file is missing, not a regular file (a directory, FIFO, socket or
+// device, also behind a symbolic link: refused by kind, without blocking),
+// unreadable, shorter than 8 bytes, or
 // declares a header longer than the rest of the file (or than the format's
 // 100 MB); when the header is not UTF-8 JSON (malformed, nested deeper than
 // 128 levels, a duplicate key in any object); when "__metadata__" is not an
@@ -30,7 +32,8 @@ namespace attn {
 // bytes; and unless the tensors, sorted by offsets, tile the data section
 // exactly (each begins where the previous ends, the last ends at the end of
 // the file), as in the format's reference implementation. Unknown fields of
-// an entry are ignored.
+// an entry are ignored. Messages quote names, dtypes and paths with bytes
+// that are not valid UTF-8, and control characters, escaped as \xNN.
 // The header length and every offset are checked against the file's size
 // before anything is allocated: reading allocates the tensors' data (the
 // data section, read straight into them) plus bookkeeping proportional to
@@ -42,6 +45,18 @@ StateDict load_safetensors(const std::string& path);
 // tensor is named "__metadata__", or
 // when a name or metadata string is not valid UTF-8 (it could not be read
 // back).
+// The file is replaced atomically: the data goes to a new file beside it
+// (".<name>.tmpXXXXXX", mode 0666 less the umask, or the replaced file's
+// permission bits; the directory must be writable), which is synced and
+// renamed over the path, and the directory synced. If the save fails (a full
+// disk, a quota, a file-size limit), the file is left byte for byte as it was
+// and the new one removed; a reader opens the old file or the new one, never
+// a mix. A process killed mid-save may leave the hidden temporary file
+// behind. A symbolic link is followed: the link stays and the file it points
+// to is replaced (created if the link dangles). Other hard links to a
+// replaced file keep the old data. A path that exists but is not a regular
+// file (a directory, FIFO, socket or device) is refused by kind before
+// anything is written.
 void save_safetensors(const std::string& path, const StateDict& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 

@@ -1,12 +1,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "core/json.h"
 #include "core/safetensors_parse.h"
 #include "test_util.h"
 
@@ -208,8 +210,68 @@ TEST_F(Safetensors, AcceptsWhatTheFormatAllows) {
   EXPECT_THROW_WITH(save_safetensors(path("bad_meta"), {}, {{"k", "\xC0\xAF"}}), IoError, "UTF-8");
 }
 
-// A path with a NUL byte names a file the OS cannot open: the OS would take
-// the prefix, another file (was: read or overwritten silently).
+// Messages quote names, dtypes and paths as printable UTF-8: a byte that is
+// not part of valid UTF-8, and a control character, appear as \xNN (was: the
+// raw bytes, cut mid-character at the 100- or 64-byte limit; a \u001b from
+// the header reached the terminal as ESC).
+std::string message_of(const std::function<void()>& call) {
+  try {
+    call();
+  } catch (const IoError& e) {
+    return e.what();
+  }
+  return "(no IoError)";
+}
+
+void expect_printable(const std::string& message) {
+  EXPECT_TRUE(detail::is_valid_utf8(message.data(), message.size())) << message;
+  for (const char c : message) {
+    EXPECT_FALSE(static_cast<unsigned char>(c) < 0x20 || c == 0x7F) << message;
+  }
+}
+
+TEST_F(Safetensors, MessagesEscapeBytesThatAreNotPrintable) {
+  const std::string body = entry("[1]", "0", "4", "F16");
+  std::string m = message_of([&] {
+    load_safetensors(write_raw("esc_name", "{\"\\u001b[2J\\u0000\":" + body + "}", floats(1)));
+  });
+  expect_printable(m);
+  EXPECT_NE(m.find("tensor '\\x1b[2J\\x00' has dtype 'F16'"), std::string::npos) << m;
+  m = message_of([&] {
+    load_safetensors(
+        write_raw("esc_dtype", "{\"w\":" + entry("[1]", "0", "4", "F\\u007f") + "}", floats(1)));
+  });
+  expect_printable(m);
+  EXPECT_NE(m.find("dtype 'F\\x7f'"), std::string::npos) << m;
+  // A name cut at 100 bytes in the middle of a character ("\xC3\xA9").
+  const std::string long_name = std::string(99, 'a') + "\xC3\xA9";
+  m = message_of([&] {
+    load_safetensors(write_raw("esc_long", "{\"" + long_name + "\":" + body + "}", floats(1)));
+  });
+  expect_printable(m);
+  EXPECT_NE(m.find("'" + std::string(99, 'a') + "...'"), std::string::npos) << m;
+  // The JSON reader quotes 64 bytes of a duplicate key.
+  const std::string dup = std::string(63, 'a') + "\xC3\xA9";
+  m = message_of([&] {
+    load_safetensors(write_raw("esc_dup",
+                               "{\"" + dup + "\":" + entry("[1]", "0", "4") + ",\"" + dup +
+                                   "\":" + entry("[1]", "4", "8") + "}",
+                               floats(2)));
+  });
+  expect_printable(m);
+  EXPECT_NE(m.find("duplicate key \"" + std::string(63, 'a') + "\\xc3\""), std::string::npos) << m;
+  // Paths and names from the caller.
+  const std::string bad_path = path("not_utf8_\xff\xfe.safetensors");
+  m = message_of([&] { load_safetensors(bad_path); });
+  expect_printable(m);
+  EXPECT_NE(m.find("not_utf8_\\xff\\xfe.safetensors': "), std::string::npos) << m;
+  StateDict bad;
+  bad["\xff\x01"] = Tensor({1});
+  m = message_of([&] { save_safetensors(path("bad_name"), bad); });
+  expect_printable(m);
+  EXPECT_NE(m.find("tensor name '\\xff\\x01' is not valid UTF-8"), std::string::npos) << m;
+}
+
 TEST_F(Safetensors, DirectoryIsRefusedByName) {
   // It read as a file that "ended early".
   const std::string dir = path("a_directory.safetensors");
@@ -218,6 +280,8 @@ TEST_F(Safetensors, DirectoryIsRefusedByName) {
                     "is a directory");
 }
 
+// A path with a NUL byte names a file the OS cannot open: the OS would take
+// the prefix, another file (was: read or overwritten silently).
 TEST_F(Safetensors, PathWithNulByteIsRefused) {
   const std::string real = path("nul_prefix.safetensors");
   StateDict dict;
