@@ -129,7 +129,7 @@ leg_tsan() {
   g++ -O1 -g -shared -fPIC "$root/tests/sanitizers/tsan_tbb.cc" -o "$shim" -ldl ||
     return 1
   LD_PRELOAD=$shim INTEL_LIBITTNOTIFY64=$shim INTEL_ITTNOTIFY_GROUPS=sync \
-    TSAN_OPTIONS="suppressions=$root/tests/sanitizers/tsan.supp:halt_on_error=1:second_deadlock_stack=1" \
+    TSAN_OPTIONS="suppressions=$root/tests/sanitizers/tsan.supp:halt_on_error=1:second_deadlock_stack=1:history_size=7" \
     run_ctest "$build" "$logdir/tsan.ctest.log" -E "$tsan_exclude" "${ctest_args[@]}"
 }
 
