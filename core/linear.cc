@@ -133,6 +133,13 @@ void Linear::collect_tensors(const std::string& prefix, std::vector<NamedTensor>
 
 void Linear::quantize() {
   check_not_moved_from(weight_, in_features_, out_features_, "quantize_dynamic");
+  // The int8 sums are exact in int64 up to in_features = 2^48
+  // (simd/matmul_int8.h); no float weight that wide fits in memory, so this
+  // only keeps the promise unconditional.
+  if (static_cast<uint64_t>(in_features_) > simd::kInt8MaxK) {
+    throw ArgumentError("quantize_dynamic: in_features (" + std::to_string(in_features_) +
+                        ") exceeds the int8 kernels' limit of 2^48");
+  }
   quantized_weight_ = std::make_shared<const simd::QuantizedMatrix>(simd::QuantizeAndPackB(
       weight_.data(), static_cast<size_t>(in_features_), static_cast<size_t>(out_features_),
       static_cast<size_t>(in_features_)));

@@ -25,8 +25,10 @@
 // There are no K blocks: the dequantization needs each element's complete
 // integer sum, so the sum stays in registers for all of K instead of
 // going through memory between blocks. K above kInt8ChunkK is summed in
-// int32 chunks that are added in int64 (Tile's slow path,
-// simd::detail::Int8TileInChunks).
+// int32 chunks that are added in int64, the zero-point correction in int64
+// too (Tile's slow path, simd::detail::Int8TileInChunks); the fast path,
+// K <= kInt8ChunkK, runs nothing extra: its int32 sums cannot overflow
+// (simd/matmul_int8.h, "Exactness").
 //
 // Every element's integer sum is exact, so nothing depends on the tile, the
 // split of C or the target: all kernels give the same bits as
@@ -102,7 +104,9 @@ HWY_INLINE VF MulAddExact(VF s, VF x, VF b) {
 using TileOut = simd::detail::Int8TileOut;
 
 // Dequantizes one vector of int32 sums (row i, vector j of the tile) into
-// c[i * ldc + j * kLanes ...] (bias at bias + j * kLanes, or nullptr).
+// c[i * ldc + j * kLanes ...] (bias at bias + j * kLanes, or nullptr). Only
+// for K <= kInt8ChunkK: acc, a_zp * colsum (column_sums32) and their
+// difference are then at most 255 * 127 * 65536 < 2^31 in magnitude.
 HWY_INLINE void StoreVec(VI32 acc, size_t i, size_t j, const TileOut& o, float* HWY_RESTRICT c,
                          size_t ldc, const float* HWY_RESTRICT bias) {
   const DF df;

@@ -12,9 +12,11 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <string>
 #include <utility>
 #include <vector>
 
+#include "attn/error.h"
 #include "simd/aligned_memory.h"
 #include "simd/matmul_int8_internal.h"
 
@@ -94,22 +96,33 @@ namespace {
 
 size_t RoundUp64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 
+// The int64 sums are exact for k <= kInt8MaxK (simd/matmul_int8.h).
+void CheckInt8K(size_t k, const char* caller) {
+  if (k > kInt8MaxK) {
+    throw ArgumentError(std::string(caller) + ": k (in_features) = " + std::to_string(k) +
+                        " exceeds the int8 kernels' limit of 2^48 = " + std::to_string(kInt8MaxK));
+  }
+}
+
 std::atomic<bool> g_vnni_enabled{true};
 
 }  // namespace
 
 QuantizedMatrix::QuantizedMatrix(size_t n, size_t k, const Int8Layout& layout)
     : n_(n), k_(k), layout_(layout) {
+  CheckInt8K(k, "QuantizedMatrix");
   const size_t step = std::max<size_t>(1, layout.k_step);
   k_padded_ = (k + step - 1) / step * step;
   const size_t columns = num_panels() * layout.panel_width;
   const size_t data_bytes = RoundUp64(num_panels() * panel_bytes());
-  const size_t array_bytes = RoundUp64(columns * sizeof(float));
-  const size_t total = data_bytes + 2 * array_bytes;
+  const size_t array_bytes = RoundUp64(columns * sizeof(float));  // scales, int32 sums
+  const size_t sums_bytes = RoundUp64(columns * sizeof(int64_t));
+  const size_t total = data_bytes + 2 * array_bytes + sums_bytes;
   data_.reset(AllocateFloats(total / sizeof(float)));
   memset(data_.get(), 0, total);
   scales_ = reinterpret_cast<float*>(bytes() + data_bytes);
-  column_sums_ = reinterpret_cast<int32_t*>(bytes() + data_bytes + array_bytes);
+  column_sums_ = reinterpret_cast<int64_t*>(bytes() + data_bytes + array_bytes);
+  column_sums32_ = reinterpret_cast<int32_t*>(bytes() + data_bytes + array_bytes + sums_bytes);
 }
 
 QuantizedMatrix::QuantizedMatrix(QuantizedMatrix&& other) noexcept { *this = std::move(other); }
@@ -118,6 +131,7 @@ QuantizedMatrix& QuantizedMatrix::operator=(QuantizedMatrix&& other) noexcept {
   data_ = std::move(other.data_);
   scales_ = std::exchange(other.scales_, nullptr);
   column_sums_ = std::exchange(other.column_sums_, nullptr);
+  column_sums32_ = std::exchange(other.column_sums32_, nullptr);
   n_ = std::exchange(other.n_, 0);
   k_ = std::exchange(other.k_, 0);
   k_padded_ = std::exchange(other.k_padded_, 0);
@@ -180,7 +194,7 @@ QuantizedMatrix PackQuantizedB(const int8_t* wq, size_t ldwq, const float* scale
     // QuantizedMatrix::Offset(j, kk) = base + (kk / ks) * w * ks + kk % ks.
     const size_t base = (j / w) * b.k_padded() * w + (j % w) * ks;
     const int8_t* row = wq + j * ldwq;
-    int32_t sum = 0;
+    int64_t sum = 0;  // up to 127 * k in magnitude: past int32 from k = 16,909,321
     for (size_t kk = 0; kk < k; ++kk) {
       const size_t e = base + (kk / ks) * w * ks + kk % ks;
       if (layout.elem_bytes == 1) {
@@ -192,6 +206,8 @@ QuantizedMatrix PackQuantizedB(const int8_t* wq, size_t ldwq, const float* scale
       sum += row[kk];
     }
     b.mutable_column_sums()[j] = sum;
+    // Only read for k <= kInt8ChunkK, where |sum| <= 127 * 65536 fits.
+    b.mutable_column_sums32()[j] = k <= kInt8ChunkK ? static_cast<int32_t>(sum) : 0;
     b.mutable_scales()[j] = scales[j];
   }
   return b;
@@ -203,6 +219,7 @@ QuantizedMatrix PackQuantizedB(const int8_t* wq, size_t ldwq, const float* scale
 }
 
 QuantizedMatrix QuantizeAndPackB(const float* w, size_t ldw, size_t n, size_t k) {
+  CheckInt8K(k, "QuantizeAndPackB");
   std::vector<int8_t> wq(n * k);
   std::vector<float> scales(n);
   for (size_t j = 0; j < n; ++j) {
@@ -307,8 +324,8 @@ void MatMulInt8Reference(const uint8_t* aq, size_t ldaq, const float* a_scale, c
       const uint8_t* a = aq + i * ldaq;
       int64_t sum = 0;
       for (size_t kk = 0; kk < k; ++kk) sum += int64_t{a[kk]} * int64_t{wq[kk]};
-      c[i * ldc + j] = DequantizeInt8(sum, a_zp[i], static_cast<int32_t>(colsum), a_scale[i],
-                                      b.scales()[j], bias != nullptr ? bias + j : nullptr);
+      c[i * ldc + j] = DequantizeInt8(sum, a_zp[i], colsum, a_scale[i], b.scales()[j],
+                                      bias != nullptr ? bias + j : nullptr);
     }
   }
 }

@@ -16,12 +16,21 @@
 // (max|x| / 127) and half of it for rows of one sign (after a ReLU, GELU or
 // softmax). 0 stays exactly representable and the zero point in [0, 255].
 //
-// Exactness: |aq - zp| <= 255 and |wq| <= 127, so K terms sum to at most
-// 255 * 127 * K in magnitude, which fits int32 for K <= kInt8ChunkK. The
-// kernels sum K in chunks of kInt8ChunkK in int32 and combine the chunks in
-// int64, so the integer sum is exact for any K and every kernel (VNNI,
-// Highway int16, scalar reference) gives the same integer, hence the same
-// float: the dequantization below is one formula everywhere.
+// Exactness: aq, zp in [0, 255] and |wq| <= 127, so each of the sums
+// sum_k aq * wq, zp * colsum and their difference sum_k (aq - zp) * wq is
+// at most 255 * 127 * K = 32,385 * K in magnitude (colsum alone 127 * K):
+//   - K <= kInt8ChunkK (65,536; every model layer): all fit int32. The
+//     kernels sum all of K in int32 lanes (a lane's partial sums are parts
+//     of the same bound) and subtract a_zp * colsum in int32.
+//   - larger K: the kernels sum chunks of kInt8ChunkK in int32, add the
+//     chunks in int64 and subtract a_zp * colsum in int64, with colsum
+//     summed in int64 when packing.
+//   - int64 holds 32,385 * K for K <= kInt8MaxK = 2^48, past any weight that
+//     fits in memory (a 2^48-float row is 1 PiB); QuantizedMatrix and
+//     Linear::quantize check it (ArgumentError).
+// So the integer sum is exact for every K a module accepts, and every
+// kernel (VNNI, Highway int16, scalar reference) gives the same integer,
+// hence the same float: the dequantization below is one formula everywhere.
 #pragma once
 
 #include <cstddef>
@@ -33,8 +42,13 @@
 namespace attn {
 namespace simd {
 
-// K per int32 chunk: 255 * 127 * 65536 = 2,122,383,360 < 2^31 - 1.
+// K per int32 chunk: 255 * 127 * 65536 = 2,122,383,360 < 2^31 - 1 (66,311
+// would still fit; a power of two keeps chunks whole k steps).
 constexpr size_t kInt8ChunkK = 65536;
+
+// The largest K a QuantizedMatrix may have: 255 * 127 * 2^48 < 2^63 - 1, so
+// the int64 sums above are exact. No float weight this wide fits in memory.
+constexpr uint64_t kInt8MaxK = uint64_t{1} << 48;
 
 // The kernels walk the packed B in column blocks of about this many bytes
 // (half the 2 MiB L2 of the machine they were tuned on, kept in L2 while
@@ -69,17 +83,19 @@ struct Int8Layout {
 // The AVX-512 VNNI kernel's layout id (not a Highway target bit).
 constexpr int64_t kInt8VnniLayoutId = -1;
 
-// An nn.Linear weight W (n x k: out_features rows of in_features) quantized
-// and packed for MatMulInt8: per row j a scale w_scale[j], the int8 values
-// wq[j, 0..k) in [-127, 127] in the layout above, and colsum[j] (int32: k
-// below 2^24). Storage is 64-byte aligned (simd::AllocateFloats); scales()
-// and column_sums() hold num_panels() * panel_width() entries, 0 past n.
+// An nn.Linear weight W (n x k: out_features rows of in_features, k <=
+// kInt8MaxK) quantized and packed for MatMulInt8: per row j a scale
+// w_scale[j], the int8 values wq[j, 0..k) in [-127, 127] in the layout
+// above, and colsum[j] = sum_k wq[j, k] (int64, exact for any k). Storage
+// is 64-byte aligned (simd::AllocateFloats); scales(), column_sums() and
+// column_sums32() hold num_panels() * panel_width() entries, 0 past n.
 // Move-only.
 class QuantizedMatrix {
  public:
   QuantizedMatrix() = default;
   // Storage for n x k in `layout`: packed values zero, scales and column
-  // sums zero (filled by PackQuantizedB).
+  // sums zero (filled by PackQuantizedB). Throws attn::ArgumentError, before
+  // allocating, when k > kInt8MaxK.
   QuantizedMatrix(size_t n, size_t k, const Int8Layout& layout);
   QuantizedMatrix(QuantizedMatrix&& other) noexcept;
   QuantizedMatrix& operator=(QuantizedMatrix&& other) noexcept;
@@ -99,8 +115,13 @@ class QuantizedMatrix {
   uint8_t* mutable_panel(size_t p) { return bytes() + p * panel_bytes(); }
   const float* scales() const { return scales_; }
   float* mutable_scales() { return scales_; }
-  const int32_t* column_sums() const { return column_sums_; }
-  int32_t* mutable_column_sums() { return column_sums_; }
+  const int64_t* column_sums() const { return column_sums_; }
+  int64_t* mutable_column_sums() { return column_sums_; }
+  // column_sums() in int32, for the kernels' one-chunk epilogue: equal to
+  // column_sums() when k <= kInt8ChunkK (then |colsum| <= 127 * 65536), all
+  // 0 for larger k (the kernels then read column_sums()).
+  const int32_t* column_sums32() const { return column_sums32_; }
+  int32_t* mutable_column_sums32() { return column_sums32_; }
 
   // wq[j, kk] read from the packed layout (j < n, kk < k_padded).
   int32_t weight(size_t j, size_t kk) const;
@@ -111,11 +132,12 @@ class QuantizedMatrix {
   size_t Offset(size_t j, size_t kk) const;  // in elements from panel 0's start
   uint8_t* bytes() const { return reinterpret_cast<uint8_t*>(data_.get()); }
 
-  // Packed values, then the scales, then the column sums (each part
-  // 64-byte aligned), from simd::AllocateFloats.
+  // Packed values, then the scales, then the column sums in int64 and in
+  // int32 (each part 64-byte aligned), from simd::AllocateFloats.
   std::unique_ptr<float[], FloatsDeleter> data_;
-  float* scales_ = nullptr;         // inside data_
-  int32_t* column_sums_ = nullptr;  // inside data_
+  float* scales_ = nullptr;           // inside data_
+  int64_t* column_sums_ = nullptr;    // inside data_
+  int32_t* column_sums32_ = nullptr;  // inside data_
   size_t n_ = 0, k_ = 0, k_padded_ = 0;
   Int8Layout layout_;
 };
@@ -131,11 +153,13 @@ bool AllFinite(const float* x, size_t count);
 //                FLT_MIN otherwise; NaN for a row with NaN or inf),
 //   wq[j,k]    = round-to-nearest-even(w[j,k] / w_scale[j]) in [-127, 127]
 //                (0 in a non-finite row).
-// Only reads the rectangle.
+// Only reads the rectangle. Throws attn::ArgumentError, before allocating,
+// when k > kInt8MaxK.
 QuantizedMatrix QuantizeAndPackB(const float* w, size_t ldw, size_t n, size_t k);
 
 // Packs already quantized weights: wq is n x k int8 (row stride ldwq >= k,
-// values in [-127, 127]: -128 would break the int32 bound), scales n floats.
+// values in [-127, 127]: -128 would break the int32 bound; k <= kInt8MaxK),
+// scales n floats; the column sums are summed in int64.
 // `layout` defaults to the current kernel's (ActiveInt8Layout()); the tests
 // pass others to check the repacking path.
 QuantizedMatrix PackQuantizedB(const int8_t* wq, size_t ldwq, const float* scales, size_t n,
@@ -185,10 +209,11 @@ void MatMulInt8Reference(const uint8_t* aq, size_t ldaq, const float* a_scale, c
                          size_t m, const QuantizedMatrix& b, float* c, size_t ldc, size_t n_begin,
                          size_t n_end, const float* bias);
 
-// The dequantization above for one element, given the exact integer sum.
-inline float DequantizeInt8(int64_t sum, int32_t zero_point, int32_t column_sum, float a_scale,
+// The dequantization above for one element, given the exact integer sum
+// (int64: exact for k <= kInt8MaxK).
+inline float DequantizeInt8(int64_t sum, int32_t zero_point, int64_t column_sum, float a_scale,
                             float w_scale, const float* bias) {
-  const float x = static_cast<float>(sum - int64_t{zero_point} * int64_t{column_sum});
+  const float x = static_cast<float>(sum - int64_t{zero_point} * column_sum);
   const float s = a_scale * w_scale;
   if (bias == nullptr) return s * x;
   return static_cast<float>(static_cast<double>(s) * static_cast<double>(x) +

@@ -75,10 +75,12 @@ void MatMulInt8Vnni(const uint8_t* aq, size_t ldaq, const float* a_scale, const 
 
 inline size_t DivCeil(size_t a, size_t b) { return (a + b - 1) / b; }
 
-// Where a tile's results go and what dequantizes them: c, bias, w_scale
-// and colsum point at the tile's column 0 (w_scale, colsum: the packed
-// matrix's padded, 64-byte aligned arrays), a_scale and a_zp at its row 0;
-// columns [col_lo, col_hi) of the tile are stored.
+// Where a tile's results go and what dequantizes them: c, bias, w_scale,
+// colsum and colsum64 point at the tile's column 0 (w_scale, colsum,
+// colsum64: the packed matrix's padded, 64-byte aligned arrays), a_scale
+// and a_zp at its row 0; columns [col_lo, col_hi) of the tile are stored.
+// colsum (QuantizedMatrix::column_sums32) serves the one-chunk int32 path,
+// colsum64 (column_sums) the chunked path (Int8TileInChunks).
 struct Int8TileOut {
   float* c;
   size_t ldc;
@@ -86,6 +88,7 @@ struct Int8TileOut {
   const int32_t* a_zp;
   const float* w_scale;
   const int32_t* colsum;
+  const int64_t* colsum64;
   const float* bias;
   size_t col_lo, col_hi;
 };
@@ -156,7 +159,8 @@ HWY_INLINE void ForEachInt8Tile(const uint8_t* aq, size_t ldaq, const float* a_s
         o.a_scale = a_scale + i0;
         o.a_zp = a_zp + i0;
         o.w_scale = b.scales() + col0;
-        o.colsum = b.column_sums() + col0;
+        o.colsum = b.column_sums32() + col0;
+        o.colsum64 = b.column_sums() + col0;
         o.bias = bias != nullptr ? bias + col0 : nullptr;
         o.col_lo = std::max(n_begin, col0) - col0;
         o.col_hi = std::min(n_end, col0 + kNR) - col0;
@@ -171,7 +175,9 @@ HWY_INLINE void ForEachInt8Tile(const uint8_t* aq, size_t ldaq, const float* a_s
 // writes the int32 sums of steps [s0, s0 + count) (count <= chunk_steps:
 // exact in int32) into part[kRows][kWidth]; they are added in int64 and
 // each stored element dequantized by the reference's formula
-// (DequantizeInt8).
+// (DequantizeInt8) with the int64 column sums (o.colsum64): exact for any
+// k <= kInt8MaxK. Called once per tile, so its overhead is nothing next to
+// the chunks' more than 2^16 k.
 template <size_t kRows, size_t kWidth, class ChunkSums>
 HWY_INLINE void Int8TileInChunks(size_t steps, size_t chunk_steps, const Int8TileOut& o,
                                  ChunkSums&& chunk_sums) {
@@ -185,7 +191,7 @@ HWY_INLINE void Int8TileInChunks(size_t steps, size_t chunk_steps, const Int8Til
   }
   for (size_t i = 0; i < kRows; ++i) {
     for (size_t j = o.col_lo; j < o.col_hi; ++j) {
-      o.c[i * o.ldc + j] = DequantizeInt8(total[i][j], o.a_zp[i], o.colsum[j], o.a_scale[i],
+      o.c[i * o.ldc + j] = DequantizeInt8(total[i][j], o.a_zp[i], o.colsum64[j], o.a_scale[i],
                                           o.w_scale[j], o.bias != nullptr ? o.bias + j : nullptr);
     }
   }

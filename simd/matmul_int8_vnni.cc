@@ -18,7 +18,10 @@
 // kMatMulInt8ColumnBlockBytes (kept in L2), then kMR rows of A (their
 // packed micro-panel kept in L1), then the panels of the block; each tile
 // sums all of K in int32 registers, K above kInt8ChunkK in int32 chunks
-// added in int64 (Int8TileInChunks).
+// added in int64 and dequantized with the int64 column sums
+// (Int8TileInChunks). vpdpbusd does not saturate: each lane adds 4
+// products of at most 255 * 127, so a chunk's lane stays below 2^31
+// (simd/matmul_int8.h, "Exactness").
 //
 // Register tile kMR x kNR = 12 x 32 (tuned on Sapphire Rapids: 32 zmm,
 // vpdpbusd on ports 0 and 5, latency 5): 12 x 2 = 24 accumulators + 2 B
@@ -212,7 +215,8 @@ ATTN_VNNI_TARGET __attribute__((noinline)) void TileSums(const uint8_t* ap, cons
     }
     return;
   }
-  // The columns of vector v to store.
+  // Dequantize: groups <= kChunkGroups, so acc - a_zp * colsum (int32
+  // column sums) cannot overflow int32. The columns of vector v to store.
   __mmask16 mask[kVecs];
   for (size_t v = 0; v < kVecs; ++v) {
     const size_t v0 = v * 16;

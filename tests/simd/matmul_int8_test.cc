@@ -5,8 +5,9 @@
 // register tiles, K not a multiple of the k step, extreme values (aq 255,
 // wq +-127), zero rows and columns, K past one int32 chunk, column ranges,
 // padded strides and misaligned views; QuantizeRows against its reference;
-// QuantizeAndPackB's formulas; repacking across kernels; and the accuracy of
-// the whole int8 product against float32.
+// QuantizeAndPackB's formulas; column sums past int32 and the k limit;
+// repacking across kernels; and the accuracy of the whole int8 product
+// against float32.
 //
 // Buffers end exactly at the end of their rectangle (a kernel reading past
 // it is caught by ASan), float padding holds NaN, C's padding a sentinel
@@ -27,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "attn/error.h"
 #include "gtest/gtest.h"
 #include "simd/matmul_int8_internal.h"
 
@@ -237,35 +239,50 @@ inline void RunCases(const std::vector<Case>& cases, KernelFn fn, const simd::In
   }
 }
 
-// K past one int32 chunk with the largest products: 255 * 127 * 70000 =
-// 2,266,950,000 > 2^31 - 1, wrong if the kernel summed all of K in int32.
+// K at and past one int32 chunk (kInt8ChunkK = 65536) with the largest
+// products: row 0 all 255 with zero point 0 and row 1 all 0 with zero point
+// 255, times column 0 all 127, sum to +-255 * 127 * K: 2,122,383,360 at
+// K = 65536 (the int32 path at its limit), past 2^31 - 1 above it. K =
+// 65537 leaves a last chunk of one k step, 131075 three chunks, the last
+// partial (both odd, not a multiple of any k step). Above one chunk the
+// int32 column sums the one-chunk path reads are 0, so a kernel that took
+// them instead of the int64 ones fails here.
 inline void RunLargeK(KernelFn fn, const simd::Int8Layout& layout, const std::string& what,
                       size_t tile_rows, size_t tile_cols) {
-  for (int variant = 0; variant < 3; ++variant) {
-    Case cs;
-    cs.m = variant == 2 ? tile_rows + 1 : 3;
-    cs.n = variant == 2 ? tile_cols + 3 : 5;
-    cs.k = 70001;
-    cs.bias = variant != 0;
-    cs.values = Values::kExtreme;
-    Problem pr(cs);
-    // Row 0 all 255 with zero point 0, column 0 all 127: the sum of row 0
-    // and column 0 is 255 * 127 * 70001.
-    for (size_t p = 0; p < cs.k; ++p) {
-      pr.aq()[p] = 255;
-      pr.wq[p] = 127;
+  for (size_t k : {simd::kInt8ChunkK, simd::kInt8ChunkK + 1, 2 * simd::kInt8ChunkK + 3}) {
+    for (int variant = 0; variant < 3; ++variant) {
+      Case cs;
+      cs.m = variant == 2 ? tile_rows + 1 : 3;
+      cs.n = variant == 2 ? tile_cols + 3 : 5;
+      cs.k = k;
+      cs.bias = variant != 0;
+      cs.values = Values::kExtreme;
+      Problem pr(cs);
+      for (size_t p = 0; p < cs.k; ++p) {
+        pr.aq()[p] = 255;
+        pr.aq()[pr.ldaq + p] = 0;
+        pr.wq[p] = 127;
+      }
+      pr.a_zp[0] = 0;
+      pr.a_zp[1] = 255;
+      const simd::QuantizedMatrix ref_b = pr.Pack(Problem::ReferenceLayout());
+      pr.c_ref = pr.c_init;
+      simd::MatMulInt8Reference(pr.aq(), pr.ldaq, pr.a_scale.data(), pr.a_zp.data(), cs.m, ref_b,
+                                pr.c(&pr.c_ref), pr.ldc, 0, cs.n, pr.bias());
+      for (size_t i : {size_t{0}, size_t{1}}) {
+        const double exact = (i == 0 ? 1.0 : -1.0) * 255.0 * 127.0 * double(cs.k) *
+                             double(pr.a_scale[i] * pr.w_scale[0]);
+        const double got_ref = pr.c(&pr.c_ref)[i * pr.ldc] - (cs.bias ? pr.bias()[0] : 0.0f);
+        EXPECT_NEAR(got_ref, exact, 1e-5 * std::fabs(exact)) << "reference, row " << i;
+      }
+      const simd::QuantizedMatrix b = pr.Pack(layout);
+      EXPECT_EQ(b.column_sums()[0], 127 * int64_t(k));
+      EXPECT_EQ(b.column_sums32()[0], k <= simd::kInt8ChunkK ? 127 * int32_t(k) : 0);
+      const std::string name = what + " K = " + std::to_string(k);
+      pr.Check(pr.Run(fn, b), name);
+      pr.Check(pr.Run(fn, b, 2), name + " (columns by 2)");
+      if (::testing::Test::HasFailure()) return;
     }
-    pr.a_zp[0] = 0;
-    const simd::QuantizedMatrix ref_b = pr.Pack(Problem::ReferenceLayout());
-    pr.c_ref = pr.c_init;
-    simd::MatMulInt8Reference(pr.aq(), pr.ldaq, pr.a_scale.data(), pr.a_zp.data(), cs.m, ref_b,
-                              pr.c(&pr.c_ref), pr.ldc, 0, cs.n, pr.bias());
-    const double exact = 255.0 * 127.0 * double(cs.k) * double(pr.a_scale[0] * pr.w_scale[0]);
-    const double got_ref = pr.c(&pr.c_ref)[0] - (cs.bias ? pr.bias()[0] : 0.0f);
-    EXPECT_NEAR(got_ref, exact, 1e-5 * exact) << "reference overflowed";
-    const simd::QuantizedMatrix b = pr.Pack(layout);
-    pr.Check(pr.Run(fn, b), what + " K > chunk");
-    pr.Check(pr.Run(fn, b, 2), what + " K > chunk (columns by 2)");
   }
 }
 
@@ -407,7 +424,8 @@ void TestInt8LanePairing() {
   o.a_scale = &a_scale;
   o.a_zp = &a_zp;
   o.w_scale = b.scales();
-  o.colsum = b.column_sums();
+  o.colsum = b.column_sums32();
+  o.colsum64 = b.column_sums();
   o.bias = nullptr;
   o.col_lo = 0;
   o.col_hi = kNR;
@@ -592,13 +610,64 @@ TEST(Int8QuantizationTest, QuantizeAndPackB) {
         sum += want;
       }
       EXPECT_EQ(b.column_sums()[j], sum) << j;
+      EXPECT_EQ(b.column_sums32()[j], sum) << j;
     }
     for (size_t j = n; j < b.num_panels() * b.panel_width(); ++j) {
       EXPECT_EQ(b.scales()[j], 0.0f);
       EXPECT_EQ(b.column_sums()[j], 0);
+      EXPECT_EQ(b.column_sums32()[j], 0);
     }
   }
   EXPECT_TRUE(simd::AllFinite(nullptr, 0));
+}
+
+// Column sums past int32: K = 16,909,321 is the smallest K with 127 * K >
+// 2^31 - 1. nn.Linear(16909321, 2) with row 0 all 1 and row 1 all -1, at x
+// all -1 (aq 0, zero point 255, scale 1/255), gives -K and +K; with the sums
+// in int32 they overflowed (UBSan: signed integer overflow) and the outputs
+// had the wrong signs. Packed one column per panel (17 MB per row) and
+// checked through the reference: the kernels' layouts pad to 4..32 columns
+// (up to 1 GB at this K); above one int32 chunk they dequantize with the
+// same column_sums() (RunLargeK checks that they do).
+TEST(Int8QuantizationTest, ColumnSumsPastInt32) {
+  const size_t n = 2, k = 16909321;
+  ASSERT_GT(127 * int64_t(k), int64_t{INT32_MAX});
+  std::vector<int8_t> wq(n * k, 127);
+  std::fill(wq.begin() + k, wq.end(), int8_t{-127});
+  const std::vector<float> w_scale(n, 1.0f / 127.0f);
+  simd::Int8Layout layout;
+  layout.id = 0;
+  layout.panel_width = 1;
+  layout.k_step = 1;
+  layout.elem_bytes = 1;
+  const simd::QuantizedMatrix b = simd::PackQuantizedB(wq.data(), k, w_scale.data(), n, k, layout);
+  EXPECT_EQ(int64_t(b.column_sums()[0]), 127 * int64_t(k));
+  EXPECT_EQ(int64_t(b.column_sums()[1]), -127 * int64_t(k));
+  wq = std::vector<int8_t>();
+  const std::vector<uint8_t> aq(k, 0);
+  const float a_scale = 1.0f / 255.0f;
+  const int32_t a_zp = 255;
+  float c[n] = {};
+  simd::MatMulInt8Reference(aq.data(), k, &a_scale, &a_zp, 1, b, c, n, 0, n, nullptr);
+  EXPECT_NEAR(c[0], -double(k), 1e-6 * double(k));
+  EXPECT_NEAR(c[1], double(k), 1e-6 * double(k));
+}
+
+// k above kInt8MaxK (2^48: the int64 sums' bound) is an ArgumentError
+// naming in_features, before anything is allocated or read.
+TEST(Int8QuantizationTest, KAboveTheLimitIsAnArgumentError) {
+  const size_t k = static_cast<size_t>(simd::kInt8MaxK) + 1;
+  const float w = 1.0f;
+  try {
+    simd::QuantizeAndPackB(&w, k, 1, k);
+    ADD_FAILURE() << "no exception";
+  } catch (const ArgumentError& e) {
+    EXPECT_NE(std::string(e.what()).find("in_features"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("281474976710657"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(simd::QuantizedMatrix(1, k, simd::ActiveInt8Layout()), ArgumentError);
+  EXPECT_NO_THROW(
+      simd::QuantizedMatrix(0, static_cast<size_t>(simd::kInt8MaxK), simd::ActiveInt8Layout()));
 }
 
 // Moving a QuantizedMatrix moves its storage.
