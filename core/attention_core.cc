@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "attn/error.h"
@@ -226,6 +227,23 @@ std::vector<uint8_t> draw_keep_mask(const Dropout& dropout, const char* module,
                      std::to_string(memory) + " bytes of memory");
   }
   return dropout.draw_keep_mask(count);
+}
+
+void prepare_weights_output(Tensor& weights, const std::vector<int64_t>& shape) {
+  if (weights.shape() == shape) return;
+  int64_t count = 1;
+  bool overflow = false;
+  for (int64_t extent : shape) overflow = overflow || __builtin_mul_overflow(count, extent, &count);
+  const uint64_t memory = physical_memory_bytes();
+  if (overflow || (memory != 0 && static_cast<uint64_t>(count) > memory / sizeof(float))) {
+    // The Tensor throws its own ShapeError (naming the shape) before
+    // allocating; a zero extent makes an empty tensor instead.
+    Tensor checked = Tensor::empty(shape);
+    weights = std::move(checked);
+    return;
+  }
+  weights = Tensor();
+  weights = Tensor::empty(shape);
 }
 
 void attention(const AttentionProblem& problem) {

@@ -76,6 +76,13 @@ struct AttentionProblem {
 // (one byte per weight) would not fit in the machine's memory.
 std::vector<uint8_t> draw_keep_mask(const Dropout& dropout, const char* module,
                                     const std::vector<int64_t>& weights_shape);
+// Makes `weights` the caller's weights output of `shape`, to be written in
+// full by attention() (values unspecified until then): its storage is kept
+// when it already has that shape (forward(x, &weights) again with the same
+// tensor), else freed before the new one is allocated, so that a repeated
+// forward never holds the old and the new weights at once. Throws the
+// Tensor's ShapeError, leaving `weights` untouched, for a shape beyond memory.
+void prepare_weights_output(Tensor& weights, const std::vector<int64_t>& shape);
 // 1 / sqrt(d_k): the scale of the scores (PyTorch divides by d_k ** 0.5).
 inline float attention_scale(size_t d_k) {
   return 1.0f / static_cast<float>(std::sqrt(static_cast<double>(d_k)));

@@ -34,9 +34,12 @@ Tensor CausalAttention::forward(const Tensor& x, Tensor* attn_weights) const {
   Tensor keys = W_key_(x);
   Tensor values = W_value_(x);
   Tensor out = Tensor::empty({batch, tokens, this->d_out()});
-  if (attn_weights != nullptr) *attn_weights = Tensor({batch, tokens, tokens});
   const std::vector<uint8_t> keep =
       detail::draw_keep_mask(dropout_, "CausalAttention", {batch, tokens, tokens});
+  // x, which it may be, was read into the projections.
+  if (attn_weights != nullptr) {
+    detail::prepare_weights_output(*attn_weights, {batch, tokens, tokens});
+  }
 
   detail::AttentionProblem p;
   p.batch = static_cast<size_t>(batch);

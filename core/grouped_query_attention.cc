@@ -120,11 +120,24 @@ void GroupedQueryAttention::on_tensors_loaded() {
   const bool quantized = qkv_.is_quantized();
   qkv_ = fused_qkv();
   if (quantized) qkv_.quantize();
+  cache_owner_ = KVCache::new_owner();  // other weights: earlier caches are refused
 }
 
 void GroupedQueryAttention::quantize_in_place() {
   qkv_.quantize();
   out_proj_.quantize();
+  cache_owner_ = KVCache::new_owner();  // int8 keys differ from the float module's
+}
+
+const char* GroupedQueryAttention::cache_kind() const {
+  return qkv_.is_quantized() ? "an int8 GroupedQueryAttention (quantize_dynamic)"
+                             : "a GroupedQueryAttention";
+}
+
+KVCache GroupedQueryAttention::make_cache(int64_t batch) const {
+  KVCache cache(batch, num_kv_groups_, head_dim(), context_length_);
+  cache.adopt(cache_owner_, cache_kind());
+  return cache;
 }
 
 void GroupedQueryAttention::project(const Tensor& x, int64_t first_position, float* qkv) const {
@@ -192,16 +205,16 @@ Tensor GroupedQueryAttention::forward(const Tensor& x, Tensor* attn_weights) con
     out_proj_.forward_rows(qkv, static_cast<size_t>(width), rows, out.data(), d);
     return out;
   }
-  // Weights requested: the materialized path, into a separate output. The
-  // weights go to *attn_weights last (it may be x itself).
+  // Weights requested: the materialized path, into a separate output, and
+  // the weights straight into *attn_weights (x, which it may be, was read
+  // into qkv).
   float* const context =
       simd::detail::ThreadScratch(simd::detail::ScratchSlot::kForwardContext, rows * d);
   p.out = {context, p.tokens * d, p.head_dim, d};
-  Tensor weights({batch, num_heads_, tokens, tokens});
-  p.weights = weights.data();
+  detail::prepare_weights_output(*attn_weights, {batch, num_heads_, tokens, tokens});
+  p.weights = attn_weights->data();
   detail::attention(p);
   out_proj_.forward_rows(context, d, rows, out.data(), d);
-  *attn_weights = std::move(weights);
   return out;
 }
 
@@ -224,6 +237,7 @@ Tensor GroupedQueryAttention::forward(const Tensor& x, KVCache& cache) const {
         std::to_string(head_dim()) + ", context_length " + std::to_string(context_length_) +
         ") and input x of shape " + shape_to_string(x.shape()));
   }
+  cache.check_owner(kModule, cache_kind(), cache_owner_);
   const int64_t batch = x.size(0), tokens = x.size(1), past = cache.size();
   if (past + tokens > context_length_) {
     throw ShapeError(std::string(kModule) + ": KVCache holds " + std::to_string(past) +
@@ -254,6 +268,7 @@ Tensor GroupedQueryAttention::forward(const Tensor& x, KVCache& cache) const {
     }
   }
   cache.size_ = past + tokens;
+  cache.adopt(cache_owner_, cache_kind());
 
   // Queries (and outputs, in place) from qkv; keys and values from the cache.
   detail::AttentionProblem p =

@@ -1,5 +1,6 @@
 #include "attn/kv_cache.h"
 
+#include <atomic>
 #include <string>
 
 #include "attn/error.h"
@@ -23,6 +24,27 @@ void KVCache::rewind(int64_t num_tokens) {
                         " must be between 0 and the " + std::to_string(size_) + " tokens cached");
   }
   size_ = num_tokens;
+}
+
+uint64_t KVCache::new_owner() {
+  // 2^64 identities: a counter never wraps in practice.
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+void KVCache::check_owner(const char* module, const char* kind, uint64_t owner) const {
+  if (owner_ == 0 || owner_ == owner) return;
+  throw ArgumentError(std::string(module) + ": this KVCache belongs to another module, " +
+                      owner_kind_ + ", not to this one (" + kind +
+                      "): its keys and values mean nothing here. Use this module's make_cache() "
+                      "(copies of a module accept its caches; load_state_dict() and "
+                      "quantize_dynamic() give a module a new identity)");
+}
+
+void KVCache::adopt(uint64_t owner, const char* kind) {
+  if (owner_ != 0) return;
+  owner_ = owner;
+  owner_kind_ = kind;
 }
 
 }  // namespace attn

@@ -67,7 +67,21 @@ StateDict Module::state_dict() const {
   return dict;
 }
 
+bool Module::moved_from() const {
+  for (const NamedTensor& entry : named_tensors()) {
+    if (entry.kind == TensorKind::kParameter && entry.tensor->numel() == 0) return true;
+  }
+  return false;
+}
+
 void Module::load_state_dict(const StateDict& dict) {
+  // Before anything else: a moved-from module has no shapes to load into, and
+  // rebuilding its derived weights would fail after the copy.
+  if (moved_from()) {
+    throw ArgumentError(
+        "load_state_dict: this module was moved from (its tensors are gone); assign a module to "
+        "it before loading. Nothing was loaded");
+  }
   const std::vector<NamedTensor> tensors = named_tensors();
   auto expected_shape = [](const NamedTensor& entry) {
     return entry.tensor != nullptr ? entry.tensor->shape()

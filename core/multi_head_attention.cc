@@ -126,30 +126,36 @@ Tensor MultiHeadAttentionWrapper::forward(const Tensor& x, Tensor* attn_weights)
   const int64_t batch = x.size(0), tokens = x.size(1), d_out = first.d_out();
   const int64_t heads = num_heads();
   Tensor out = Tensor::empty({batch, tokens, d_out * heads});
-  // The weights go to *attn_weights only at the end: it may be x itself
-  // (forward(x, &x)), which every head still reads, and a head that throws
-  // leaves it untouched.
-  Tensor weights;
-  if (attn_weights != nullptr) weights = Tensor({batch, heads, tokens, tokens});
+  // The heads' weights are copied into *attn_weights (its storage reused when
+  // its shape fits), except when it is x itself (forward(x, &x)), which every
+  // head still reads: then into a new tensor, moved there at the end.
+  Tensor separate;
+  Tensor* weights = attn_weights;
+  if (attn_weights == &x) {
+    separate = Tensor::empty({batch, heads, tokens, tokens});
+    weights = &separate;
+  } else if (attn_weights != nullptr) {
+    detail::prepare_weights_output(*attn_weights, {batch, heads, tokens, tokens});
+  }
+  Tensor head_weights;  // each head's (batch, tokens, tokens), one buffer for all
   // One head after another, as the book's torch.cat([head(x) for head in
   // self.heads], dim=-1) does; each head is parallel inside.
   for (int64_t h = 0; h < heads; ++h) {
-    Tensor head_weights;
     const Tensor head_out =
-        heads_[static_cast<size_t>(h)].forward(x, attn_weights ? &head_weights : nullptr);
+        heads_[static_cast<size_t>(h)].forward(x, weights ? &head_weights : nullptr);
     for (int64_t row = 0; row < batch * tokens; ++row) {
       std::memcpy(out.data() + (row * heads + h) * d_out, head_out.data() + row * d_out,
                   static_cast<size_t>(d_out) * sizeof(float));
     }
-    if (attn_weights != nullptr) {
+    if (weights != nullptr) {
       const int64_t square = tokens * tokens;
       for (int64_t b = 0; b < batch; ++b) {
-        std::memcpy(weights.data() + (b * heads + h) * square, head_weights.data() + b * square,
+        std::memcpy(weights->data() + (b * heads + h) * square, head_weights.data() + b * square,
                     static_cast<size_t>(square) * sizeof(float));
       }
     }
   }
-  if (attn_weights != nullptr) *attn_weights = std::move(weights);
+  if (attn_weights == &x) *attn_weights = std::move(separate);
   return out;
 }
 
@@ -191,11 +197,24 @@ void MultiHeadAttention::on_tensors_loaded() {
   const bool quantized = qkv_.is_quantized();
   qkv_ = fused_qkv();
   if (quantized) qkv_.quantize();
+  cache_owner_ = KVCache::new_owner();  // other weights: earlier caches are refused
 }
 
 void MultiHeadAttention::quantize_in_place() {
   qkv_.quantize();
   out_proj_.quantize();
+  cache_owner_ = KVCache::new_owner();  // int8 keys differ from the float module's
+}
+
+const char* MultiHeadAttention::cache_kind() const {
+  return qkv_.is_quantized() ? "an int8 MultiHeadAttention (quantize_dynamic)"
+                             : "a MultiHeadAttention";
+}
+
+KVCache MultiHeadAttention::make_cache(int64_t batch) const {
+  KVCache cache(batch, num_heads_, head_dim(), context_length_);
+  cache.adopt(cache_owner_, cache_kind());
+  return cache;
 }
 
 Tensor MultiHeadAttention::forward(const Tensor& x, Tensor* attn_weights) const {
@@ -230,8 +249,8 @@ Tensor MultiHeadAttention::forward(const Tensor& x, Tensor* attn_weights) const 
   float* const context =
       simd::detail::ThreadScratch(simd::detail::ScratchSlot::kForwardContext, rows * d);
   p.out = {context, p.tokens * d, p.head_dim, d};
-  if (attn_weights != nullptr) {
-    *attn_weights = Tensor({batch, num_heads_, tokens, tokens});
+  if (attn_weights != nullptr) {  // x, which it may be, was read into qkv
+    detail::prepare_weights_output(*attn_weights, {batch, num_heads_, tokens, tokens});
     p.weights = attn_weights->data();
   }
   detail::attention(p);
@@ -253,6 +272,7 @@ Tensor MultiHeadAttention::forward(const Tensor& x, KVCache& cache) const {
                      ", context_length " + std::to_string(context_length_) +
                      ") and input x of shape " + shape_to_string(x.shape()));
   }
+  cache.check_owner("MultiHeadAttention", cache_kind(), cache_owner_);
   const int64_t batch = x.size(0), tokens = x.size(1), past = cache.size();
   if (past + tokens > context_length_) {
     throw ShapeError("MultiHeadAttention: KVCache holds " + std::to_string(past) +
@@ -287,6 +307,7 @@ Tensor MultiHeadAttention::forward(const Tensor& x, KVCache& cache) const {
     }
   }
   cache.size_ = past + tokens;
+  cache.adopt(cache_owner_, cache_kind());
 
   // Queries (and outputs, in place) from qkv; keys and values from the cache.
   detail::AttentionProblem p = qkv_problem(static_cast<size_t>(batch), n, heads, hd, qkv);

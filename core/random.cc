@@ -1,5 +1,7 @@
 #include "attn/random.h"
 
+#include <pthread.h>
+
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -41,9 +43,17 @@ Generator& global_generator_unlocked() {
   return generator;
 }
 
+// Held across fork() (pthread_atfork), so that a child forked while another
+// thread draws from the generator finds it unlocked. Never destroyed.
 std::mutex& global_generator_mutex() {
-  static std::mutex mutex;
-  return mutex;
+  static std::mutex* const mutex = [] {
+    auto* m = new std::mutex;
+    pthread_atfork([] { global_generator_mutex().lock(); },
+                   [] { global_generator_mutex().unlock(); },
+                   [] { global_generator_mutex().unlock(); });
+    return m;
+  }();
+  return *mutex;
 }
 
 }  // namespace detail

@@ -14,7 +14,9 @@ Tensor attend_unmasked(Tensor& queries, Tensor& keys, Tensor& values, Tensor* at
   const size_t tokens = static_cast<size_t>(queries.size(0));
   const size_t d_out = static_cast<size_t>(queries.size(1));
   Tensor out = Tensor::empty({queries.size(0), queries.size(1)});
-  if (attn_weights != nullptr) *attn_weights = Tensor({queries.size(0), queries.size(0)});
+  if (attn_weights != nullptr) {
+    detail::prepare_weights_output(*attn_weights, {queries.size(0), queries.size(0)});
+  }
 
   detail::AttentionProblem p;
   p.batch = 1;

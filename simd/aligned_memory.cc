@@ -5,10 +5,14 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <new>
 
 #ifdef __linux__
 #include <sys/mman.h>
+#endif
+#ifdef __GLIBC__
+#include <malloc.h>
 #endif
 
 namespace attn {
@@ -18,6 +22,19 @@ namespace {
 constexpr size_t kAlignment = 64;
 constexpr size_t kHugePage = size_t{2} << 20;
 constexpr size_t kHugeThreshold = size_t{4} << 20;  // bytes
+
+// FloatsBytesHeld() and FloatsBytesPeak().
+std::atomic<size_t> g_held{0};
+std::atomic<size_t> g_peak{0};
+
+size_t usable_size(void* p) {
+#ifdef __GLIBC__
+  return malloc_usable_size(p);
+#else
+  (void)p;
+  return 0;
+#endif
+}
 
 }  // namespace
 
@@ -32,10 +49,23 @@ float* AllocateFloats(size_t count) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   if (huge) madvise(p, bytes, MADV_HUGEPAGE);  // advice only: failure is harmless
 #endif
+  const size_t size = usable_size(p);
+  const size_t held = g_held.fetch_add(size, std::memory_order_relaxed) + size;
+  size_t peak = g_peak.load(std::memory_order_relaxed);
+  while (held > peak && !g_peak.compare_exchange_weak(peak, held, std::memory_order_relaxed)) {
+  }
   return static_cast<float*>(p);
 }
 
-void FreeFloats(float* p) { free(p); }
+void FreeFloats(float* p) {
+  if (p == nullptr) return;
+  g_held.fetch_sub(usable_size(p), std::memory_order_relaxed);
+  free(p);
+}
+
+size_t FloatsBytesHeld() { return g_held.load(std::memory_order_relaxed); }
+size_t FloatsBytesPeak() { return g_peak.load(std::memory_order_relaxed); }
+void ResetFloatsPeak() { g_peak.store(g_held.load(std::memory_order_relaxed)); }
 
 }  // namespace simd
 }  // namespace attn

@@ -18,6 +18,15 @@ float* AllocateFloats(size_t count);
 // Frees a buffer from AllocateFloats; nullptr is ignored.
 void FreeFloats(float* p);
 
+// For tests of attn's memory use: the bytes of AllocateFloats buffers held
+// now (their usable sizes; tensors, packed weights, scratch), and the most
+// held at once since the last ResetFloatsPeak() (or the start). Both 0 where
+// the C library cannot tell a block's size (it is glibc's
+// malloc_usable_size).
+size_t FloatsBytesHeld();
+size_t FloatsBytesPeak();
+void ResetFloatsPeak();
+
 // The deleter of std::unique_ptr<float[], FloatsDeleter> for AllocateFloats.
 struct FloatsDeleter {
   void operator()(float* p) const { FreeFloats(p); }

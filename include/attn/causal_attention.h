@@ -25,7 +25,9 @@ class CausalAttention : public Module {
 
   // x: (batch, num_tokens, d_in) -> (batch, num_tokens, d_out). When
   // attn_weights is not null it receives the (batch, num_tokens, num_tokens)
-  // weights that multiplied V (after dropout in training mode).
+  // weights that multiplied V (after dropout in training mode); a tensor of
+  // that shape already (from an earlier call) is overwritten in place, any
+  // other is freed before the new weights are allocated. It may be x itself.
   Tensor forward(const Tensor& x, Tensor* attn_weights = nullptr) const;
   Tensor operator()(const Tensor& x) const { return forward(x); }
 

@@ -70,8 +70,10 @@ class GroupedQueryAttention : public Module {
 
   // attn_weights, when not null, receives (batch, num_heads, num_tokens,
   // num_tokens): the softmax weights that multiplied V (0 outside each
-  // query's window). Throws ShapeError for x not (batch, num_tokens, d_in) or
-  // num_tokens > context_length.
+  // query's window); a tensor of that shape already (from an earlier call) is
+  // overwritten in place, any other is freed before the new weights are
+  // allocated. It may be x itself. Throws ShapeError for x not (batch,
+  // num_tokens, d_in) or num_tokens > context_length.
   Tensor forward(const Tensor& x, Tensor* attn_weights = nullptr) const;
   Tensor operator()(const Tensor& x) const { return forward(x); }
 
@@ -80,13 +82,13 @@ class GroupedQueryAttention : public Module {
   // rotated keys and their values are appended (token p of the sequence is
   // rotated at position p), and each new token attends to the cached and new
   // tokens its window lets it see. Throws ShapeError when the cache would
-  // exceed context_length or does not fit this module or x.
+  // exceed context_length or does not fit this module or x, and
+  // ArgumentError when it belongs to another module (attn/kv_cache.h).
   Tensor forward(const Tensor& x, KVCache& cache) const;
   // An empty cache of num_kv_groups heads of head_dim for context_length
-  // tokens (the whole context, also with a sliding window).
-  KVCache make_cache(int64_t batch) const {
-    return KVCache(batch, num_kv_groups_, head_dim(), context_length_);
-  }
+  // tokens (the whole context, also with a sliding window), belonging to
+  // this module (attn/kv_cache.h: another module refuses it).
+  KVCache make_cache(int64_t batch) const;
 
   int64_t d_in() const { return W_query_.in_features(); }
   int64_t d_out() const { return W_query_.out_features(); }
@@ -114,6 +116,8 @@ class GroupedQueryAttention : public Module {
  private:
   // [W_query; W_key; W_value] as one Linear(d_in, d_out + 2 * kv_dim).
   Linear fused_qkv() const;
+  // "a GroupedQueryAttention" or its int8 form, for KVCache messages.
+  const char* cache_kind() const;
   // Projects x (batch, tokens, d_in) into qkv ((batch * tokens) x
   // (d_out + 2 * kv_dim): [queries | keys | values] per token) and rotates
   // its queries and keys, token t at position first_position + t.
@@ -131,6 +135,9 @@ class GroupedQueryAttention : public Module {
   // RoPE's inverse frequencies (empty without RoPE); each forward computes
   // the cos and sin of the positions it needs from them.
   std::vector<float> inv_freq_;
+  // The identity its caches carry: copied with the module, new after
+  // load_state_dict and quantize_dynamic (attn/kv_cache.h).
+  uint64_t cache_owner_ = KVCache::new_owner();
 };
 
 }  // namespace attn

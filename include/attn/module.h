@@ -11,8 +11,9 @@
 // must not be used by two calls at once.
 //
 // Moving: a moved-from module is valid but empty (its tensors have shape
-// {0}): destroying it or assigning to it works, and its forward and
-// quantize_dynamic throw ArgumentError instead of reading the moved weights.
+// {0}): destroying it or assigning to it works, and its forward,
+// quantize_dynamic and load_state_dict throw ArgumentError instead of reading
+// (or, for load_state_dict, half replacing) the moved weights.
 // A moved-from KVCache likewise makes forward(x, cache) throw ShapeError.
 #pragma once
 
@@ -53,7 +54,8 @@ class Module {
   // present with the same shape, and no other key may be. Throws ShapeError
   // (naming the key and both shapes) or ArgumentError (missing/unexpected
   // keys; for a module made by quantize_dynamic, also a parameter holding NaN
-  // or inf) and then leaves the module unchanged.
+  // or inf; a module that was moved from, whatever the dict) and then leaves
+  // the module unchanged.
   void load_state_dict(const StateDict& dict);
 
   // Number of trainable parameters (buffers such as `mask` excluded).
@@ -95,6 +97,12 @@ class Module {
   // the child as their owner so that it is told when they are loaded.
   static void collect_child(Module& child, const std::string& prefix,
                             std::vector<NamedTensor>& out);
+
+  // True for a module that was moved from, which load_state_dict refuses.
+  // The default: a parameter with no elements (every parameter of a
+  // constructed module has positive extents; a moved-from tensor has shape
+  // {0}). Modules that collect no tensors once moved from override it.
+  virtual bool moved_from() const;
 
   // quantize_dynamic's step (attn/quantization.h): switches every Linear the
   // forward uses to int8. The default quantizes each Linear that owns

@@ -24,7 +24,9 @@ class MultiHeadAttentionWrapper : public Module {
                             int64_t num_heads, bool qkv_bias = false);
 
   // attn_weights, when not null, receives (batch, num_heads, num_tokens,
-  // num_tokens): head h's weights (after dropout in training mode).
+  // num_tokens): head h's weights (after dropout in training mode); its
+  // storage is reused when it has that shape already, as MultiHeadAttention
+  // does. It may be x itself.
   Tensor forward(const Tensor& x, Tensor* attn_weights = nullptr) const;
   Tensor operator()(const Tensor& x) const { return forward(x); }
 
@@ -38,6 +40,7 @@ class MultiHeadAttentionWrapper : public Module {
 
  protected:
   void collect_tensors(const std::string& prefix, std::vector<NamedTensor>& out) override;
+  bool moved_from() const override { return heads_.empty(); }
 
  private:
   std::vector<CausalAttention> heads_;
@@ -63,7 +66,9 @@ class MultiHeadAttention : public Module {
                      int64_t num_heads, bool qkv_bias = false);
 
   // attn_weights, when not null, receives (batch, num_heads, num_tokens,
-  // num_tokens) (after dropout in training mode).
+  // num_tokens) (after dropout in training mode); a tensor of that shape
+  // already (from an earlier call) is overwritten in place, any other is
+  // freed before the new weights are allocated. It may be x itself.
   Tensor forward(const Tensor& x, Tensor* attn_weights = nullptr) const;
   Tensor operator()(const Tensor& x) const { return forward(x); }
 
@@ -73,12 +78,12 @@ class MultiHeadAttention : public Module {
   // every cached token and the new ones up to itself. Returns (batch,
   // num_tokens, d_out). Throws ShapeError when the cache would exceed
   // context_length or does not fit this module or x, and ArgumentError when
-  // dropout is active (training mode with p > 0: decoding is inference).
+  // it belongs to another module (attn/kv_cache.h) or dropout is active
+  // (training mode with p > 0: decoding is inference).
   Tensor forward(const Tensor& x, KVCache& cache) const;
-  // An empty cache sized for this module.
-  KVCache make_cache(int64_t batch) const {
-    return KVCache(batch, num_heads_, head_dim(), context_length_);
-  }
+  // An empty cache sized for this module, and belonging to it (see
+  // attn/kv_cache.h: another module refuses it with an ArgumentError).
+  KVCache make_cache(int64_t batch) const;
 
   void train(bool mode = true) override;
 
@@ -110,6 +115,8 @@ class MultiHeadAttention : public Module {
  private:
   // [W_query; W_key; W_value] as one packed Linear(d_in, 3 * d_out).
   Linear fused_qkv() const;
+  // "a MultiHeadAttention" or its int8 form, for KVCache messages.
+  const char* cache_kind() const;
 
   int64_t context_length_;
   int64_t num_heads_;
@@ -122,6 +129,9 @@ class MultiHeadAttention : public Module {
   // [W_query; W_key; W_value] as one Linear(d_in, 3 * d_out): x is read once
   // for all three projections. Rebuilt after load_state_dict.
   Linear qkv_;
+  // The identity its caches carry: copied with the module, new after
+  // load_state_dict and quantize_dynamic (attn/kv_cache.h).
+  uint64_t cache_owner_ = KVCache::new_owner();
 };
 
 }  // namespace attn

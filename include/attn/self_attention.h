@@ -19,7 +19,9 @@ class SelfAttentionV1 : public Module {
   SelfAttentionV1(int64_t d_in, int64_t d_out);
 
   // x: (num_tokens, d_in) -> (num_tokens, d_out). When attn_weights is not
-  // null it receives the (num_tokens, num_tokens) attention weights.
+  // null it receives the (num_tokens, num_tokens) attention weights (a tensor
+  // of that shape already is overwritten in place, any other freed first; it
+  // may be x itself).
   Tensor forward(const Tensor& x, Tensor* attn_weights = nullptr) const;
   Tensor operator()(const Tensor& x) const { return forward(x); }
 
