@@ -45,6 +45,20 @@ std::vector<TensorEntry> parse_safetensors_header(const char* json, size_t size,
 void check_safetensors_layout(std::vector<TensorEntry>& entries, uint64_t data_size,
                               const std::string& what);
 
+// Shared with the file side (core/safetensors_io.cc):
+// `s` with invalid UTF-8 and control characters escaped as \xNN.
+std::string printable(const std::string& s);
+// printable(s) in single quotes, as messages quote names and paths.
+std::string in_quotes(const std::string& s);
+// Throws IoError naming `caller` for a path with a NUL byte.
+void check_path(const std::string& path, const char* caller);
+// A name or value from a file: in_quotes of at most 100 bytes of it.
+std::string cut(const std::string& s);
+// The message of a file of `size` bytes too short for its header.
+std::string too_short(const std::string& what, uint64_t size);
+// An empty tensor of e's shape (its data is copied in by the caller).
+Tensor make_tensor(const TensorEntry& e, const std::string& what);
+
 // A whole safetensors file held in memory.
 StateDict parse_safetensors(const char* data, size_t size, const std::string& what);
 
