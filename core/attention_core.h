@@ -94,5 +94,21 @@ inline float attention_scale(size_t d_k) {
 // when causal.
 void attention(const AttentionProblem& problem);
 
+// The rows of an int8 KV cache (simd/kv_int8.h's format): (batch b, key/value
+// head h) starts at data + b * batch_stride + h * head_stride (bytes), its
+// tokens simd::KvInt8RowBytes(head_dim) apart.
+struct Int8Rows {
+  const uint8_t* data = nullptr;
+  size_t batch_stride = 0, head_stride = 0;
+};
+
+// `problem`'s queries over num_keys tokens of int8 rows instead of p.k, p.v
+// (core/kv_int8_attention.cc): one parallel loop over (batch x key/value head
+// x chunk of query tokens), each task running simd::KvInt8Attention for the
+// query heads of its key/value head. Needs q and out with head_stride ==
+// head_dim (the modules' QKV rows); no weights, dropout or materialize.
+void attention_int8_cache(const AttentionProblem& problem, const Int8Rows& keys,
+                          const Int8Rows& values);
+
 }  // namespace detail
 }  // namespace attn

@@ -134,8 +134,8 @@ const char* GroupedQueryAttention::cache_kind() const {
                              : "a GroupedQueryAttention";
 }
 
-KVCache GroupedQueryAttention::make_cache(int64_t batch) const {
-  KVCache cache(batch, num_kv_groups_, head_dim(), context_length_);
+KVCache GroupedQueryAttention::make_cache(int64_t batch, KVCacheType type) const {
+  KVCache cache(batch, num_kv_groups_, head_dim(), context_length_, type);
   cache.adopt(cache_owner_, cache_kind());
   return cache;
 }
@@ -225,49 +225,20 @@ Tensor GroupedQueryAttention::forward(const Tensor& x, KVCache& cache) const {
                         "before use)");
   }
   detail::check_attention_input(kModule, x, 3, d_in());
-  // A moved-from cache keeps its sizes but not its tensors: its keys' shape
-  // tells.
-  const std::vector<int64_t> cache_shape{x.size(0), num_kv_groups_, context_length_, head_dim()};
-  if (cache.num_heads() != num_kv_groups_ || cache.head_dim() != head_dim() ||
-      cache.capacity() != context_length_ || cache.batch() != x.size(0) ||
-      cache.keys().shape() != cache_shape || cache.values().shape() != cache_shape) {
-    throw ShapeError(
-        std::string(kModule) + ": KVCache of keys shape " + shape_to_string(cache.keys().shape()) +
-        " does not fit this module (" + std::to_string(num_kv_groups_) + " key/value heads of " +
-        std::to_string(head_dim()) + ", context_length " + std::to_string(context_length_) +
-        ") and input x of shape " + shape_to_string(x.shape()));
-  }
   cache.check_owner(kModule, cache_kind(), cache_owner_);
+  cache.check_fits(kModule, "key/value heads", num_kv_groups_, head_dim(), context_length_, x);
   const int64_t batch = x.size(0), tokens = x.size(1), past = cache.size();
-  if (past + tokens > context_length_) {
-    throw ShapeError(std::string(kModule) + ": KVCache holds " + std::to_string(past) +
-                     " tokens; adding x of shape " + shape_to_string(x.shape()) + " gives " +
-                     std::to_string(past + tokens) +
-                     " > context_length = " + std::to_string(context_length_));
-  }
   const int64_t width = qkv_.out_features();
   check_projections_fit(x, width);
   const size_t hd = static_cast<size_t>(head_dim()), kv_heads = static_cast<size_t>(num_kv_groups_);
   const size_t d = static_cast<size_t>(d_out()), n = static_cast<size_t>(tokens);
-  const size_t capacity = static_cast<size_t>(context_length_), w = static_cast<size_t>(width);
+  const size_t w = static_cast<size_t>(width);
 
   float* const qkv = simd::detail::ThreadScratch(simd::detail::ScratchSlot::kForwardQkv,
                                                  static_cast<size_t>(batch) * n * w);
   project(x, past, qkv);
-  // Append the new (rotated) keys and values: cache layout (batch, kv_heads,
-  // capacity, hd).
-  const size_t kv_dim = kv_heads * hd;
-  for (size_t b = 0; b < static_cast<size_t>(batch); ++b) {
-    for (size_t g = 0; g < kv_heads; ++g) {
-      for (size_t t = 0; t < n; ++t) {
-        const float* row = qkv + (b * n + t) * w + d + g * hd;
-        const size_t slot = ((b * kv_heads + g) * capacity + static_cast<size_t>(past) + t) * hd;
-        std::memcpy(cache.keys_.data() + slot, row, hd * sizeof(float));
-        std::memcpy(cache.values_.data() + slot, row + kv_dim, hd * sizeof(float));
-      }
-    }
-  }
-  cache.size_ = past + tokens;
+  // The new (rotated) keys and values into the cache.
+  cache.append(qkv + d, qkv + d + kv_heads * hd, w, n);
   cache.adopt(cache_owner_, cache_kind());
 
   // Queries (and outputs, in place) from qkv; keys and values from the cache.
@@ -276,9 +247,7 @@ Tensor GroupedQueryAttention::forward(const Tensor& x, KVCache& cache) const {
                   static_cast<size_t>(sliding_window_), qkv);
   p.num_keys = static_cast<size_t>(past) + n;
   p.q_begin = static_cast<size_t>(past);
-  p.k = {cache.keys_.data(), kv_heads * capacity * hd, capacity * hd, hd};
-  p.v = {cache.values_.data(), kv_heads * capacity * hd, capacity * hd, hd};
-  detail::attention(p);
+  cache.attend(p);
   Tensor out = Tensor::empty({batch, tokens, d_out()});
   out_proj_.forward_rows(qkv, w, static_cast<size_t>(batch) * n, out.data(), d);
   return out;

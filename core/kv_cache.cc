@@ -1,21 +1,177 @@
 #include "attn/kv_cache.h"
 
 #include <atomic>
+#include <cstring>
 #include <string>
 
 #include "attn/error.h"
+#include "core/attention_core.h"
 #include "core/input_checks.h"
+#include "simd/kv_int8.h"
 
 namespace attn {
 
-KVCache::KVCache(int64_t batch, int64_t num_heads, int64_t head_dim, int64_t context_length)
-    : batch_(batch), num_heads_(num_heads), head_dim_(head_dim), capacity_(context_length) {
+const char* to_string(KVCacheType type) {
+  return type == KVCacheType::kInt8 ? "int8" : "float32";
+}
+
+KVCache::KVCache(int64_t batch, int64_t num_heads, int64_t head_dim, int64_t context_length,
+                 KVCacheType type)
+    : batch_(batch), num_heads_(num_heads), head_dim_(head_dim), capacity_(context_length),
+      type_(type) {
   detail::check_positive("KVCache", "batch", batch);
   detail::check_positive("KVCache", "num_heads", num_heads);
   detail::check_positive("KVCache", "head_dim", head_dim);
   detail::check_positive("KVCache", "context_length", context_length);
-  keys_ = Tensor({batch, num_heads, context_length, head_dim});
-  values_ = Tensor({batch, num_heads, context_length, head_dim});
+  if (type != KVCacheType::kFloat32 && type != KVCacheType::kInt8) {
+    throw ArgumentError("KVCache: type = " + std::to_string(static_cast<int>(type)) +
+                        " is neither KVCacheType::kFloat32 nor KVCacheType::kInt8");
+  }
+  if (type == KVCacheType::kFloat32) {
+    keys_ = Tensor({batch, num_heads, context_length, head_dim});
+    values_ = Tensor({batch, num_heads, context_length, head_dim});
+  } else {
+    const int64_t words = static_cast<int64_t>(int8_row_bytes() / 4);
+    keys8_ = Tensor({batch, num_heads, context_length, words});
+    values8_ = Tensor({batch, num_heads, context_length, words});
+  }
+}
+
+size_t KVCache::int8_row_bytes() const {
+  return simd::KvInt8RowBytes(static_cast<size_t>(head_dim_));
+}
+
+int64_t KVCache::bytes() const {
+  const int64_t row = type_ == KVCacheType::kInt8 ? static_cast<int64_t>(int8_row_bytes())
+                                                  : head_dim_ * static_cast<int64_t>(sizeof(float));
+  return 2 * batch_ * num_heads_ * capacity_ * row;
+}
+
+bool KVCache::has_storage() const {
+  const std::vector<int64_t> shape{batch_, num_heads_, capacity_,
+                                   type_ == KVCacheType::kInt8
+                                       ? static_cast<int64_t>(int8_row_bytes() / 4)
+                                       : head_dim_};
+  const Tensor& k = type_ == KVCacheType::kInt8 ? keys8_ : keys_;
+  const Tensor& v = type_ == KVCacheType::kInt8 ? values8_ : values_;
+  return k.shape() == shape && v.shape() == shape;
+}
+
+std::string KVCache::describe() const {
+  return std::string(to_string(type_)) + " KVCache of batch " + std::to_string(batch_) + ", " +
+         std::to_string(num_heads_) + " heads of " + std::to_string(head_dim_) +
+         ", context_length " + std::to_string(capacity_) +
+         (has_storage() ? "" : " (moved from: no storage)");
+}
+
+const uint8_t* KVCache::int8_keys(size_t b, size_t h) const {
+  const size_t rows = (b * static_cast<size_t>(num_heads_) + h) * static_cast<size_t>(capacity_);
+  return reinterpret_cast<const uint8_t*>(keys8_.data()) + rows * int8_row_bytes();
+}
+
+const uint8_t* KVCache::int8_values(size_t b, size_t h) const {
+  const size_t rows = (b * static_cast<size_t>(num_heads_) + h) * static_cast<size_t>(capacity_);
+  return reinterpret_cast<const uint8_t*>(values8_.data()) + rows * int8_row_bytes();
+}
+
+void KVCache::append(const float* keys, const float* values, size_t ld, size_t tokens) {
+  const size_t heads = static_cast<size_t>(num_heads_), hd = static_cast<size_t>(head_dim_);
+  const size_t capacity = static_cast<size_t>(capacity_), past = static_cast<size_t>(size_);
+  const size_t row_bytes = type_ == KVCacheType::kInt8 ? int8_row_bytes() : hd * sizeof(float);
+  uint8_t* const k_base = reinterpret_cast<uint8_t*>(
+      type_ == KVCacheType::kInt8 ? keys8_.data() : keys_.data());
+  uint8_t* const v_base = reinterpret_cast<uint8_t*>(
+      type_ == KVCacheType::kInt8 ? values8_.data() : values_.data());
+  for (size_t b = 0; b < static_cast<size_t>(batch_); ++b) {
+    for (size_t h = 0; h < heads; ++h) {
+      for (size_t t = 0; t < tokens; ++t) {
+        const size_t source = (b * tokens + t) * ld + h * hd;
+        const size_t slot = ((b * heads + h) * capacity + past + t) * row_bytes;
+        if (type_ == KVCacheType::kInt8) {
+          simd::QuantizeKvRow(keys + source, hd, k_base + slot);
+          simd::QuantizeKvRow(values + source, hd, v_base + slot);
+        } else {
+          std::memcpy(k_base + slot, keys + source, row_bytes);
+          std::memcpy(v_base + slot, values + source, row_bytes);
+        }
+      }
+    }
+  }
+  size_ += static_cast<int64_t>(tokens);
+}
+
+void KVCache::check_fits(const char* module, const char* heads_name, int64_t heads,
+                         int64_t head_dim, int64_t context_length, const Tensor& x) const {
+  if (num_heads_ != heads || head_dim_ != head_dim || capacity_ != context_length ||
+      batch_ != x.size(0) || !has_storage()) {
+    throw ShapeError(std::string(module) + ": this " + describe() + ", keys and values " +
+                     shape_to_string({batch_, num_heads_, capacity_, head_dim_}) +
+                     ", does not fit this module (" + std::to_string(heads) + " " + heads_name +
+                     " of " + std::to_string(head_dim) + ", context_length " +
+                     std::to_string(context_length) + ") and input x of shape " +
+                     shape_to_string(x.shape()));
+  }
+  if (size_ + x.size(1) > capacity_) {
+    throw ShapeError(std::string(module) + ": KVCache holds " + std::to_string(size_) +
+                     " tokens; adding x of shape " + shape_to_string(x.shape()) + " gives " +
+                     std::to_string(size_ + x.size(1)) +
+                     " > context_length = " + std::to_string(capacity_));
+  }
+}
+
+void KVCache::attend(const detail::AttentionProblem& problem) const {
+  detail::AttentionProblem p = problem;
+  const size_t heads = static_cast<size_t>(num_heads_), capacity = static_cast<size_t>(capacity_);
+  if (type_ == KVCacheType::kInt8) {
+    const size_t row = int8_row_bytes();
+    const detail::Int8Rows k{int8_keys(0, 0), heads * capacity * row, capacity * row};
+    const detail::Int8Rows v{int8_values(0, 0), heads * capacity * row, capacity * row};
+    detail::attention_int8_cache(p, k, v);
+    return;
+  }
+  const size_t hd = static_cast<size_t>(head_dim_);
+  // const_cast: the attention core reads k and v only (HeadLayout is shared
+  // with its written output).
+  p.k = {const_cast<float*>(keys_.data()), heads * capacity * hd, capacity * hd, hd};
+  p.v = {const_cast<float*>(values_.data()), heads * capacity * hd, capacity * hd, hd};
+  detail::attention(p);
+}
+
+namespace {
+
+Tensor dequantized(const KVCache& cache, const Tensor& floats, const Tensor& rows,
+                   size_t row_bytes) {
+  const int64_t batch = cache.batch(), heads = cache.num_heads(), hd = cache.head_dim();
+  const size_t n = static_cast<size_t>(cache.size()), capacity = static_cast<size_t>(cache.capacity());
+  Tensor out({batch, heads, cache.size(), hd});
+  for (size_t bh = 0; bh < static_cast<size_t>(batch * heads); ++bh) {
+    float* dst = out.data() + bh * n * static_cast<size_t>(hd);
+    if (cache.type() == KVCacheType::kFloat32) {
+      if (n > 0) {
+        std::memcpy(dst, floats.data() + bh * capacity * static_cast<size_t>(hd),
+                    n * static_cast<size_t>(hd) * sizeof(float));
+      }
+      continue;
+    }
+    const uint8_t* src = reinterpret_cast<const uint8_t*>(rows.data()) + bh * capacity * row_bytes;
+    for (size_t t = 0; t < n; ++t) {
+      simd::DequantizeKvRow(src + t * row_bytes, static_cast<size_t>(hd),
+                            dst + t * static_cast<size_t>(hd));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Tensor KVCache::dequantized_keys() const {
+  if (!has_storage()) throw ArgumentError("KVCache::dequantized_keys: " + describe());
+  return dequantized(*this, keys_, keys8_, int8_row_bytes());
+}
+
+Tensor KVCache::dequantized_values() const {
+  if (!has_storage()) throw ArgumentError("KVCache::dequantized_values: " + describe());
+  return dequantized(*this, values_, values8_, int8_row_bytes());
 }
 
 void KVCache::rewind(int64_t num_tokens) {
@@ -34,7 +190,7 @@ uint64_t KVCache::new_owner() {
 
 void KVCache::check_owner(const char* module, const char* kind, uint64_t owner) const {
   if (owner_ == 0 || owner_ == owner) return;
-  throw ArgumentError(std::string(module) + ": this KVCache belongs to another module, " +
+  throw ArgumentError(std::string(module) + ": this " + describe() + " belongs to another module, " +
                       owner_kind_ + ", not to this one (" + kind +
                       "): its keys and values mean nothing here. Use this module's make_cache() "
                       "(copies of a module accept its caches; load_state_dict() and "

@@ -211,8 +211,8 @@ const char* MultiHeadAttention::cache_kind() const {
                              : "a MultiHeadAttention";
 }
 
-KVCache MultiHeadAttention::make_cache(int64_t batch) const {
-  KVCache cache(batch, num_heads_, head_dim(), context_length_);
+KVCache MultiHeadAttention::make_cache(int64_t batch, KVCacheType type) const {
+  KVCache cache(batch, num_heads_, head_dim(), context_length_, type);
   cache.adopt(cache_owner_, cache_kind());
   return cache;
 }
@@ -260,26 +260,8 @@ Tensor MultiHeadAttention::forward(const Tensor& x, Tensor* attn_weights) const 
 
 Tensor MultiHeadAttention::forward(const Tensor& x, KVCache& cache) const {
   detail::check_attention_input("MultiHeadAttention", x, 3, d_in());
-  // A moved-from cache keeps its sizes but not its tensors: its keys' shape
-  // tells.
-  const std::vector<int64_t> cache_shape{x.size(0), num_heads_, context_length_, head_dim()};
-  if (cache.num_heads() != num_heads_ || cache.head_dim() != head_dim() ||
-      cache.capacity() != context_length_ || cache.batch() != x.size(0) ||
-      cache.keys().shape() != cache_shape || cache.values().shape() != cache_shape) {
-    throw ShapeError("MultiHeadAttention: KVCache of keys shape " +
-                     shape_to_string(cache.keys().shape()) + " does not fit this module (" +
-                     std::to_string(num_heads_) + " heads of " + std::to_string(head_dim()) +
-                     ", context_length " + std::to_string(context_length_) +
-                     ") and input x of shape " + shape_to_string(x.shape()));
-  }
   cache.check_owner("MultiHeadAttention", cache_kind(), cache_owner_);
-  const int64_t batch = x.size(0), tokens = x.size(1), past = cache.size();
-  if (past + tokens > context_length_) {
-    throw ShapeError("MultiHeadAttention: KVCache holds " + std::to_string(past) +
-                     " tokens; adding x of shape " + shape_to_string(x.shape()) + " gives " +
-                     std::to_string(past + tokens) +
-                     " > context_length = " + std::to_string(context_length_));
-  }
+  cache.check_fits("MultiHeadAttention", "heads", num_heads_, head_dim(), context_length_, x);
   check_projections_fit(x, d_out());
   if (dropout_.active()) {
     throw ArgumentError(
@@ -287,35 +269,22 @@ Tensor MultiHeadAttention::forward(const Tensor& x, KVCache& cache) const {
         "p = " +
         std::to_string(dropout_.p()) + " is active in training mode; call eval() first");
   }
+  const int64_t batch = x.size(0), tokens = x.size(1), past = cache.size();
   const size_t d = static_cast<size_t>(d_out()), hd = static_cast<size_t>(head_dim());
   const size_t heads = static_cast<size_t>(num_heads_), n = static_cast<size_t>(tokens);
-  const size_t capacity = static_cast<size_t>(context_length_);
 
   float* const qkv = simd::detail::ThreadScratch(simd::detail::ScratchSlot::kForwardQkv,
                                                  static_cast<size_t>(batch) * n * 3 * d);
   qkv_.forward_rows(x.data(), static_cast<size_t>(d_in()), static_cast<size_t>(batch) * n, qkv,
                     3 * d);
-  // Append the new keys and values: cache layout (batch, heads, capacity, hd).
-  for (size_t b = 0; b < static_cast<size_t>(batch); ++b) {
-    for (size_t h = 0; h < heads; ++h) {
-      for (size_t t = 0; t < n; ++t) {
-        const float* row = qkv + (b * n + t) * 3 * d + h * hd;
-        const size_t slot = ((b * heads + h) * capacity + static_cast<size_t>(past) + t) * hd;
-        std::memcpy(cache.keys_.data() + slot, row + d, hd * sizeof(float));
-        std::memcpy(cache.values_.data() + slot, row + 2 * d, hd * sizeof(float));
-      }
-    }
-  }
-  cache.size_ = past + tokens;
+  cache.append(qkv + d, qkv + 2 * d, 3 * d, n);
   cache.adopt(cache_owner_, cache_kind());
 
   // Queries (and outputs, in place) from qkv; keys and values from the cache.
   detail::AttentionProblem p = qkv_problem(static_cast<size_t>(batch), n, heads, hd, qkv);
   p.num_keys = static_cast<size_t>(past) + n;
   p.q_begin = static_cast<size_t>(past);
-  p.k = {cache.keys_.data(), heads * capacity * hd, capacity * hd, hd};
-  p.v = {cache.values_.data(), heads * capacity * hd, capacity * hd, hd};
-  detail::attention(p);
+  cache.attend(p);
   Tensor out = Tensor::empty({batch, tokens, d_out()});
   out_proj_.forward_rows(qkv, 3 * d, static_cast<size_t>(batch) * n, out.data(), d);
   return out;

@@ -88,7 +88,9 @@ class GroupedQueryAttention : public Module {
   // An empty cache of num_kv_groups heads of head_dim for context_length
   // tokens (the whole context, also with a sliding window), belonging to
   // this module (attn/kv_cache.h: another module refuses it).
-  KVCache make_cache(int64_t batch) const;
+  // `type`: float32 keys and values, or int8 with a scale per 32 values
+  // (attn/kv_cache.h), which a step reads about 3.6x fewer bytes of.
+  KVCache make_cache(int64_t batch, KVCacheType type = KVCacheType::kFloat32) const;
 
   int64_t d_in() const { return W_query_.in_features(); }
   int64_t d_out() const { return W_query_.out_features(); }

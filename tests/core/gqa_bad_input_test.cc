@@ -455,12 +455,24 @@ TEST(BadInput, GqaKVCacheForwardErrorsLeaveTheCacheUnchanged) {
   // Caches of another shape: a MultiHeadAttention's (num_heads key/value
   // heads), another GroupedQueryAttention's (other groups), other head_dim,
   // capacity, batch.
+  // Those another module made belong to it: refused as such first
+  // (ArgumentError naming both and the cache's type and shape).
   const MultiHeadAttention mha(8, 8, 16, 0.0, 4);
   for (const auto& other :
        {mha.make_cache(2), Gqa(8, 8, 16, 4, 1).make_cache(2), Gqa(8, 8, 16, 4, 4).make_cache(2),
-        KVCache(2, 2, 4, 16), KVCache(2, 2, 2, 32), KVCache(3, 2, 2, 16)}) {
+        mha.make_cache(2, KVCacheType::kInt8)}) {
     KVCache c = other;
-    const std::string cache_shape = shape_to_string(c.keys().shape());
+    EXPECT_THROW_NO_DRAWS(m.forward(random_tensor({2, 1, 8}, 2), c), ArgumentError,
+                          "KVCache of batch 2", "belongs to another module",
+                          "not to this one (a GroupedQueryAttention)");
+    EXPECT_EQ(c.size(), 0);
+  }
+  for (const auto& other : {KVCache(2, 4, 2, 16), KVCache(2, 1, 2, 16), KVCache(2, 2, 4, 16),
+                            KVCache(2, 2, 2, 32), KVCache(3, 2, 2, 16),
+                            KVCache(2, 2, 4, 16, KVCacheType::kInt8)}) {
+    KVCache c = other;
+    const std::string cache_shape =
+        shape_to_string({c.batch(), c.num_heads(), c.capacity(), c.head_dim()});
     SCOPED_TRACE(cache_shape);
     EXPECT_THROW_NO_DRAWS(m.forward(random_tensor({2, 1, 8}, 2), c), ShapeError,
                           cache_shape.c_str(), "(2, 1, 8)", "2 key/value heads of 2",
@@ -520,7 +532,7 @@ TEST(BadInput, GqaMovedFromModuleAndCacheThrow) {
   m.forward(x, cache);
   const KVCache moved = std::move(cache);
   EXPECT_THROW_WITH(m.forward(x, cache), ShapeError, "GroupedQueryAttention",
-                    "KVCache of keys shape (0,)");
+                    "(moved from: no storage)");
   EXPECT_EQ(moved.size(), 2);
   cache = moved;
   EXPECT_NO_THROW(m.forward(x, cache));

@@ -43,8 +43,9 @@ TEST(KVCacheOwner, AnotherModuleOfTheSameShapeRefusesIt) {
   KVCache cache = a.make_cache(1);
   a.forward(x, cache);
   expect_refused(b, cache, x,
-                 {"MultiHeadAttention: this KVCache belongs to another module, a "
-                  "MultiHeadAttention, not to this one (a MultiHeadAttention)",
+                 {"MultiHeadAttention: this float32 KVCache of batch 1, 2 heads of 4, "
+                  "context_length 16 belongs to another module, a MultiHeadAttention, not to "
+                  "this one (a MultiHeadAttention)",
                   "make_cache()"});
   EXPECT_NO_THROW(a.forward(x, cache));  // its own module goes on
   EXPECT_EQ(cache.size(), 6);
@@ -61,14 +62,25 @@ TEST(KVCacheOwner, KindsAreNamed) {
   KVCache from_mha = mha.make_cache(1), from_gqa = gqa.make_cache(1);
   ASSERT_EQ(from_mha.keys().shape(), from_gqa.keys().shape());
   expect_refused(gqa, from_mha, x,
-                 {"GroupedQueryAttention: this KVCache belongs to another module, a "
+                 {"GroupedQueryAttention: this float32 KVCache", "belongs to another module, a "
                   "MultiHeadAttention, not to this one (a GroupedQueryAttention)"});
   expect_refused(
       mha, from_gqa, x,
       {"MultiHeadAttention:", "a GroupedQueryAttention, not to this one (a MultiHeadAttention)"});
-  // Another shape stays a ShapeError, checked first.
-  KVCache other = MultiHeadAttention(8, 8, 16, 0.0, 2).make_cache(1);
-  EXPECT_THROW_WITH(gqa.forward(x, other), ShapeError, "does not fit");
+  // A cache of another module and another shape: the owner is checked first
+  // (an int8 cache of an 8-head module names its type and shape).
+  const MultiHeadAttention eight_heads(8, 8, 16, 0.0, 8);
+  KVCache other = eight_heads.make_cache(1, KVCacheType::kInt8);
+  EXPECT_THROW_WITH(gqa.forward(x, other), ArgumentError,
+                    "GroupedQueryAttention: this int8 KVCache of batch 1, 8 heads of 1, "
+                    "context_length 16 belongs to another module, a MultiHeadAttention, not to "
+                    "this one (a GroupedQueryAttention)");
+  // A cache that belongs to no module yet and has another shape: ShapeError.
+  KVCache unowned(1, 8, 1, 16, KVCacheType::kInt8);
+  EXPECT_THROW_WITH(gqa.forward(x, unowned), ShapeError,
+                    "GroupedQueryAttention: this int8 KVCache of batch 1, 8 heads of 1, "
+                    "context_length 16, keys and values (1, 8, 16, 1), does not fit this module "
+                    "(2 key/value heads of 2, context_length 16) and input x of shape (1, 3, 8)");
 }
 
 // A copy computes the same function: it accepts the original's caches and

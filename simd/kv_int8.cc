@@ -1,0 +1,126 @@
+// Dispatch wrapper, row quantization and the scalar reference for
+// simd/kv_int8.h. The attention kernel is in simd/kv_int8-inl.h; this file is
+// compiled once per Highway target.
+
+#include "simd/kv_int8.h"
+
+#include <stddef.h>
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "simd/kv_int8.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+#include "simd/kv_int8-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace attn {
+namespace HWY_NAMESPACE {
+
+void KvInt8AttentionT(const simd::KvInt8AttentionArgs& args) { KvInt8AttentionKernel(args); }
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace HWY_NAMESPACE
+}  // namespace attn
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+namespace attn {
+namespace simd {
+
+HWY_EXPORT(KvInt8AttentionT);
+
+void KvInt8Attention(const KvInt8AttentionArgs& args) {
+  if (args.tokens == 0 || args.group == 0 || args.head_dim == 0) return;
+  HWY_DYNAMIC_DISPATCH(KvInt8AttentionT)(args);
+}
+
+void QuantizeKvRow(const float* x, size_t head_dim, uint8_t* row) {
+  const size_t blocks = KvInt8Blocks(head_dim);
+  float* scales = reinterpret_cast<float*>(row);
+  int8_t* values = reinterpret_cast<int8_t*>(row + 4 * blocks);
+  for (size_t b = 0; b < blocks; ++b) {
+    const size_t begin = b * kKvInt8Block, end = std::min(head_dim, begin + kKvInt8Block);
+    float amax = 0.0f;
+    bool finite = true;
+    for (size_t i = begin; i < end; ++i) {
+      finite &= std::isfinite(x[i]);
+      amax = std::max(amax, std::fabs(x[i]));
+    }
+    // amax / 127 rounds the scale; x / scale then stays within [-127.5, 127.5]
+    // up to rounding, and the clamp keeps it in int8's symmetric range.
+    const float scale = finite ? amax / 127.0f : std::numeric_limits<float>::quiet_NaN();
+    scales[b] = scale;
+    for (size_t i = begin; i < end; ++i) {
+      float q = 0.0f;
+      if (finite && scale > 0.0f) q = std::min(127.0f, std::max(-127.0f, std::nearbyint(x[i] / scale)));
+      values[i] = static_cast<int8_t>(q);
+    }
+  }
+  const size_t used = 4 * blocks + head_dim;
+  std::memset(row + used, 0, KvInt8RowBytes(head_dim) - used);
+}
+
+void DequantizeKvRow(const uint8_t* row, size_t head_dim, float* out) {
+  const float* scales = reinterpret_cast<const float*>(row);
+  const int8_t* values = reinterpret_cast<const int8_t*>(row + 4 * KvInt8Blocks(head_dim));
+  for (size_t i = 0; i < head_dim; ++i) {
+    out[i] = scales[i / kKvInt8Block] * static_cast<float>(values[i]);
+  }
+}
+
+void KvInt8AttentionReference(const KvInt8AttentionArgs& a) {
+  const size_t hd = a.head_dim, rows = a.tokens * a.group, row_bytes = KvInt8RowBytes(hd);
+  if (rows == 0 || hd == 0) return;
+  std::vector<float> k(a.num_keys * hd), v(a.num_keys * hd);
+  for (size_t j = 0; j < a.num_keys; ++j) {
+    DequantizeKvRow(a.keys + j * row_bytes, hd, k.data() + j * hd);
+    DequantizeKvRow(a.values + j * row_bytes, hd, v.data() + j * hd);
+  }
+  // All outputs first: out may be q.
+  std::vector<float> result(rows * hd);
+  std::vector<double> p(a.num_keys);
+  for (size_t t = 0; t < a.tokens; ++t) {
+    size_t begin, end;
+    KvInt8VisibleKeys(a, t, &begin, &end);
+    for (size_t g = 0; g < a.group; ++g) {
+      const float* q = a.q + t * a.ldq + g * hd;
+      double m = -std::numeric_limits<double>::infinity();
+      bool nan = false;
+      for (size_t j = begin; j < end; ++j) {
+        double dot = 0.0;
+        for (size_t i = 0; i < hd; ++i) dot += static_cast<double>(q[i]) * k[j * hd + i];
+        p[j] = static_cast<double>(a.scale) * dot;
+        nan |= std::isnan(p[j]) || p[j] == std::numeric_limits<double>::infinity();
+        m = std::max(m, p[j]);
+      }
+      float* out = result.data() + (t * a.group + g) * hd;
+      if (nan || m == -std::numeric_limits<double>::infinity()) {  // as simd::MaskedSoftmax
+        std::fill(out, out + hd, std::numeric_limits<float>::quiet_NaN());
+        continue;
+      }
+      double sum = 0.0;
+      for (size_t j = begin; j < end; ++j) sum += (p[j] = std::exp(p[j] - m));
+      for (size_t i = 0; i < hd; ++i) {
+        double acc = 0.0;
+        for (size_t j = begin; j < end; ++j) acc += p[j] / sum * v[j * hd + i];
+        out[i] = static_cast<float>(acc);
+      }
+    }
+  }
+  for (size_t t = 0; t < a.tokens; ++t) {
+    for (size_t g = 0; g < a.group; ++g) {
+      std::memcpy(a.out + t * a.ldo + g * hd, result.data() + (t * a.group + g) * hd,
+                  hd * sizeof(float));
+    }
+  }
+}
+
+}  // namespace simd
+}  // namespace attn
+#endif  // HWY_ONCE
