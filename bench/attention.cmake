@@ -16,8 +16,10 @@
 # hwy::hwy, which attn links privately.
 add_executable(attn_attention_bench
   ${CMAKE_CURRENT_SOURCE_DIR}/attention_bench.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/configs.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/core_bench.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/decode_bench.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/decode_kv_int8_bench.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/fma_peak.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/gqa_bench.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/gqa_core_bench.cc
@@ -35,3 +37,21 @@ target_link_libraries(attn_attention_bench PRIVATE attn::attn hwy::hwy benchmark
 target_compile_definitions(attn_attention_bench PRIVATE
   ATTN_BENCH_BUILD_TYPE="$<CONFIG>")
 attn_enable_warnings(attn_attention_bench)
+
+# The peers' weights, inputs and reference outputs (bench/peer_reference.cc):
+# bench/run.sh writes them before it runs bench/peers/*_peer.py.
+add_executable(attn_peer_reference
+  ${CMAKE_CURRENT_SOURCE_DIR}/peer_reference.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/configs.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/gqa_bench.cc)
+target_include_directories(attn_peer_reference PRIVATE ${ATTN_INTERNAL_INCLUDE_DIRS})
+target_link_libraries(attn_peer_reference PRIVATE attn::attn)
+attn_enable_warnings(attn_peer_reference)
+
+# The peers' own check on toy shapes (skipped without their virtual environment).
+if(ATTN_BUILD_TESTS)
+  add_test(NAME peers.toy_check
+           COMMAND ${CMAKE_SOURCE_DIR}/tests/peers/check_peers.sh $<TARGET_FILE:attn_peer_reference>
+                   ${CMAKE_SOURCE_DIR} ${CMAKE_BINARY_DIR}/peers-venv)
+  set_tests_properties(peers.toy_check PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600)
+endif()

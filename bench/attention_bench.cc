@@ -52,22 +52,6 @@ double CausalAttentionFlops(int64_t batch, int64_t heads, int64_t head_dim, int6
          static_cast<double>(head_dim) * t * (t + 1.0) / 2.0;
 }
 
-std::vector<Config> Configs() {
-  std::vector<Config> configs;
-  // Section 3.6's toy: the wrapper of two heads of d_out = 2 (width 4) and
-  // MultiHeadAttention(3, 2, 6, 0.0, 2) (width 2, head_dim 1).
-  configs.push_back({"toy_B2_T6", 2, 6, 3, 2, 2, 2});
-  // GPT-2 small's width (768, 12 heads of 64) over a sweep of context lengths;
-  // B1_T256 is the "gpt2_small" configuration, B1_T1024 GPT-2's full context.
-  for (int64_t t : {64, 128, 256, 512, 1024, 2048}) {
-    configs.push_back({"B1_T" + std::to_string(t), 1, t, 768, 768, 12, 64});
-  }
-  configs.push_back({"B8_T256", 8, 256, 768, 768, 12, 64});
-  // The book's bonus benchmark: B = 8, T = 1024, d_in = d_out = 768, 12 heads.
-  configs.push_back({"B8_T1024", 8, 1024, 768, 768, 12, 64});
-  return configs;
-}
-
 namespace {
 
 // Cores this process really gets: CPU time over wall time of two threads that
@@ -125,7 +109,10 @@ int main(int argc, char** argv) {
   }
   attn_bench::RegisterCoreBenchmarks();
   attn_bench::RegisterDecodeBenchmarks();
-  attn_bench::RegisterGqaBenchmarks();
+  attn_bench::RegisterKvInt8DecodeBenchmarks();
+  attn_bench::RegisterGqaPrefillBenchmarks();
+  attn_bench::RegisterGqaDecodeBenchmarks();
+  attn_bench::RegisterGqaCoreBenchmarks();
   attn_bench::RegisterMachineBenchmarks();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -55,5 +55,8 @@ void RegisterMachineBenchmarks();  // machine/fma_peak, machine/read_bandwidth
 void RegisterCoreBenchmarks();     // attn/core_flash, attn/core_materialized
 // attn/decode_1_after_1023, attn/decode_int8_1_after_1023, attn/full_forward_1024
 void RegisterDecodeBenchmarks();
+// attn/kv_decode_<weights>w_<cache>kv/{gpt2_small,llama32_1b}: float32 and int8
+// caches and modules (decode_kv_int8_bench.cc)
+void RegisterKvInt8DecodeBenchmarks();
 
 }  // namespace attn_bench

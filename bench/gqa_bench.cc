@@ -66,10 +66,4 @@ int BigRepetitions() {
   return end != value && *end == '\0' && n > 0 && n < 1000 ? static_cast<int>(n) : 0;
 }
 
-void RegisterGqaBenchmarks() {
-  RegisterGqaPrefillBenchmarks();
-  RegisterGqaDecodeBenchmarks();
-  RegisterGqaCoreBenchmarks();
-}
-
 }  // namespace attn_bench

@@ -63,8 +63,7 @@ void WriteGqaReference(const std::string& name, const attn::Tensor& y);
 // appends /repeats:<n> to the name of a benchmark with its own count.
 int BigRepetitions();
 
-// Registers attn/gqa_prefill, attn/gqa_decode_1_after_4095 and attn/gqa_core.
-void RegisterGqaBenchmarks();
+// Register attn/gqa_prefill, attn/gqa_decode_1_after_4095 and attn/gqa_core.
 void RegisterGqaPrefillBenchmarks();
 void RegisterGqaDecodeBenchmarks();
 void RegisterGqaCoreBenchmarks();

@@ -4,26 +4,35 @@
 Usage: bench/report.py <results dir> [--full]
 Reads <dir>/attn.json (required) and, when present, <dir>/torch.json (the peer),
 <dir>/torch_gqa.json (the grouped-query attention peer),
-<dir>/torch_default_core.json (the peer without OPENBLAS_CORETYPE) and
-<dir>/torch_omp_active.json (the peer with OpenMP's default spin-waiting).
+<dir>/torch_default_core.json (the peer without OPENBLAS_CORETYPE),
+<dir>/torch_omp_active.json (the peer with OpenMP's default spin-waiting) and the modern
+peers (bench/report_peers.py): <dir>/torch2.json (PyTorch 2), <dir>/onnxruntime.json
+(ONNX Runtime) and <dir>/openvino.json (OpenVINO).
 Writes <dir>/report.md and, when the T sweep ran, <dir>/time_vs_T.svg. Prints the
-headline table (B8_T1024, also at the top of report.md) and the paths of the files;
+headline table (B8_T1024, also at the top of report.md), the summary of attn against the
+modern peers (the sentences after the headline in report.md) and the paths of the files;
 --full prints the whole report instead. Standard library only.
 
-Results are medians over repetitions (Google Benchmark's "median" aggregate); a result
-without aggregates (one repetition) is used as is. Every ratio compares two medians of the
+Results are medians over repetitions (Google Benchmark's "median" aggregate; a "min"
+aggregate, which the modern peers write, is kept beside it); a result without aggregates
+(one repetition) is used as is. Every ratio compares two medians of the
 same run: > 1 means the second-named (denominator) is faster.
 
-The report: the headline table, the environment, a summary of ratios per configuration,
+The report: the headline table, the summary sentences of attn against the modern peers
+(one per configuration, thread count and precision where a peer is faster; else the
+smallest margin; int8 against int8), the environment, a summary of ratios per configuration,
 the flash vs the materialized paths of the fused module (time, peak heap beyond the
 output), the attention core alone against the FP32 FMA peak, decoding one token with a KV
 cache against a full forward and against the time to stream its bytes, dynamic int8
 quantization (attn's quantize_dynamic and PyTorch's: times, ratios, relative L2 errors
 against the float32 modules), grouped-query attention on a Llama 3.2 1B layer (prefill,
 decoding, sliding window, the core's FLOP rate, PyTorch's book module, each against its
-target), the machine's own figures, one table per configuration, the
+target), attn against PyTorch 2, ONNX Runtime and OpenVINO (per configuration and thread
+count: times, ratios, the check's error, the reduced-precision rows' error), the machine's
+own figures, one table per configuration, the
 PyTorch peer's sensitivity to its environment and the chart of time vs T. Every section is
-left out when none of its benchmarks ran (e.g. under --benchmark_filter).
+left out when none of its benchmarks ran (e.g. under --benchmark_filter); without any modern
+peer file the report says so in one line.
 """
 
 import argparse
@@ -32,6 +41,9 @@ import math
 import os
 import re
 import sys
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import report_peers  # noqa: E402  (bench/, the script's folder)
 
 # (config name) -> description; the order of the report.
 CONFIGS = {
@@ -83,7 +95,7 @@ def load(path):
     """{(prefix, variant, config, threads): entry} from a Google Benchmark JSON file."""
     with open(path) as f:
         data = json.load(f)
-    results, singles, cvs = {}, {}, {}
+    results, singles, cvs, mins = {}, {}, {}, {}
     for b in data.get("benchmarks", []):
         run_name = b.get("run_name", b["name"])
         # /repeats:<n>: Google Benchmark's suffix for a benchmark's own repetition count.
@@ -97,6 +109,8 @@ def load(path):
                 results[key] = b
             elif b.get("aggregate_name") == "cv":
                 cvs[key] = b.get("real_time")
+            elif b.get("aggregate_name") == "min":
+                mins[key] = b
         elif not b.get("error_occurred"):
             singles.setdefault(key, b)
     for key, b in singles.items():
@@ -104,6 +118,9 @@ def load(path):
     for key, cv in cvs.items():  # spread over repetitions, a fraction of the mean
         if key in results:
             results[key]["_cv"] = cv
+    for key, b in mins.items():  # the fastest repetition (the modern peers write it)
+        if key in results:
+            results[key]["_min"] = b
     return data.get("context", {}), results
 
 
@@ -200,7 +217,10 @@ def fmt_gf(x):
     return "—" if x is None else f"{x:.1f}" if x >= 1 else f"{x:.3f}"
 
 
-def summary_table(results, configs):
+def summary_table(results, configs, peers):
+    """Ratios per configuration; peers (report_peers.Peers) adds a column per modern peer
+    and precision."""
+    extra = peers.summary_columns()
     t = lambda p, v, c, n: ms(results[(p, v, c, n)]) if (p, v, c, n) in results else None
     cpu = lambda p, v, c: cpu_ms(results.get((p, v, c, 1)))
     rows = []
@@ -214,16 +234,22 @@ def summary_table(results, configs):
                  pair(('attn', 'wrapper_out_proj'), ('attn', 'fused')),
                  pair(('torch', 'book_mha'), ('attn', 'fused')),
                  pair(('torch', 'nn_mha'), ('attn', 'fused'))]
+        cells += [cell(c, THREADS) for _, cell in extra]
         if all(set(cell.split(" / ")) == {"—"} for cell in cells):
             continue  # none of the compared pairs ran (e.g. under a filter)
         rows.append(f"| {c} | {' | '.join(cells)} | {fused} |")
     if not rows:
         return []
+    note = (" A modern peer's column: for each cell, the fastest of its rows at that precision "
+            "(the section *attn against PyTorch 2, ONNX Runtime and OpenVINO* gives every "
+            "row); int8 over attn's int8 module, other precisions over attn's float32 fused "
+            "module." if extra else "")
+    headers = ["wrapper / fused", "wrapper+out_proj / fused", "torch book MHA / attn fused",
+               "torch nn.MHA / attn fused"] + [h for h, _ in extra] + ["attn fused ms (1 / 2 thr)"]
     return (["## Summary: ratios of times (> 1: the second-named is faster)", "",
-             "Each cell: wall time at 1 thread / wall time at 2 threads / CPU time at 1 thread.",
-             "", "| config | wrapper / fused | wrapper+out_proj / fused "
-             "| torch book MHA / attn fused | torch nn.MHA / attn fused "
-             "| attn fused ms (1 / 2 thr) |", "|---|--:|--:|--:|--:|--:|"] + rows + [""])
+             "Each cell: wall time at 1 thread / wall time at 2 threads / CPU time at 1 thread."
+             + note, "", "| config | " + " | ".join(headers) + " |",
+             "|---|" + "--:|" * len(headers)] + rows + [""])
 
 
 def fmt_pct(x):
@@ -759,22 +785,29 @@ def machine_table(results, attn_context):
             "|--:|--:|--:|--:|--:|"] + lines + [""]
 
 
-def svg_time_vs_t(results, threads=2):
-    """Log-log lines of time vs T (B=1 sweep) at `threads` threads, as a standalone SVG."""
+def svg_time_vs_t(results, threads=2, extra_series=()):
+    """Log-log lines of time vs T (B=1 sweep) at `threads` threads, as a standalone SVG;
+    extra_series: more ((prefix, variant), label, colour, dash), e.g. the modern peers'."""
     series = [(("attn", "wrapper"), "attn wrapper", "#1f77b4", ""),
               (("attn", "fused"), "attn fused MHA", "#d62728", ""),
               (("attn", "fused_materialized"), "attn fused, materialized", "#ff7f0e", "4,2"),
               (("attn", "fused_int8"), "attn fused, int8", "#8c564b", "8,3"),
               (("torch", "book_mha"), "torch book MHA", "#2ca02c", "6,4"),
               (("torch", "nn_mha"), "torch nn.MultiheadAttention", "#9467bd", "2,3")]
+    series += list(extra_series)
     points = {}
     for (prefix, variant), label, color, dash in series:
         pts = [(t, ms(results[(prefix, variant, f"B1_T{t}", threads)])) for t in SWEEP
                if (prefix, variant, f"B1_T{t}", threads) in results]
         if pts:
             points[label] = (pts, color, dash)
-    width, height = 720, 480
-    left, right, top, bottom = 80, 230, 40, 60
+    # The legend, right of the plot, grows with its longest label (text from 51 px right of
+    # the plot, about 6.2 px per character at 12 px) and its number of lines (22 px each).
+    longest = max((len(label) for label in points), default=0)
+    left, top, bottom = 80, 40, 60
+    right = max(230, 61 + int(6.2 * longest))
+    width = left + 410 + right
+    height = max(480, top + 40 + 22 * len(points) + bottom)
     all_y = [y for pts, _, _ in points.values() for _, y in pts] or [1.0]
     y_lo = 10 ** math.floor(math.log10(min(all_y)))
     y_hi = 10 ** math.ceil(math.log10(max(all_y)))
@@ -827,7 +860,7 @@ def svg_time_vs_t(results, threads=2):
     return "\n".join(out) + "\n"
 
 
-def environment(attn_context, torch_context, results):
+def environment(attn_context, torch_context, results, peer_lines=()):
     lines = ["## Environment", ""]
     cpu = f"{attn_context.get('num_cpus', '?')} CPUs at {attn_context.get('mhz_per_cpu', '?')} MHz"
     load = attn_context.get("load_avg")
@@ -866,6 +899,7 @@ def environment(attn_context, torch_context, results):
                          f"{torch_context.get('quantized_engines_supported', '?')})")
     else:
         lines.append("- PyTorch peer: not run (torch not importable, or skipped)")
+    lines += peer_lines
     lines.append("")
     return lines
 
@@ -923,13 +957,14 @@ def simd_name(target):
     return target
 
 
-def headline(results, attn_context, torch_context):
-    """The wrapper, the fused module and PyTorch at B8_T1024, 1 and 2 threads."""
+def headline(results, attn_context, torch_context, peers):
+    """The wrapper, the fused module, PyTorch and the modern peers (report_peers.Peers) at
+    B8_T1024, 1 and 2 threads."""
     get = lambda key, n: results.get(key + (HEADLINE_CONFIG, n))
     time = lambda key, n: ms(get(key, n)) if get(key, n) else None
     fused = [time(("attn", "fused"), n) for n in THREADS]
     rows, spread = [], []
-    for key, label in HEADLINE_ROWS:
+    for key, label in HEADLINE_ROWS + peers.headline_rows(HEADLINE_CONFIG):
         times = [time(key, n) for n in THREADS]
         if all(t is None for t in times):
             continue
@@ -942,7 +977,9 @@ def headline(results, attn_context, torch_context):
     lines = ["## B=8, T=1024, d_in=d_out=768, 12 heads (the book's bonus benchmark)", "",
              "Median wall time of one forward call (eval mode, dropout 0.0); \"× attn fused\": "
              "that time over attn MultiHeadAttention's at the same thread count (> 1: slower "
-             "than attn's fused module).", ""]
+             "than attn's fused module)."
+             + (" A modern peer's row: its engine, version and precision, then its variant "
+                "(bench/README.md)." if peers.keys else ""), ""]
     lines += md_table(["module", "ms, 1 thread", "ms, 2 threads", "× attn fused, 1 thread",
                        "× attn fused, 2 threads"], rows)
     lines.append("")
@@ -955,6 +992,7 @@ def headline(results, attn_context, torch_context):
                     f"({torch_context.get('openblas_core', '?')} kernels).")
     else:
         machine += " PyTorch peer: not run."
+    machine += peers.machine_text()
     lines.append(machine)
     capacity = attn_context.get("cores_available_to_2_threads")
     if capacity is not None and float(capacity) < 1.8:
@@ -966,6 +1004,20 @@ def headline(results, attn_context, torch_context):
                   "of variation): the machine was busy; compare ratios rather than times."]
     lines.append("")
     return lines
+
+
+def peer_summary_lines(peers):
+    """The summary of attn against the modern peers, after the headline (report_peers)."""
+    status = peers.status_line()
+    if status:
+        return [status, ""]
+    sentences = peers.summary_sentences()
+    if not sentences:
+        return []
+    return (["## attn against the modern peers, in short", "",
+             "Medians of this run, each peer row against attn's row doing the same work at the "
+             "same thread count (section *attn against PyTorch 2, ONNX Runtime and OpenVINO*):",
+             ""] + [f"- {s}" for s in sentences] + [""])
 
 
 def main():
@@ -985,6 +1037,7 @@ def main():
     if os.path.exists(gqa_path):
         gqa_context, gqa_results = load(gqa_path)
         results.update(gqa_results)
+    peers = report_peers.Peers(sys.modules[__name__], results_dir, results)
 
     # Configurations of the module benchmarks (the per-configuration tables).
     present = {key[2] for key in results if key[:2] in ROW_KEYS}
@@ -996,15 +1049,18 @@ def main():
     md = ["# attn attention benchmark", "",
           "Median wall time per forward call (eval mode, dropout 0.0) over repetitions; "
           "ratios compare medians of the same run. Formulas and method: bench/README.md.", ""]
-    head = headline(results, attn_context, torch_context)
+    head = headline(results, attn_context, torch_context, peers)
     md += head
-    md += environment(attn_context, torch_context, results)
-    md += summary_table(results, configs)
+    peer_summary = peer_summary_lines(peers)
+    md += peer_summary
+    md += environment(attn_context, torch_context, results, peers.environment_lines())
+    md += summary_table(results, configs, peers)
     md += flash_vs_materialized(results, attn_configs)
     md += core_table(results, attn_configs, attn_context)
     md += decode_table(results)
     md += int8_section(results, torch_context)
     md += gqa_section(results, attn_context, gqa_context)
+    md += peers.section()
     md += machine_table(results, attn_context)
     md += ["## Per configuration", ""]
     for c in configs:
@@ -1013,8 +1069,11 @@ def main():
     chart = os.path.join(results_dir, "time_vs_T.svg")
     if sum(("attn", "fused", f"B1_T{t}", 2) in results for t in SWEEP) >= 2:
         with open(chart, "w") as f:
-            f.write(svg_time_vs_t(results))
+            f.write(svg_time_vs_t(results, 2, peers.chart_series(2, SWEEP)))
         md += ["## Time vs T", "", "![time vs T, 2 threads](time_vs_T.svg)", ""]
+        if peers.keys:
+            md += ["A modern peer's line: for each engine and precision, its variant with the "
+                   "most points of the sweep, then the fastest.", ""]
     elif os.path.exists(chart):
         os.remove(chart)  # from an earlier run: not this run's data
     text = "\n".join(md)
@@ -1026,6 +1085,8 @@ def main():
         return
     print("\n".join(head) if head else
           f"(no {HEADLINE_CONFIG} results for attn's wrapper or fused module in this run)\n")
+    if peer_summary:
+        print("\n".join(peer_summary))
     raw = sorted(f for f in os.listdir(results_dir)
                  if f.endswith((".json", "_console.txt")) or f == "gemm.md")
     print(f"Full report: {report}")

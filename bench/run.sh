@@ -21,15 +21,22 @@
 #    (torch_default_core.json, torch_omp_active.json; not with --quick).
 #    Then the grouped-query attention peer (bench/peers/torch_gqa.py), which
 #    checks its outputs against attn's before timing -> torch_gqa.json.
-# 3. --with-gemm: attn_gemm_bench and attn_gemm_int8_bench, when they were
+# 3. the modern peers, when <build dir>/peers-venv exists (scripts/install_deps.sh
+#    --with-peers makes it): attn_peer_reference writes the weights, inputs and
+#    attn's outputs to <build dir>/peer-references/, then bench/peers/torch2_peer.py,
+#    onnxruntime_peer.py and openvino_peer.py check against them and time
+#    themselves -> torch2.json, onnxruntime.json, openvino.json.
+#    ATTN_BENCH_SKIP_MODERN_PEERS=1 skips them.
+# 4. --with-gemm: attn_gemm_bench and attn_gemm_int8_bench, when they were
 #    built -> gemm.json, gemm.md, gemm_int8.json, gemm_int8.md.
-# 4. bench/report.py -> report.md and time_vs_T.svg; prints the headline table.
+# 5. bench/report.py -> report.md and time_vs_T.svg; prints the headline table.
 #
 # --quick: the headline configuration (B8_T1024: attn's wrapper, fused
 # module and int8 fused module, the PyTorch book module, its quantize_dynamic
 # qint8 copy and nn.MultiheadAttention, 1 and 2 threads) and the GQA prefill
 # (attn/gqa_prefill/llama32_1b_T1024 with machine/fma_peak, the book's GQA
-# module in PyTorch), 3 repetitions, into bench-results-quick/: a minute or two.
+# module in PyTorch), with every modern peer on both, 3 repetitions, into
+# bench-results-quick/: a few minutes.
 # A --benchmark_filter=REGEX argument is applied to the peer's names too
 # (torch/<variant>/<config>/threads:<n>), e.g.
 #   bench/run.sh build --benchmark_filter='B8_T1024'
@@ -93,7 +100,8 @@ if [[ -n $filter ]]; then
 fi
 mkdir -p "$out"
 rm -f "$out"/attn.json "$out"/attn_console.txt "$out"/torch*.json "$out"/torch*_console.txt \
-  "$out"/report.md "$out"/time_vs_T.svg "$out"/gqa_reference_*.safetensors
+  "$out"/onnxruntime*.json "$out"/onnxruntime*_console.txt "$out"/openvino*.json \
+  "$out"/openvino*_console.txt "$out"/peer_reference_console.txt "$out"/report.md "$out"/time_vs_T.svg "$out"/gqa_reference_*.safetensors
 [[ $with_gemm == 1 ]] && rm -f "$out"/gemm.json "$out"/gemm_console.txt "$out"/gemm.md \
   "$out"/gemm_int8.json "$out"/gemm_int8_console.txt "$out"/gemm_int8.md
 
@@ -174,6 +182,46 @@ if [[ ${ATTN_BENCH_SKIP_TORCH:-0} != 1 ]] && "$python" -c 'import torch' 2>/dev/
     --out "$out/torch_gqa.json" "${gqa_peer_args[@]}"
 else
   echo "PyTorch peer: skipped (no torch for $python, or ATTN_BENCH_SKIP_TORCH=1)"
+fi
+
+# The modern peers (bench/peers/*_peer.py: PyTorch 2, ONNX Runtime, OpenVINO) in
+# the virtual environment scripts/install_deps.sh --with-peers makes. Each loads
+# the weights and inputs attn_peer_reference writes, checks its output against
+# attn's and stops with an error if it disagrees; a peer that fails is reported
+# and left out, the others still run.
+venv_python=$build/peers-venv/bin/python
+reference_tool=$build/bench/attn_peer_reference
+if [[ ${ATTN_BENCH_SKIP_MODERN_PEERS:-0} == 1 ]]; then
+  echo "Modern peers: skipped (ATTN_BENCH_SKIP_MODERN_PEERS=1)"
+elif [[ ! -x $venv_python ]]; then
+  echo "Modern peers: skipped (no $build/peers-venv: scripts/install_deps.sh --with-peers makes it)"
+elif [[ ! -x $reference_tool ]]; then
+  echo "Modern peers: skipped ($reference_tool not built)"
+else
+  references=$build/peer-references
+  rm -rf "$references"
+  mkdir -p "$references"
+  reference_args=()
+  [[ $quick == 1 ]] && reference_args=(--quick)
+  "$reference_tool" "$references" "${reference_args[@]}" > "$out/peer_reference_console.txt"
+  modern_args=(--reference-dir "$references" --repetitions "$repetitions"
+    --big-repetitions "$big_repetitions")
+  [[ -n $filter ]] && modern_args+=(--filter "$filter")
+  for peer in torch2:"PyTorch 2" onnxruntime:"ONNX Runtime" openvino:OpenVINO; do
+    name=${peer%%:*}
+    set +e +o pipefail
+    "$venv_python" "$root/bench/peers/${name}_peer.py" --progress --out "$out/$name.json" \
+      "${modern_args[@]}" 2>&1 |
+      "$python" "$root/bench/progress.py" peer "${peer#*:} peer" "$out/${name}_console.txt" 0
+    status=("${PIPESTATUS[@]}")
+    set -e -o pipefail
+    if [[ ${status[0]} != 0 ]]; then
+      rm -f "$out/$name.json"
+      echo "${peer#*:} peer failed (exit status ${status[0]}); left out of the report." \
+        "The end of $out/${name}_console.txt:" >&2
+      tail -n 5 "$out/${name}_console.txt" >&2
+    fi
+  done
 fi
 
 if [[ $with_gemm == 1 ]]; then

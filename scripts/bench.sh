@@ -19,7 +19,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${ATTN_BUILD_DIR:-$root/build}
 python=/usr/bin/python3
 
-targets=(attn_attention_bench)
+targets=(attn_attention_bench attn_peer_reference)
 for arg in "$@"; do
   [[ $arg == --with-gemm ]] && targets+=(attn_gemm_bench attn_gemm_int8_bench)
 done
