@@ -31,9 +31,9 @@ KVCache::KVCache(int64_t batch, int64_t num_heads, int64_t head_dim, int64_t con
     keys_ = Tensor({batch, num_heads, context_length, head_dim});
     values_ = Tensor({batch, num_heads, context_length, head_dim});
   } else {
-    const int64_t words = static_cast<int64_t>(int8_row_bytes() / 4);
-    keys8_ = Tensor({batch, num_heads, context_length, words});
-    values8_ = Tensor({batch, num_heads, context_length, words});
+    keys8_ = Tensor({batch, num_heads, key_tiles(), static_cast<int64_t>(key_tile_bytes() / 4)});
+    values8_ =
+        Tensor({batch, num_heads, context_length, static_cast<int64_t>(int8_row_bytes() / 4)});
   }
 }
 
@@ -41,20 +41,33 @@ size_t KVCache::int8_row_bytes() const {
   return simd::KvInt8RowBytes(static_cast<size_t>(head_dim_));
 }
 
+size_t KVCache::key_tile_bytes() const {
+  return simd::KvInt8KeyTileBytes(static_cast<size_t>(head_dim_));
+}
+
+int64_t KVCache::key_tiles() const {
+  const int64_t tile = static_cast<int64_t>(simd::kKvInt8TileTokens);
+  return (capacity_ + tile - 1) / tile;
+}
+
 int64_t KVCache::bytes() const {
-  const int64_t row = type_ == KVCacheType::kInt8 ? static_cast<int64_t>(int8_row_bytes())
-                                                  : head_dim_ * static_cast<int64_t>(sizeof(float));
-  return 2 * batch_ * num_heads_ * capacity_ * row;
+  if (type_ == KVCacheType::kFloat32) {
+    return 2 * batch_ * num_heads_ * capacity_ * head_dim_ * static_cast<int64_t>(sizeof(float));
+  }
+  return batch_ * num_heads_ *
+         (key_tiles() * static_cast<int64_t>(key_tile_bytes()) +
+          capacity_ * static_cast<int64_t>(int8_row_bytes()));
 }
 
 bool KVCache::has_storage() const {
-  const std::vector<int64_t> shape{batch_, num_heads_, capacity_,
-                                   type_ == KVCacheType::kInt8
-                                       ? static_cast<int64_t>(int8_row_bytes() / 4)
-                                       : head_dim_};
-  const Tensor& k = type_ == KVCacheType::kInt8 ? keys8_ : keys_;
-  const Tensor& v = type_ == KVCacheType::kInt8 ? values8_ : values_;
-  return k.shape() == shape && v.shape() == shape;
+  if (type_ == KVCacheType::kFloat32) {
+    const std::vector<int64_t> shape{batch_, num_heads_, capacity_, head_dim_};
+    return keys_.shape() == shape && values_.shape() == shape;
+  }
+  return keys8_.shape() == std::vector<int64_t>{batch_, num_heads_, key_tiles(),
+                                                static_cast<int64_t>(key_tile_bytes() / 4)} &&
+         values8_.shape() == std::vector<int64_t>{batch_, num_heads_, capacity_,
+                                                  static_cast<int64_t>(int8_row_bytes() / 4)};
 }
 
 std::string KVCache::describe() const {
@@ -65,8 +78,8 @@ std::string KVCache::describe() const {
 }
 
 const uint8_t* KVCache::int8_keys(size_t b, size_t h) const {
-  const size_t rows = (b * static_cast<size_t>(num_heads_) + h) * static_cast<size_t>(capacity_);
-  return reinterpret_cast<const uint8_t*>(keys8_.data()) + rows * int8_row_bytes();
+  const size_t tiles = (b * static_cast<size_t>(num_heads_) + h) * static_cast<size_t>(key_tiles());
+  return reinterpret_cast<const uint8_t*>(keys8_.data()) + tiles * key_tile_bytes();
 }
 
 const uint8_t* KVCache::int8_values(size_t b, size_t h) const {
@@ -77,22 +90,20 @@ const uint8_t* KVCache::int8_values(size_t b, size_t h) const {
 void KVCache::append(const float* keys, const float* values, size_t ld, size_t tokens) {
   const size_t heads = static_cast<size_t>(num_heads_), hd = static_cast<size_t>(head_dim_);
   const size_t capacity = static_cast<size_t>(capacity_), past = static_cast<size_t>(size_);
-  const size_t row_bytes = type_ == KVCacheType::kInt8 ? int8_row_bytes() : hd * sizeof(float);
-  uint8_t* const k_base = reinterpret_cast<uint8_t*>(
-      type_ == KVCacheType::kInt8 ? keys8_.data() : keys_.data());
-  uint8_t* const v_base = reinterpret_cast<uint8_t*>(
-      type_ == KVCacheType::kInt8 ? values8_.data() : values_.data());
   for (size_t b = 0; b < static_cast<size_t>(batch_); ++b) {
     for (size_t h = 0; h < heads; ++h) {
       for (size_t t = 0; t < tokens; ++t) {
-        const size_t source = (b * tokens + t) * ld + h * hd;
-        const size_t slot = ((b * heads + h) * capacity + past + t) * row_bytes;
+        const size_t source = (b * tokens + t) * ld + h * hd, position = past + t;
         if (type_ == KVCacheType::kInt8) {
-          simd::QuantizeKvRow(keys + source, hd, k_base + slot);
-          simd::QuantizeKvRow(values + source, hd, v_base + slot);
+          uint8_t* k = const_cast<uint8_t*>(int8_keys(b, h)) +
+                       position / simd::kKvInt8TileTokens * key_tile_bytes();
+          simd::QuantizeKvKey(keys + source, hd, k, position % simd::kKvInt8TileTokens);
+          simd::QuantizeKvRow(values + source, hd,
+                              const_cast<uint8_t*>(int8_values(b, h)) + position * int8_row_bytes());
         } else {
-          std::memcpy(k_base + slot, keys + source, row_bytes);
-          std::memcpy(v_base + slot, values + source, row_bytes);
+          const size_t slot = ((b * heads + h) * capacity + position) * hd;
+          std::memcpy(keys_.data() + slot, keys + source, hd * sizeof(float));
+          std::memcpy(values_.data() + slot, values + source, hd * sizeof(float));
         }
       }
     }
@@ -124,7 +135,8 @@ void KVCache::attend(const detail::AttentionProblem& problem) const {
   const size_t heads = static_cast<size_t>(num_heads_), capacity = static_cast<size_t>(capacity_);
   if (type_ == KVCacheType::kInt8) {
     const size_t row = int8_row_bytes();
-    const detail::Int8Rows k{int8_keys(0, 0), heads * capacity * row, capacity * row};
+    const size_t tiles = static_cast<size_t>(key_tiles()) * key_tile_bytes();
+    const detail::Int8Rows k{int8_keys(0, 0), heads * tiles, tiles};
     const detail::Int8Rows v{int8_values(0, 0), heads * capacity * row, capacity * row};
     detail::attention_int8_cache(p, k, v);
     return;
@@ -139,24 +151,29 @@ void KVCache::attend(const detail::AttentionProblem& problem) const {
 
 namespace {
 
-Tensor dequantized(const KVCache& cache, const Tensor& floats, const Tensor& rows,
-                   size_t row_bytes) {
+// Keys (tiles) or values (rows) of an int8 cache, or a float32 cache's
+// tensor, as float32 (batch, heads, size, head_dim).
+Tensor dequantized(const KVCache& cache, bool keys, const Tensor& floats, const uint8_t* int8,
+                   size_t head_bytes) {
   const int64_t batch = cache.batch(), heads = cache.num_heads(), hd = cache.head_dim();
-  const size_t n = static_cast<size_t>(cache.size()), capacity = static_cast<size_t>(cache.capacity());
+  const size_t n = static_cast<size_t>(cache.size()), h = static_cast<size_t>(hd);
+  const size_t capacity = static_cast<size_t>(cache.capacity());
   Tensor out({batch, heads, cache.size(), hd});
   for (size_t bh = 0; bh < static_cast<size_t>(batch * heads); ++bh) {
-    float* dst = out.data() + bh * n * static_cast<size_t>(hd);
+    float* dst = out.data() + bh * n * h;
     if (cache.type() == KVCacheType::kFloat32) {
-      if (n > 0) {
-        std::memcpy(dst, floats.data() + bh * capacity * static_cast<size_t>(hd),
-                    n * static_cast<size_t>(hd) * sizeof(float));
-      }
+      if (n > 0) std::memcpy(dst, floats.data() + bh * capacity * h, n * h * sizeof(float));
       continue;
     }
-    const uint8_t* src = reinterpret_cast<const uint8_t*>(rows.data()) + bh * capacity * row_bytes;
+    const uint8_t* src = int8 + bh * head_bytes;
     for (size_t t = 0; t < n; ++t) {
-      simd::DequantizeKvRow(src + t * row_bytes, static_cast<size_t>(hd),
-                            dst + t * static_cast<size_t>(hd));
+      if (keys) {
+        const size_t tile = t / simd::kKvInt8TileTokens;
+        simd::DequantizeKvKey(src + tile * simd::KvInt8KeyTileBytes(h),
+                              t % simd::kKvInt8TileTokens, h, dst + t * h);
+      } else {
+        simd::DequantizeKvRow(src + t * simd::KvInt8RowBytes(h), h, dst + t * h);
+      }
     }
   }
   return out;
@@ -166,12 +183,15 @@ Tensor dequantized(const KVCache& cache, const Tensor& floats, const Tensor& row
 
 Tensor KVCache::dequantized_keys() const {
   if (!has_storage()) throw ArgumentError("KVCache::dequantized_keys: " + describe());
-  return dequantized(*this, keys_, keys8_, int8_row_bytes());
+  return dequantized(*this, true, keys_, type_ == KVCacheType::kInt8 ? int8_keys(0, 0) : nullptr,
+                     static_cast<size_t>(key_tiles()) * key_tile_bytes());
 }
 
 Tensor KVCache::dequantized_values() const {
   if (!has_storage()) throw ArgumentError("KVCache::dequantized_values: " + describe());
-  return dequantized(*this, values_, values8_, int8_row_bytes());
+  return dequantized(*this, false, values_,
+                     type_ == KVCacheType::kInt8 ? int8_values(0, 0) : nullptr,
+                     static_cast<size_t>(capacity_) * int8_row_bytes());
 }
 
 void KVCache::rewind(int64_t num_tokens) {

@@ -12,6 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <algorithm>
+#include <limits>
+
 #include "hwy/highway.h"
 #include "simd/kv_int8.h"
 #include "simd/softmax-inl.h"
@@ -24,7 +27,7 @@ namespace HWY_NAMESPACE {
 
 namespace hn = hwy::HWY_NAMESPACE;
 
-// N int8 values at p, converted to N floats.
+// Lanes(d) int8 values at p, converted to floats.
 template <class DF>
 HWY_INLINE hn::Vec<DF> LoadInt8AsFloat(DF df, const int8_t* HWY_RESTRICT p) {
   const hn::Rebind<int8_t, DF> d8;
@@ -32,143 +35,137 @@ HWY_INLINE hn::Vec<DF> LoadInt8AsFloat(DF df, const int8_t* HWY_RESTRICT p) {
   return hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(d8, p)));
 }
 
-// q · k for one int8 row: per block, the dot product with the converted
-// values, times the block's scale. Whole vectors inside each block (N divides
-// 32 whenever N <= 32), then a scalar tail.
-HWY_INLINE float KvInt8Dot(const float* HWY_RESTRICT q, const uint8_t* HWY_RESTRICT row,
-                           size_t head_dim) {
-  const hn::ScalableTag<float> df;
-  const size_t N = hn::Lanes(df);
+// Vectors across the 16 keys of a tile: at most 16 lanes.
+using TileTag = hn::CappedTag<float, simd::kKvInt8TileTokens>;
+
+// The scores of R <= 4 queries (q0 .. q0 + (R-1) * head_dim) against the 16
+// keys of one tile, unscaled: s_r[lane] for lane = 0..15. Each dimension's
+// int8 values are converted once for the R queries; each block's sums are
+// then multiplied by the 16 keys' block scales.
+template <size_t R>
+HWY_INLINE void TileScores(const float* HWY_RESTRICT q0, size_t head_dim,
+                           const uint8_t* HWY_RESTRICT tile, float* HWY_RESTRICT s0, size_t lds) {
+  const TileTag d;
+  const size_t N = hn::Lanes(d);
   const size_t blocks = simd::KvInt8Blocks(head_dim);
-  const float* HWY_RESTRICT scales = reinterpret_cast<const float*>(row);
-  const int8_t* HWY_RESTRICT values = reinterpret_cast<const int8_t*>(row + 4 * blocks);
-  auto total = hn::Zero(df);
-  float tail = 0.0f;
-  for (size_t b = 0; b < blocks; ++b) {
-    const size_t begin = b * simd::kKvInt8Block;
-    const size_t len = head_dim - begin < simd::kKvInt8Block ? head_dim - begin : simd::kKvInt8Block;
-    size_t i = 0;
-    if (N <= simd::kKvInt8Block) {
-      auto acc = hn::Zero(df);
-      for (; i + N <= len; i += N) {
-        acc = hn::MulAdd(hn::LoadU(df, q + begin + i), LoadInt8AsFloat(df, values + begin + i), acc);
+  constexpr size_t kTile = simd::kKvInt8TileTokens;
+  const float* HWY_RESTRICT scales = reinterpret_cast<const float*>(tile);
+  const int8_t* HWY_RESTRICT values = reinterpret_cast<const int8_t*>(tile + 4 * blocks * kTile);
+  const float* HWY_RESTRICT q1 = q0 + head_dim;
+  const float* HWY_RESTRICT q2 = q1 + head_dim;
+  const float* HWY_RESTRICT q3 = q2 + head_dim;
+  for (size_t lane = 0; lane < kTile; lane += N) {
+    auto t0 = hn::Zero(d), t1 = hn::Zero(d), t2 = hn::Zero(d), t3 = hn::Zero(d);
+    for (size_t b = 0; b < blocks; ++b) {
+      const size_t begin = b * simd::kKvInt8Block;
+      const size_t end = HWY_MIN(head_dim, begin + simd::kKvInt8Block);
+      auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
+      size_t i = begin;
+      if (R == 1) {
+        // One query: four chains over the dimensions, not one long one.
+        for (; i + 4 <= end; i += 4) {
+          const int8_t* k = values + i * kTile + lane;
+          a0 = hn::MulAdd(hn::Set(d, q0[i]), LoadInt8AsFloat(d, k), a0);
+          a1 = hn::MulAdd(hn::Set(d, q0[i + 1]), LoadInt8AsFloat(d, k + kTile), a1);
+          a2 = hn::MulAdd(hn::Set(d, q0[i + 2]), LoadInt8AsFloat(d, k + 2 * kTile), a2);
+          a3 = hn::MulAdd(hn::Set(d, q0[i + 3]), LoadInt8AsFloat(d, k + 3 * kTile), a3);
+        }
+        for (; i < end; ++i) {
+          a0 = hn::MulAdd(hn::Set(d, q0[i]), LoadInt8AsFloat(d, values + i * kTile + lane), a0);
+        }
+        a0 = hn::Add(hn::Add(a0, a1), hn::Add(a2, a3));
       }
-      total = hn::MulAdd(hn::Set(df, scales[b]), acc, total);
+      for (; i < end; ++i) {
+        const auto k = LoadInt8AsFloat(d, values + i * kTile + lane);
+        a0 = hn::MulAdd(hn::Set(d, q0[i]), k, a0);
+        if (R > 1) a1 = hn::MulAdd(hn::Set(d, q1[i]), k, a1);
+        if (R > 2) a2 = hn::MulAdd(hn::Set(d, q2[i]), k, a2);
+        if (R > 3) a3 = hn::MulAdd(hn::Set(d, q3[i]), k, a3);
+      }
+      const auto scale = hn::LoadU(d, scales + b * kTile + lane);
+      t0 = hn::MulAdd(a0, scale, t0);
+      if (R > 1) t1 = hn::MulAdd(a1, scale, t1);
+      if (R > 2) t2 = hn::MulAdd(a2, scale, t2);
+      if (R > 3) t3 = hn::MulAdd(a3, scale, t3);
     }
-    float partial = 0.0f;
-    for (; i < len; ++i) partial += q[begin + i] * static_cast<float>(values[begin + i]);
-    tail += scales[b] * partial;
+    hn::StoreU(t0, d, s0 + lane);
+    if (R > 1) hn::StoreU(t1, d, s0 + lds + lane);
+    if (R > 2) hn::StoreU(t2, d, s0 + 2 * lds + lane);
+    if (R > 3) hn::StoreU(t3, d, s0 + 3 * lds + lane);
   }
-  return hn::GetLane(hn::SumOfLanes(df, total)) + tail;
 }
 
-// q · k for four int8 rows at once (four independent chains: the sums of one
-// row would otherwise wait on each other's latency).
-HWY_INLINE void KvInt8Dot4(const float* HWY_RESTRICT q, const uint8_t* HWY_RESTRICT row0,
-                           size_t row_bytes, size_t head_dim, float* HWY_RESTRICT dots) {
-  const hn::ScalableTag<float> df;
-  const size_t N = hn::Lanes(df);
-  const size_t blocks = simd::KvInt8Blocks(head_dim);
-  const uint8_t* HWY_RESTRICT row1 = row0 + row_bytes;
-  const uint8_t* HWY_RESTRICT row2 = row1 + row_bytes;
-  const uint8_t* HWY_RESTRICT row3 = row2 + row_bytes;
-  const int8_t* HWY_RESTRICT v0 = reinterpret_cast<const int8_t*>(row0 + 4 * blocks);
-  const int8_t* HWY_RESTRICT v1 = reinterpret_cast<const int8_t*>(row1 + 4 * blocks);
-  const int8_t* HWY_RESTRICT v2 = reinterpret_cast<const int8_t*>(row2 + 4 * blocks);
-  const int8_t* HWY_RESTRICT v3 = reinterpret_cast<const int8_t*>(row3 + 4 * blocks);
-  const float* HWY_RESTRICT s0 = reinterpret_cast<const float*>(row0);
-  const float* HWY_RESTRICT s1 = reinterpret_cast<const float*>(row1);
-  const float* HWY_RESTRICT s2 = reinterpret_cast<const float*>(row2);
-  const float* HWY_RESTRICT s3 = reinterpret_cast<const float*>(row3);
-  auto t0 = hn::Zero(df), t1 = hn::Zero(df), t2 = hn::Zero(df), t3 = hn::Zero(df);
-  float tail0 = 0.0f, tail1 = 0.0f, tail2 = 0.0f, tail3 = 0.0f;
-  for (size_t b = 0; b < blocks; ++b) {
-    const size_t begin = b * simd::kKvInt8Block;
-    const size_t len = head_dim - begin < simd::kKvInt8Block ? head_dim - begin : simd::kKvInt8Block;
-    size_t i = begin;
-    if (N <= simd::kKvInt8Block) {
-      auto a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
-      for (; i + N <= begin + len; i += N) {
-        const auto qv = hn::LoadU(df, q + i);
-        a0 = hn::MulAdd(qv, LoadInt8AsFloat(df, v0 + i), a0);
-        a1 = hn::MulAdd(qv, LoadInt8AsFloat(df, v1 + i), a1);
-        a2 = hn::MulAdd(qv, LoadInt8AsFloat(df, v2 + i), a2);
-        a3 = hn::MulAdd(qv, LoadInt8AsFloat(df, v3 + i), a3);
-      }
-      t0 = hn::MulAdd(hn::Set(df, s0[b]), a0, t0);
-      t1 = hn::MulAdd(hn::Set(df, s1[b]), a1, t1);
-      t2 = hn::MulAdd(hn::Set(df, s2[b]), a2, t2);
-      t3 = hn::MulAdd(hn::Set(df, s3[b]), a3, t3);
-    }
-    float p0 = 0.0f, p1 = 0.0f, p2 = 0.0f, p3 = 0.0f;
-    for (; i < begin + len; ++i) {
-      p0 += q[i] * static_cast<float>(v0[i]);
-      p1 += q[i] * static_cast<float>(v1[i]);
-      p2 += q[i] * static_cast<float>(v2[i]);
-      p3 += q[i] * static_cast<float>(v3[i]);
-    }
-    tail0 += s0[b] * p0;
-    tail1 += s1[b] * p1;
-    tail2 += s2[b] * p2;
-    tail3 += s3[b] * p3;
-  }
-  dots[0] = hn::GetLane(hn::SumOfLanes(df, t0)) + tail0;
-  dots[1] = hn::GetLane(hn::SumOfLanes(df, t1)) + tail1;
-  dots[2] = hn::GetLane(hn::SumOfLanes(df, t2)) + tail2;
-  dots[3] = hn::GetLane(hn::SumOfLanes(df, t3)) + tail3;
-}
-
-// out[0, head_dim) = sum over j in [begin, end) of p[j] * v_j, the rows v_j
-// `row_bytes` apart from `values`: tiles of four vectors of the output held in
-// registers across all keys, then single vectors, then a scalar tail.
-HWY_INLINE void KvInt8WeightedSum(const float* HWY_RESTRICT p, const uint8_t* HWY_RESTRICT rows,
-                                  size_t row_bytes, size_t begin, size_t end, size_t head_dim,
-                                  float* HWY_RESTRICT out) {
-  const hn::ScalableTag<float> df;
-  const size_t N = hn::Lanes(df);
+// out_r[0, head_dim) = sum over j in [begin, end) of p_r[j] * v_j for R <= 4
+// queries (p_r = p0 + r * ldp, out_r = out0 + r * head_dim), the value rows
+// row_bytes apart: per row and vector of columns, its int8 values converted
+// and scaled once for the R queries. R = 1 keeps four vectors of columns in
+// registers (independent chains); a scalar tail takes the last columns.
+template <size_t R>
+HWY_INLINE void WeightedValues(const float* HWY_RESTRICT p0, size_t ldp,
+                               const uint8_t* HWY_RESTRICT rows, size_t row_bytes, size_t begin,
+                               size_t end, size_t head_dim, float* HWY_RESTRICT out0) {
+  const hn::ScalableTag<float> d;
+  const size_t N = hn::Lanes(d);
   const size_t blocks = simd::KvInt8Blocks(head_dim);
   const size_t block = simd::kKvInt8Block;
+  const float* HWY_RESTRICT p1 = p0 + ldp;
+  const float* HWY_RESTRICT p2 = p1 + ldp;
+  const float* HWY_RESTRICT p3 = p2 + ldp;
   size_t c = 0;
   if (N <= block) {
-    for (; c + 4 * N <= head_dim; c += 4 * N) {
-      const size_t b0 = c / block, b1 = (c + N) / block, b2 = (c + 2 * N) / block,
-                   b3 = (c + 3 * N) / block;
-      auto a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
-      for (size_t j = begin; j < end; ++j) {
-        const uint8_t* row = rows + j * row_bytes;
-        const float* scales = reinterpret_cast<const float*>(row);
-        const int8_t* values = reinterpret_cast<const int8_t*>(row + 4 * blocks) + c;
-        const float pj = p[j];
-        a0 = hn::MulAdd(hn::Set(df, pj * scales[b0]), LoadInt8AsFloat(df, values), a0);
-        a1 = hn::MulAdd(hn::Set(df, pj * scales[b1]), LoadInt8AsFloat(df, values + N), a1);
-        a2 = hn::MulAdd(hn::Set(df, pj * scales[b2]), LoadInt8AsFloat(df, values + 2 * N), a2);
-        a3 = hn::MulAdd(hn::Set(df, pj * scales[b3]), LoadInt8AsFloat(df, values + 3 * N), a3);
+    if (R == 1) {
+      for (; c + 4 * N <= head_dim; c += 4 * N) {
+        const size_t b0 = c / block, b1 = (c + N) / block, b2 = (c + 2 * N) / block,
+                     b3 = (c + 3 * N) / block;
+        auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
+        for (size_t j = begin; j < end; ++j) {
+          const uint8_t* row = rows + j * row_bytes;
+          const float* scales = reinterpret_cast<const float*>(row);
+          const int8_t* values = reinterpret_cast<const int8_t*>(row + 4 * blocks) + c;
+          const float pj = p0[j];
+          a0 = hn::MulAdd(hn::Set(d, pj * scales[b0]), LoadInt8AsFloat(d, values), a0);
+          a1 = hn::MulAdd(hn::Set(d, pj * scales[b1]), LoadInt8AsFloat(d, values + N), a1);
+          a2 = hn::MulAdd(hn::Set(d, pj * scales[b2]), LoadInt8AsFloat(d, values + 2 * N), a2);
+          a3 = hn::MulAdd(hn::Set(d, pj * scales[b3]), LoadInt8AsFloat(d, values + 3 * N), a3);
+        }
+        hn::StoreU(a0, d, out0 + c);
+        hn::StoreU(a1, d, out0 + c + N);
+        hn::StoreU(a2, d, out0 + c + 2 * N);
+        hn::StoreU(a3, d, out0 + c + 3 * N);
       }
-      hn::StoreU(a0, df, out + c);
-      hn::StoreU(a1, df, out + c + N);
-      hn::StoreU(a2, df, out + c + 2 * N);
-      hn::StoreU(a3, df, out + c + 3 * N);
     }
     for (; c + N <= head_dim; c += N) {
       const size_t b = c / block;
-      auto a = hn::Zero(df);
+      auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
       for (size_t j = begin; j < end; ++j) {
         const uint8_t* row = rows + j * row_bytes;
         const float scale = reinterpret_cast<const float*>(row)[b];
-        const int8_t* values = reinterpret_cast<const int8_t*>(row + 4 * blocks) + c;
-        a = hn::MulAdd(hn::Set(df, p[j] * scale), LoadInt8AsFloat(df, values), a);
+        const auto v = hn::Mul(
+            LoadInt8AsFloat(d, reinterpret_cast<const int8_t*>(row + 4 * blocks) + c),
+            hn::Set(d, scale));
+        a0 = hn::MulAdd(hn::Set(d, p0[j]), v, a0);
+        if (R > 1) a1 = hn::MulAdd(hn::Set(d, p1[j]), v, a1);
+        if (R > 2) a2 = hn::MulAdd(hn::Set(d, p2[j]), v, a2);
+        if (R > 3) a3 = hn::MulAdd(hn::Set(d, p3[j]), v, a3);
       }
-      hn::StoreU(a, df, out + c);
+      hn::StoreU(a0, d, out0 + c);
+      if (R > 1) hn::StoreU(a1, d, out0 + head_dim + c);
+      if (R > 2) hn::StoreU(a2, d, out0 + 2 * head_dim + c);
+      if (R > 3) hn::StoreU(a3, d, out0 + 3 * head_dim + c);
     }
   }
   for (; c < head_dim; ++c) {
-    float sum = 0.0f;
-    for (size_t j = begin; j < end; ++j) {
-      const uint8_t* row = rows + j * row_bytes;
-      const float scale = reinterpret_cast<const float*>(row)[c / block];
-      sum += p[j] * scale * static_cast<float>(reinterpret_cast<const int8_t*>(row + 4 * blocks)[c]);
+    for (size_t r = 0; r < R; ++r) {
+      const float* p = p0 + r * ldp;
+      float sum = 0.0f;
+      for (size_t j = begin; j < end; ++j) {
+        const uint8_t* row = rows + j * row_bytes;
+        const float scale = reinterpret_cast<const float*>(row)[c / block];
+        sum += p[j] * (scale * static_cast<float>(
+                                   reinterpret_cast<const int8_t*>(row + 4 * blocks)[c]));
+      }
+      out0[r * head_dim + c] = sum;
     }
-    out[c] = sum;
   }
 }
 
@@ -176,22 +173,33 @@ HWY_INLINE void KvInt8WeightedSum(const float* HWY_RESTRICT p, const uint8_t* HW
 inline void KvInt8AttentionKernel(const simd::KvInt8AttentionArgs& a) {
   const size_t rows = a.tokens * a.group, hd = a.head_dim;
   if (rows == 0 || hd == 0) return;
-  const size_t row_bytes = simd::KvInt8RowBytes(hd);
+  constexpr size_t kTile = simd::kKvInt8TileTokens;
+  const size_t row_bytes = simd::KvInt8RowBytes(hd), tile_bytes = simd::KvInt8KeyTileBytes(hd);
+  const size_t lds = (a.num_keys + kTile - 1) / kTile * kTile;
   float* const scores =
-      simd::detail::ThreadScratch(simd::detail::ScratchSlot::kFlashAttention, rows * a.num_keys);
-  // Scores and softmax of every query first: out may be q.
+      simd::detail::ThreadScratch(simd::detail::ScratchSlot::kFlashAttention, rows * lds);
+  // Scores and softmax of every query first: out may be q. The query heads
+  // of one token see the same keys: up to four at a time share each tile.
   for (size_t t = 0; t < a.tokens; ++t) {
     size_t begin, end;
     simd::KvInt8VisibleKeys(a, t, &begin, &end);
-    for (size_t g = 0; g < a.group; ++g) {
+    for (size_t g = 0; g < a.group; g += 4) {
+      const size_t r = HWY_MIN(size_t{4}, a.group - g);
       const float* q = a.q + t * a.ldq + g * hd;
-      float* s = scores + (t * a.group + g) * a.num_keys;
-      size_t j = begin;
-      for (; j + 4 <= end; j += 4) KvInt8Dot4(q, a.keys + j * row_bytes, row_bytes, hd, s + j);
-      for (; j < end; ++j) s[j] = KvInt8Dot(q, a.keys + j * row_bytes, hd);
+      float* s = scores + (t * a.group + g) * lds;
+      for (size_t tile = begin / kTile; tile * kTile < end; ++tile) {
+        const uint8_t* keys = a.keys + tile * tile_bytes;
+        float* st = s + tile * kTile;
+        if (r == 4) TileScores<4>(q, hd, keys, st, lds);
+        if (r == 3) TileScores<3>(q, hd, keys, st, lds);
+        if (r == 2) TileScores<2>(q, hd, keys, st, lds);
+        if (r == 1) TileScores<1>(q, hd, keys, st, lds);
+      }
+    }
+    for (size_t g = 0; g < a.group; ++g) {
       simd::SoftmaxArgs softmax;
-      softmax.in = softmax.out = s;
-      softmax.ld_in = softmax.ld_out = a.num_keys;
+      softmax.in = softmax.out = scores + (t * a.group + g) * lds;
+      softmax.ld_in = softmax.ld_out = lds;
       softmax.rows = 1;
       softmax.cols = end;
       softmax.scale = a.scale;
@@ -204,9 +212,19 @@ inline void KvInt8AttentionKernel(const simd::KvInt8AttentionArgs& a) {
   for (size_t t = 0; t < a.tokens; ++t) {
     size_t begin, end;
     simd::KvInt8VisibleKeys(a, t, &begin, &end);
-    for (size_t g = 0; g < a.group; ++g) {
-      KvInt8WeightedSum(scores + (t * a.group + g) * a.num_keys, a.values, row_bytes, begin, end,
-                        hd, a.out + t * a.ldo + g * hd);
+    if (begin == end) {  // no key at all (num_keys = 0): NaN, the softmax of nothing
+      std::fill(a.out + t * a.ldo, a.out + t * a.ldo + a.group * hd,
+                std::numeric_limits<float>::quiet_NaN());
+      continue;
+    }
+    size_t g = 0;
+    for (; g + 4 <= a.group; g += 4) {
+      WeightedValues<4>(scores + (t * a.group + g) * lds, lds, a.values, row_bytes, begin, end, hd,
+                        a.out + t * a.ldo + g * hd);
+    }
+    for (; g < a.group; ++g) {
+      WeightedValues<1>(scores + (t * a.group + g) * lds, lds, a.values, row_bytes, begin, end, hd,
+                        a.out + t * a.ldo + g * hd);
     }
   }
 }

@@ -40,10 +40,13 @@ void KvInt8Attention(const KvInt8AttentionArgs& args) {
   HWY_DYNAMIC_DISPATCH(KvInt8AttentionT)(args);
 }
 
-void QuantizeKvRow(const float* x, size_t head_dim, uint8_t* row) {
+namespace {
+
+// The quantization of simd/kv_int8.h: block b's scale to scales[b * scale_stride],
+// value i to values[i * value_stride].
+void Quantize(const float* x, size_t head_dim, float* scales, size_t scale_stride, int8_t* values,
+              size_t value_stride) {
   const size_t blocks = KvInt8Blocks(head_dim);
-  float* scales = reinterpret_cast<float*>(row);
-  int8_t* values = reinterpret_cast<int8_t*>(row + 4 * blocks);
   for (size_t b = 0; b < blocks; ++b) {
     const size_t begin = b * kKvInt8Block, end = std::min(head_dim, begin + kKvInt8Block);
     float amax = 0.0f;
@@ -55,13 +58,23 @@ void QuantizeKvRow(const float* x, size_t head_dim, uint8_t* row) {
     // amax / 127 rounds the scale; x / scale then stays within [-127.5, 127.5]
     // up to rounding, and the clamp keeps it in int8's symmetric range.
     const float scale = finite ? amax / 127.0f : std::numeric_limits<float>::quiet_NaN();
-    scales[b] = scale;
+    scales[b * scale_stride] = scale;
     for (size_t i = begin; i < end; ++i) {
       float q = 0.0f;
-      if (finite && scale > 0.0f) q = std::min(127.0f, std::max(-127.0f, std::nearbyint(x[i] / scale)));
-      values[i] = static_cast<int8_t>(q);
+      if (finite && scale > 0.0f) {
+        q = std::min(127.0f, std::max(-127.0f, std::nearbyint(x[i] / scale)));
+      }
+      values[i * value_stride] = static_cast<int8_t>(q);
     }
   }
+}
+
+}  // namespace
+
+void QuantizeKvRow(const float* x, size_t head_dim, uint8_t* row) {
+  const size_t blocks = KvInt8Blocks(head_dim);
+  Quantize(x, head_dim, reinterpret_cast<float*>(row), 1,
+           reinterpret_cast<int8_t*>(row + 4 * blocks), 1);
   const size_t used = 4 * blocks + head_dim;
   std::memset(row + used, 0, KvInt8RowBytes(head_dim) - used);
 }
@@ -74,12 +87,31 @@ void DequantizeKvRow(const uint8_t* row, size_t head_dim, float* out) {
   }
 }
 
+void QuantizeKvKey(const float* x, size_t head_dim, uint8_t* tile, size_t lane) {
+  const size_t blocks = KvInt8Blocks(head_dim);
+  Quantize(x, head_dim, reinterpret_cast<float*>(tile) + lane, kKvInt8TileTokens,
+           reinterpret_cast<int8_t*>(tile + 4 * blocks * kKvInt8TileTokens) + lane,
+           kKvInt8TileTokens);
+}
+
+void DequantizeKvKey(const uint8_t* tile, size_t lane, size_t head_dim, float* out) {
+  const size_t blocks = KvInt8Blocks(head_dim);
+  const float* scales = reinterpret_cast<const float*>(tile);
+  const int8_t* values = reinterpret_cast<const int8_t*>(tile + 4 * blocks * kKvInt8TileTokens);
+  for (size_t i = 0; i < head_dim; ++i) {
+    out[i] = scales[(i / kKvInt8Block) * kKvInt8TileTokens + lane] *
+             static_cast<float>(values[i * kKvInt8TileTokens + lane]);
+  }
+}
+
 void KvInt8AttentionReference(const KvInt8AttentionArgs& a) {
   const size_t hd = a.head_dim, rows = a.tokens * a.group, row_bytes = KvInt8RowBytes(hd);
   if (rows == 0 || hd == 0) return;
   std::vector<float> k(a.num_keys * hd), v(a.num_keys * hd);
+  const size_t tile_bytes = KvInt8KeyTileBytes(hd);
   for (size_t j = 0; j < a.num_keys; ++j) {
-    DequantizeKvRow(a.keys + j * row_bytes, hd, k.data() + j * hd);
+    DequantizeKvKey(a.keys + j / kKvInt8TileTokens * tile_bytes, j % kKvInt8TileTokens, hd,
+                    k.data() + j * hd);
     DequantizeKvRow(a.values + j * row_bytes, hd, v.data() + j * hd);
   }
   // All outputs first: out may be q.

@@ -1,18 +1,21 @@
-// The int8 KV cache's rows and the attention that reads them.
+// The int8 KV cache's storage and the attention that reads it.
 //
-// Row format (one token of one key/value head, head_dim values): symmetric
-// int8 in blocks of 32 values (the last block may be shorter), one float32
-// scale per block, stored together so that a step streams each row once:
+// Values: symmetric int8 in blocks of 32 (the last block may be shorter),
+// one float32 scale per block, quantized as scale = max|x| / 127, q =
+// round-to-nearest-even(x / scale) (0 when the scale is 0); value i of a
+// block dequantizes to scale * q_i. A block holding NaN or ±inf gets a NaN
+// scale, so all of it dequantizes to NaN: the token still poisons exactly
+// the rows that attend to it, as a non-finite float32 key or value does (the
+// float path gives NaN or ±inf there, this one NaN).
 //
-//   [scale_0 ... scale_{B-1}: B floats][q_0 ... q_{hd-1}: int8][pad to 4 bytes]
-//
-// B = ceil(head_dim / 32). Value i dequantizes to scale_{i/32} * q_i. A block
-// is quantized with scale = max|x| / 127 and q = round-to-nearest-even(x /
-// scale) (0 when the scale is 0); a block holding NaN or ±inf gets a NaN
-// scale, so every value of it dequantizes to NaN: the token still poisons
-// exactly the rows that attend to it, as a non-finite float32 key or value
-// does (the float path gives NaN or ±inf there, this one NaN). head_dim = 64:
-// 72 bytes per row against 256 in float32 (0.28x).
+// A value row (one token of one key/value head, head_dim values) stores its
+// B = ceil(head_dim / 32) scales, then its values, padded to 4 bytes:
+//   [scale_0 ... scale_{B-1}: floats][v_0 ... v_{hd-1}: int8][pad]
+// Keys are stored in tiles of 16 tokens, so that the scores of 16 keys are
+// one vector of multiply-adds with no horizontal sums:
+//   [scales: B x 16 floats, block-major][values: head_dim x 16 int8, dim-major]
+// token 16 * tile + lane in lane `lane`. head_dim = 64: 72 bytes a token in
+// either form, against 256 in float32 (0.28x).
 #pragma once
 
 #include <stddef.h>
@@ -31,12 +34,26 @@ inline size_t KvInt8RowBytes(size_t head_dim) {
   return (4 * KvInt8Blocks(head_dim) + head_dim + 3) / 4 * 4;
 }
 
-// Quantizes x[0, head_dim) into one row at `row` (KvInt8RowBytes bytes,
-// 4-byte aligned). Scalar: rows are written once per token.
+constexpr size_t kKvInt8TileTokens = 16;
+
+// Bytes of one key tile (16 tokens); a multiple of 4.
+inline size_t KvInt8KeyTileBytes(size_t head_dim) {
+  return (4 * KvInt8Blocks(head_dim) + head_dim) * kKvInt8TileTokens;
+}
+
+// Quantizes x[0, head_dim) into one value row at `row` (KvInt8RowBytes
+// bytes, 4-byte aligned). Scalar: rows are written once per token.
 void QuantizeKvRow(const float* x, size_t head_dim, uint8_t* row);
 
-// Dequantizes one row into out[0, head_dim).
+// Dequantizes one value row into out[0, head_dim).
 void DequantizeKvRow(const uint8_t* row, size_t head_dim, float* out);
+
+// Quantizes x[0, head_dim) (the same numbers as QuantizeKvRow) into lane
+// `lane` < 16 of the key tile at `tile`; the other lanes are untouched.
+void QuantizeKvKey(const float* x, size_t head_dim, uint8_t* tile, size_t lane);
+
+// Dequantizes lane `lane` of a key tile into out[0, head_dim).
+void DequantizeKvKey(const uint8_t* tile, size_t lane, size_t head_dim, float* out);
 
 // Attention of `tokens` query tokens x `group` query heads that share one
 // key/value head, over num_keys cached rows of that head:
@@ -47,11 +64,13 @@ void DequantizeKvRow(const uint8_t* row, size_t head_dim, float* out);
 // q_begin + t - window with window > 0), every j < num_keys without.
 // q(t, g) is q + t * ldq + g * head_dim (head_dim floats), out(t, g) is
 // out + t * ldo + g * head_dim; out may be q itself (ldo == ldq: every query
-// is read before any output is written), no other overlap. k_j, v_j are rows
-// keys + j * KvInt8RowBytes(head_dim) and values + j * ... (4-byte aligned).
-// Causal needs q_begin + tokens <= num_keys. Scratch: this thread's
-// kFlashAttention slot (simd/thread_scratch.h), tokens * group * (num_keys +
-// head_dim) floats.
+// is read before any output is written), no other overlap. Key j is lane
+// j % 16 of the tile at keys + (j / 16) * KvInt8KeyTileBytes(head_dim); v_j
+// the row at values + j * KvInt8RowBytes(head_dim) (both 4-byte aligned).
+// The whole tile of the last key is read: its lanes past num_keys must be
+// readable (any values; they never reach an output). Causal needs q_begin +
+// tokens <= num_keys. Scratch: this thread's kFlashAttention slot
+// (simd/thread_scratch.h), tokens * group * (num_keys + 16) floats.
 struct KvInt8AttentionArgs {
   const float* q = nullptr;
   size_t ldq = 0;
@@ -67,14 +86,17 @@ struct KvInt8AttentionArgs {
   float scale = 1.0f;
 };
 
-// The Highway kernel (dispatched to the best target of this CPU): each score
-// is the sum over blocks of scale_b times the block's dot product with the
-// int8 values converted in registers, the softmax is simd::MaskedSoftmax's,
-// and each output accumulates p_j * scale_b times the converted values. No
-// float copy of the rows is made. Tuned on AVX-512 (Zen 4) for head_dim 64.
+// The Highway kernel (dispatched to the best target of this CPU). Scores:
+// per key tile, vectors across its 16 keys: each dimension's int8 values are
+// converted in registers once and multiplied by up to four queries' element
+// (the query heads of a group), each block's sum then times the keys' block
+// scales. Softmax: simd::MaskedSoftmax's. Values: per value row, its int8
+// values converted and scaled once, then added into up to four queries'
+// outputs with their weights. No float copy of the cache is made. Tuned on
+// AVX-512 (Zen 4) for head_dim 64 and groups of 1 and 4.
 void KvInt8Attention(const KvInt8AttentionArgs& args);
 
-// Scalar reference: the rows dequantized as DequantizeKvRow does, the scores,
+// Scalar reference: the rows dequantized as DequantizeKvRow/Key do, the scores,
 // softmax and sums in double; a row with a NaN or +inf score, or only -inf
 // scores, is NaN (simd/softmax.h's rules).
 void KvInt8AttentionReference(const KvInt8AttentionArgs& args);

@@ -20,7 +20,8 @@
 //  - KVCacheType::kFloat32 (the default): keys and values as float32;
 //  - KVCacheType::kInt8: each token's key and value of each head as symmetric
 //    int8 with one float32 scale per 32 values, the scales beside the values
-//    (head_dim 64: 72 bytes per row instead of 256, 0.28x). Keys are
+//    (keys in tiles of 16 tokens; head_dim 64: 72 bytes a token per key or
+//    value instead of 256, 0.28x). Keys are
 //    quantized after RoPE. Attention reads the int8 rows directly; every
 //    token, prompt or decoded, attends to the quantized keys and values, so a
 //    prompt and N decoded tokens still give one forward's outputs over the same
@@ -60,9 +61,10 @@ class KVCache {
   int64_t size() const { return size_; }          // tokens cached so far
   KVCacheType type() const { return type_; }
   // Bytes of key and value storage held (all capacity() tokens, scales
-  // included): 2·batch·num_heads·capacity·row bytes, a row being head_dim·4
-  // bytes in float32, 4·ceil(head_dim / 32) + head_dim bytes rounded up to a
-  // multiple of 4 in int8.
+  // included): float32: 2·batch·num_heads·capacity·head_dim·4; int8:
+  // batch·num_heads·(keys: ceil(capacity / 16) tiles of 16·(4·B + head_dim)
+  // bytes + values: capacity rows of 4·B + head_dim bytes rounded up to a
+  // multiple of 4), B = ceil(head_dim / 32) scales per token.
   int64_t bytes() const;
 
   // Forgets every cached token.
@@ -112,9 +114,12 @@ class KVCache {
   // float32 cache copies them, an int8 cache quantizes them. Then size() +=
   // tokens.
   void append(const float* keys, const float* values, size_t ld, size_t tokens);
-  // Row bytes of the int8 storage (simd::KvInt8RowBytes(head_dim)).
+  // The int8 storage (simd/kv_int8.h): the keys of (b, h) in key_tiles()
+  // tiles of 16 tokens, key_tile_bytes() each; its values in capacity rows of
+  // int8_row_bytes().
   size_t int8_row_bytes() const;
-  // The int8 rows of (b, h): capacity rows of int8_row_bytes() bytes.
+  size_t key_tile_bytes() const;
+  int64_t key_tiles() const;
   const uint8_t* int8_keys(size_t b, size_t h) const;
   const uint8_t* int8_values(size_t b, size_t h) const;
 

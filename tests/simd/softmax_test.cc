@@ -250,6 +250,15 @@ void TestSoftmaxSpecialValues() {
     RunBoth(in, 1.0f, false, 0, Describe(8, cols, 1.0f, false, 0) + " huge logits unscaled");
     // Causal: the NaN in row 2 and the all -inf row only matter when valid.
     RunBoth(in, 1e-28f, true, 0, Describe(8, cols, 1e-28f, true, 0) + " huge logits");
+    // Scaled logits of 1e19 and more with a scale that rounds (was NaN on AVX2
+    // and AVX3: GCC fused scale * x - max into one FMA, whose exact product
+    // minus the rounded maximum overflowed Exp).
+    Rows big(2, cols, 1, true);
+    softmax_test::FillRandom(&big, -1.0f, 1.0f, static_cast<uint32_t>(cols + 1));
+    big.row(0)[last] = 1.2345e20f;
+    big.row(1)[last / 2] = 2e25f;
+    big.row(1)[0] = -3e25f;
+    RunBoth(big, 0.1443f, false, 0, Describe(2, cols, 0.1443f, false, 0) + " large scaled logits");
   }
 }
 
