@@ -13,6 +13,7 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -44,6 +45,10 @@ bool SwitchedTo(const void* id) {
   const bool switched = id != last;
   last = id;
   return switched;
+}
+
+double MinOf(const std::vector<double>& v) {
+  return v.empty() ? 0.0 : *std::min_element(v.begin(), v.end());
 }
 
 double CausalAttentionFlops(int64_t batch, int64_t heads, int64_t head_dim, int64_t tokens) {

@@ -32,6 +32,10 @@ bool HeapTracking();
 // last one.
 bool SwitchedTo(const void* id);
 
+// The smallest of the repetitions: the "min" statistic of the rows that
+// bench/report.py compares with the peers (beside Google Benchmark's median).
+double MinOf(const std::vector<double>& v);
+
 // 4·B·H·hd·T(T+1)/2: Q·Kᵀ and weights·V over the causal lower triangle.
 double CausalAttentionFlops(int64_t batch, int64_t heads, int64_t head_dim, int64_t tokens);
 

@@ -192,16 +192,19 @@ void RegisterDecodeBenchmarks() {
     benchmark::RegisterBenchmark(("attn/decode_1_after_1023" + suffix).c_str(), BM_Decode, threads,
                                  false)
         ->UseRealTime()
+        ->ComputeStatistics("min", MinOf)
         ->MeasureProcessCPUTime()
         ->Unit(benchmark::kMicrosecond);
     benchmark::RegisterBenchmark(("attn/decode_int8_1_after_1023" + suffix).c_str(), BM_Decode,
                                  threads, true)
         ->UseRealTime()
+        ->ComputeStatistics("min", MinOf)
         ->MeasureProcessCPUTime()
         ->Unit(benchmark::kMicrosecond);
     benchmark::RegisterBenchmark(("attn/full_forward_1024" + suffix).c_str(), BM_FullForward,
                                  threads)
         ->UseRealTime()
+        ->ComputeStatistics("min", MinOf)
         ->MeasureProcessCPUTime()
         ->Unit(benchmark::kMillisecond);
   }

@@ -175,6 +175,7 @@ void RegisterKvInt8DecodeBenchmarks() {
           benchmark::RegisterBenchmark(name.c_str(), BM_KvDecode, model, int8_weights, type,
                                        threads)
               ->UseRealTime()
+        ->ComputeStatistics("min", MinOf)
               ->MeasureProcessCPUTime()
               ->Unit(benchmark::kMicrosecond);
         }

@@ -181,6 +181,7 @@ void RegisterModuleBenchmark(const Config& c, Variant v) {
                              "/threads:" + std::to_string(threads);
     benchmark::RegisterBenchmark(name.c_str(), BM_Attention, name, c, v, threads)
         ->UseRealTime()
+        ->ComputeStatistics("min", MinOf)
         ->MeasureProcessCPUTime()
         ->Unit(benchmark::kMillisecond);
   }

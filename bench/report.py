@@ -23,7 +23,9 @@ The report: the headline table, the summary sentences of attn against the modern
 smallest margin; int8 against int8), the environment, a summary of ratios per configuration,
 the flash vs the materialized paths of the fused module (time, peak heap beyond the
 output), the attention core alone against the FP32 FMA peak, decoding one token with a KV
-cache against a full forward and against the time to stream its bytes, dynamic int8
+cache against a full forward and against the time to stream its bytes, decoding with an
+int8 KV cache (bench/report_kv_cache.py: the int8 cache's speed-up and memory, time against
+the working-set bandwidth, errors, each against its target), dynamic int8
 quantization (attn's quantize_dynamic and PyTorch's: times, ratios, relative L2 errors
 against the float32 modules), grouped-query attention on a Llama 3.2 1B layer (prefill,
 decoding, sliding window, the core's FLOP rate, PyTorch's book module, each against its
@@ -43,7 +45,8 @@ import re
 import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-import report_peers  # noqa: E402  (bench/, the script's folder)
+import report_kv_cache  # noqa: E402  (bench/, the script's folder)
+import report_peers  # noqa: E402
 
 # (config name) -> description; the order of the report.
 CONFIGS = {
@@ -1058,6 +1061,7 @@ def main():
     md += flash_vs_materialized(results, attn_configs)
     md += core_table(results, attn_configs, attn_context)
     md += decode_table(results)
+    md += report_kv_cache.section(sys.modules[__name__], results)
     md += int8_section(results, torch_context)
     md += gqa_section(results, attn_context, gqa_context)
     md += peers.section()
