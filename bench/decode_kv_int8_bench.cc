@@ -167,15 +167,15 @@ void RegisterKvInt8DecodeBenchmarks() {
     for (bool int8_weights : {false, true}) {
       for (attn::KVCacheType type : {attn::KVCacheType::kFloat32, attn::KVCacheType::kInt8}) {
         for (int threads : {1, 2}) {
-          const std::string name =
-              std::string("attn/kv_decode_") + (int8_weights ? "int8" : "f32") + "w_" +
-              (type == attn::KVCacheType::kInt8 ? "int8" : "f32") + "kv/" +
-              (model == Model::kGpt2 ? "gpt2_small" : "llama32_1b") +
-              "/threads:" + std::to_string(threads);
+          const std::string name = std::string("attn/kv_decode_") +
+                                   (int8_weights ? "int8" : "f32") + "w_" +
+                                   (type == attn::KVCacheType::kInt8 ? "int8" : "f32") + "kv/" +
+                                   (model == Model::kGpt2 ? "gpt2_small" : "llama32_1b") +
+                                   "/threads:" + std::to_string(threads);
           benchmark::RegisterBenchmark(name.c_str(), BM_KvDecode, model, int8_weights, type,
                                        threads)
               ->UseRealTime()
-        ->ComputeStatistics("min", MinOf)
+              ->ComputeStatistics("min", MinOf)
               ->MeasureProcessCPUTime()
               ->Unit(benchmark::kMicrosecond);
         }

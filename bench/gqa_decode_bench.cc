@@ -115,7 +115,7 @@ void RegisterGqaDecodeBenchmarks() {
                                std::to_string(kv_groups) + "/threads:" + std::to_string(threads);
       benchmark::RegisterBenchmark(name.c_str(), BM_GqaDecode, kv_groups, threads)
           ->UseRealTime()
-        ->ComputeStatistics("min", MinOf)
+          ->ComputeStatistics("min", MinOf)
           ->MeasureProcessCPUTime()
           ->Unit(benchmark::kMicrosecond);
     }

@@ -100,7 +100,9 @@ void RegisterGqaPrefillBenchmarks() {
       benchmark::internal::Benchmark* b =
           benchmark::RegisterBenchmark(name.c_str(), BM_GqaPrefill, c, threads);
       b->UseRealTime()
-        ->ComputeStatistics("min", MinOf)->MeasureProcessCPUTime()->Unit(benchmark::kMillisecond);
+          ->ComputeStatistics("min", MinOf)
+          ->MeasureProcessCPUTime()
+          ->Unit(benchmark::kMillisecond);
       if (c.tokens >= 4096 && BigRepetitions() > 0) b->Repetitions(BigRepetitions());
     }
   }

@@ -111,8 +111,8 @@ void WriteMha(Writer& writer, const std::string& name, bool decode, int64_t batc
   attn::MultiHeadAttention module(d_in, d_out, tokens, 0.0, heads);
   module.eval();
   const attn::Tensor x = attn::rand({batch, tokens, d_in});
-  Metadata metadata = MhaMetadata(decode ? "mha_decode" : "mha", batch, tokens, d_in, d_out, heads,
-                                  tokens);
+  Metadata metadata =
+      MhaMetadata(decode ? "mha_decode" : "mha", batch, tokens, d_in, d_out, heads, tokens);
   if (decode) metadata["prompt_tokens"] = std::to_string(tokens - 1);
   writer.Write(name, module.state_dict(), x, decode ? DecodeLast(module, x) : module.forward(x),
                std::move(metadata));

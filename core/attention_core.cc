@@ -9,6 +9,7 @@
 #include "attn/error.h"
 #include "core/input_checks.h"
 #include "parallel/parallel_for.h"
+#include "simd/decode_attention.h"
 #include "simd/flash_attention.h"
 #include "simd/matmul.h"
 #include "simd/softmax.h"
@@ -205,7 +206,13 @@ void flash_block(const AttentionProblem& p, size_t b, size_t kvh, size_t t0, siz
   f.causal = p.causal;
   f.window = p.window;
   f.scale = p.scale;
-  simd::FlashAttention(f);
+  // A few positions (KV-cache decoding): read K and V in place rather than
+  // packing them (the choice depends on the problem only, not on the threads).
+  if (p.tokens <= simd::kDecodeMaxPositions) {
+    simd::DecodeAttention(f);
+  } else {
+    simd::FlashAttention(f);
+  }
 }
 
 }  // namespace

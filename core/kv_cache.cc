@@ -11,13 +11,14 @@
 
 namespace attn {
 
-const char* to_string(KVCacheType type) {
-  return type == KVCacheType::kInt8 ? "int8" : "float32";
-}
+const char* to_string(KVCacheType type) { return type == KVCacheType::kInt8 ? "int8" : "float32"; }
 
 KVCache::KVCache(int64_t batch, int64_t num_heads, int64_t head_dim, int64_t context_length,
                  KVCacheType type)
-    : batch_(batch), num_heads_(num_heads), head_dim_(head_dim), capacity_(context_length),
+    : batch_(batch),
+      num_heads_(num_heads),
+      head_dim_(head_dim),
+      capacity_(context_length),
       type_(type) {
   detail::check_positive("KVCache", "batch", batch);
   detail::check_positive("KVCache", "num_heads", num_heads);
@@ -98,8 +99,9 @@ void KVCache::append(const float* keys, const float* values, size_t ld, size_t t
           uint8_t* k = const_cast<uint8_t*>(int8_keys(b, h)) +
                        position / simd::kKvInt8TileTokens * key_tile_bytes();
           simd::QuantizeKvKey(keys + source, hd, k, position % simd::kKvInt8TileTokens);
-          simd::QuantizeKvRow(values + source, hd,
-                              const_cast<uint8_t*>(int8_values(b, h)) + position * int8_row_bytes());
+          simd::QuantizeKvRow(
+              values + source, hd,
+              const_cast<uint8_t*>(int8_values(b, h)) + position * int8_row_bytes());
         } else {
           const size_t slot = ((b * heads + h) * capacity + position) * hd;
           std::memcpy(keys_.data() + slot, keys + source, hd * sizeof(float));
@@ -169,8 +171,8 @@ Tensor dequantized(const KVCache& cache, bool keys, const Tensor& floats, const 
     for (size_t t = 0; t < n; ++t) {
       if (keys) {
         const size_t tile = t / simd::kKvInt8TileTokens;
-        simd::DequantizeKvKey(src + tile * simd::KvInt8KeyTileBytes(h),
-                              t % simd::kKvInt8TileTokens, h, dst + t * h);
+        simd::DequantizeKvKey(src + tile * simd::KvInt8KeyTileBytes(h), t % simd::kKvInt8TileTokens,
+                              h, dst + t * h);
       } else {
         simd::DequantizeKvRow(src + t * simd::KvInt8RowBytes(h), h, dst + t * h);
       }
@@ -210,8 +212,8 @@ uint64_t KVCache::new_owner() {
 
 void KVCache::check_owner(const char* module, const char* kind, uint64_t owner) const {
   if (owner_ == 0 || owner_ == owner) return;
-  throw ArgumentError(std::string(module) + ": this " + describe() + " belongs to another module, " +
-                      owner_kind_ + ", not to this one (" + kind +
+  throw ArgumentError(std::string(module) + ": this " + describe() +
+                      " belongs to another module, " + owner_kind_ + ", not to this one (" + kind +
                       "): its keys and values mean nothing here. Use this module's make_cache() "
                       "(copies of a module accept its caches; load_state_dict() and "
                       "quantize_dynamic() give a module a new identity)");

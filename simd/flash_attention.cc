@@ -46,9 +46,9 @@ std::string Describe(const FlashAttentionArgs& a) {
          " ldq_group=" + std::to_string(a.ldq_group) + " ldo_group=" + std::to_string(a.ldo_group);
 }
 
-// Throws ShapeError for arguments that would make the kernel read or write
-// out of bounds.
-void CheckArgs(const FlashAttentionArgs& a, const char* caller) {
+}  // namespace
+
+void CheckFlashAttentionArgs(const FlashAttentionArgs& a, const char* caller) {
   const size_t hd = a.head_dim;
   const bool has_queries = a.num_queries != 0 && hd != 0;
   const bool has_keys = a.num_keys != 0 && hd != 0;
@@ -71,17 +71,15 @@ void CheckArgs(const FlashAttentionArgs& a, const char* caller) {
   }
 }
 
-}  // namespace
-
 HWY_EXPORT(FlashAttentionT);
 
 void FlashAttention(const FlashAttentionArgs& args) {
-  CheckArgs(args, "FlashAttention");
+  CheckFlashAttentionArgs(args, "FlashAttention");
   HWY_DYNAMIC_DISPATCH(FlashAttentionT)(args);
 }
 
 void FlashAttentionReference(const FlashAttentionArgs& a) {
-  CheckArgs(a, "FlashAttentionReference");
+  CheckFlashAttentionArgs(a, "FlashAttentionReference");
   const size_t hd = a.head_dim;
   if (a.num_queries == 0 || hd == 0) return;
   const double kInf = std::numeric_limits<double>::infinity();

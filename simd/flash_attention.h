@@ -118,6 +118,11 @@ inline size_t FirstVisibleKey(const FlashAttentionArgs& a, size_t i) {
   return std::min(first, VisibleKeys(a, i));
 }
 
+// Throws ShapeError, naming `caller` and the arguments, for arguments that
+// would make a kernel read or write out of bounds (the checks of the user
+// errors above).
+void CheckFlashAttentionArgs(const FlashAttentionArgs& args, const char* caller);
+
 // The Highway kernel, dispatched to the best target of this CPU. Tuned for
 // AVX3 (AVX-512) at head_dim 64; correct for any head_dim and every compiled
 // target. Needs a scratch buffer of at most 2 * (keys read + 64) *

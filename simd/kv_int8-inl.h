@@ -118,15 +118,39 @@ HWY_INLINE void WeightedValues(const float* HWY_RESTRICT p0, size_t ldp,
         const size_t b0 = c / block, b1 = (c + N) / block, b2 = (c + 2 * N) / block,
                      b3 = (c + 3 * N) / block;
         auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
-        for (size_t j = begin; j < end; ++j) {
-          const uint8_t* row = rows + j * row_bytes;
-          const float* scales = reinterpret_cast<const float*>(row);
-          const int8_t* values = reinterpret_cast<const int8_t*>(row + 4 * blocks) + c;
-          const float pj = p0[j];
-          a0 = hn::MulAdd(hn::Set(d, pj * scales[b0]), LoadInt8AsFloat(d, values), a0);
-          a1 = hn::MulAdd(hn::Set(d, pj * scales[b1]), LoadInt8AsFloat(d, values + N), a1);
-          a2 = hn::MulAdd(hn::Set(d, pj * scales[b2]), LoadInt8AsFloat(d, values + 2 * N), a2);
-          a3 = hn::MulAdd(hn::Set(d, pj * scales[b3]), LoadInt8AsFloat(d, values + 3 * N), a3);
+        if (b0 == b3) {  // N <= 8: the four vectors in one block, one weight
+          for (size_t j = begin; j < end; ++j) {
+            const uint8_t* row = rows + j * row_bytes;
+            const int8_t* values = reinterpret_cast<const int8_t*>(row + 4 * blocks) + c;
+            const auto w = hn::Set(d, p0[j] * reinterpret_cast<const float*>(row)[b0]);
+            a0 = hn::MulAdd(w, LoadInt8AsFloat(d, values), a0);
+            a1 = hn::MulAdd(w, LoadInt8AsFloat(d, values + N), a1);
+            a2 = hn::MulAdd(w, LoadInt8AsFloat(d, values + 2 * N), a2);
+            a3 = hn::MulAdd(w, LoadInt8AsFloat(d, values + 3 * N), a3);
+          }
+        } else if (b0 == b1 && b2 == b3) {  // N = 16: two blocks, two weights
+          for (size_t j = begin; j < end; ++j) {
+            const uint8_t* row = rows + j * row_bytes;
+            const float* scales = reinterpret_cast<const float*>(row);
+            const int8_t* values = reinterpret_cast<const int8_t*>(row + 4 * blocks) + c;
+            const auto w01 = hn::Set(d, p0[j] * scales[b0]);
+            const auto w23 = hn::Set(d, p0[j] * scales[b2]);
+            a0 = hn::MulAdd(w01, LoadInt8AsFloat(d, values), a0);
+            a1 = hn::MulAdd(w01, LoadInt8AsFloat(d, values + N), a1);
+            a2 = hn::MulAdd(w23, LoadInt8AsFloat(d, values + 2 * N), a2);
+            a3 = hn::MulAdd(w23, LoadInt8AsFloat(d, values + 3 * N), a3);
+          }
+        } else {
+          for (size_t j = begin; j < end; ++j) {
+            const uint8_t* row = rows + j * row_bytes;
+            const float* scales = reinterpret_cast<const float*>(row);
+            const int8_t* values = reinterpret_cast<const int8_t*>(row + 4 * blocks) + c;
+            const float pj = p0[j];
+            a0 = hn::MulAdd(hn::Set(d, pj * scales[b0]), LoadInt8AsFloat(d, values), a0);
+            a1 = hn::MulAdd(hn::Set(d, pj * scales[b1]), LoadInt8AsFloat(d, values + N), a1);
+            a2 = hn::MulAdd(hn::Set(d, pj * scales[b2]), LoadInt8AsFloat(d, values + 2 * N), a2);
+            a3 = hn::MulAdd(hn::Set(d, pj * scales[b3]), LoadInt8AsFloat(d, values + 3 * N), a3);
+          }
         }
         hn::StoreU(a0, d, out0 + c);
         hn::StoreU(a1, d, out0 + c + N);
@@ -140,9 +164,9 @@ HWY_INLINE void WeightedValues(const float* HWY_RESTRICT p0, size_t ldp,
       for (size_t j = begin; j < end; ++j) {
         const uint8_t* row = rows + j * row_bytes;
         const float scale = reinterpret_cast<const float*>(row)[b];
-        const auto v = hn::Mul(
-            LoadInt8AsFloat(d, reinterpret_cast<const int8_t*>(row + 4 * blocks) + c),
-            hn::Set(d, scale));
+        const auto v =
+            hn::Mul(LoadInt8AsFloat(d, reinterpret_cast<const int8_t*>(row + 4 * blocks) + c),
+                    hn::Set(d, scale));
         a0 = hn::MulAdd(hn::Set(d, p0[j]), v, a0);
         if (R > 1) a1 = hn::MulAdd(hn::Set(d, p1[j]), v, a1);
         if (R > 2) a2 = hn::MulAdd(hn::Set(d, p2[j]), v, a2);
@@ -161,8 +185,8 @@ HWY_INLINE void WeightedValues(const float* HWY_RESTRICT p0, size_t ldp,
       for (size_t j = begin; j < end; ++j) {
         const uint8_t* row = rows + j * row_bytes;
         const float scale = reinterpret_cast<const float*>(row)[c / block];
-        sum += p[j] * (scale * static_cast<float>(
-                                   reinterpret_cast<const int8_t*>(row + 4 * blocks)[c]));
+        sum += p[j] *
+               (scale * static_cast<float>(reinterpret_cast<const int8_t*>(row + 4 * blocks)[c]));
       }
       out0[r * head_dim + c] = sum;
     }

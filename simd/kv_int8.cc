@@ -62,7 +62,12 @@ void Quantize(const float* x, size_t head_dim, float* scales, size_t scale_strid
     for (size_t i = begin; i < end; ++i) {
       float q = 0.0f;
       if (finite && scale > 0.0f) {
-        q = std::min(127.0f, std::max(-127.0f, std::nearbyint(x[i] / scale)));
+        // Round to nearest even: |x / scale| <= 127.5 (plus rounding), far below
+        // 2^22, where adding and subtracting 1.5 * 2^23 rounds exactly like
+        // nearbyint in the default rounding mode (this file is built with
+        // -ffp-contract=off and without -ffast-math, so the sum stays).
+        const float magic = 12582912.0f;
+        q = std::min(127.0f, std::max(-127.0f, (x[i] / scale + magic) - magic));
       }
       values[i * value_stride] = static_cast<int8_t>(q);
     }

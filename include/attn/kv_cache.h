@@ -126,8 +126,8 @@ class KVCache {
   int64_t batch_, num_heads_, head_dim_, capacity_;
   int64_t size_ = 0;
   KVCacheType type_ = KVCacheType::kFloat32;
-  Tensor keys_, values_;      // float32 caches
-  Tensor keys8_, values8_;    // int8 caches: the rows' bytes in float-sized words
+  Tensor keys_, values_;              // float32 caches
+  Tensor keys8_, values8_;            // int8 caches: the rows' bytes in float-sized words
   uint64_t owner_ = 0;                // 0: no module yet
   const char* owner_kind_ = nullptr;  // e.g. "a MultiHeadAttention"
 };

@@ -467,9 +467,9 @@ TEST(BadInput, GqaKVCacheForwardErrorsLeaveTheCacheUnchanged) {
                           "not to this one (a GroupedQueryAttention)");
     EXPECT_EQ(c.size(), 0);
   }
-  for (const auto& other : {KVCache(2, 4, 2, 16), KVCache(2, 1, 2, 16), KVCache(2, 2, 4, 16),
-                            KVCache(2, 2, 2, 32), KVCache(3, 2, 2, 16),
-                            KVCache(2, 2, 4, 16, KVCacheType::kInt8)}) {
+  for (const auto& other :
+       {KVCache(2, 4, 2, 16), KVCache(2, 1, 2, 16), KVCache(2, 2, 4, 16), KVCache(2, 2, 2, 32),
+        KVCache(3, 2, 2, 16), KVCache(2, 2, 4, 16, KVCacheType::kInt8)}) {
     KVCache c = other;
     const std::string cache_shape =
         shape_to_string({c.batch(), c.num_heads(), c.capacity(), c.head_dim()});

@@ -126,7 +126,8 @@ void expect_decoding_accuracy(const M& module, const char* name, const Tensor& x
   const M quantized = quantize_dynamic(module);
   const std::vector<int64_t> chunks = prompt_then_steps(960, 64);
   KVCache f32 = module.make_cache(1), f32_int8 = module.make_cache(1, KVCacheType::kInt8);
-  KVCache int8_f32 = quantized.make_cache(1), int8_int8 = quantized.make_cache(1, KVCacheType::kInt8);
+  KVCache int8_f32 = quantized.make_cache(1),
+          int8_int8 = quantized.make_cache(1, KVCacheType::kInt8);
   const auto decoded = [&](const M& m, KVCache& cache) {
     return slice_tokens(decode_in_chunks(m, cache, x, chunks), 960, 1024);
   };
@@ -134,9 +135,10 @@ void expect_decoding_accuracy(const M& module, const char* name, const Tensor& x
   const double cache_only = rel_l2(decoded(module, f32_int8), reference);
   const double weights_only = rel_l2(decoded(quantized, int8_f32), reference);
   const double both = rel_l2(decoded(quantized, int8_int8), reference);
-  std::printf("%s, 64 tokens after 960: rel L2 vs float32: int8 cache %.3g, int8 weights %.3g, "
-              "both %.3g\n",
-              name, cache_only, weights_only, both);
+  std::printf(
+      "%s, 64 tokens after 960: rel L2 vs float32: int8 cache %.3g, int8 weights %.3g, "
+      "both %.3g\n",
+      name, cache_only, weights_only, both);
   EXPECT_LE(both, 1.5e-2);
   EXPECT_LE(cache_only, 5e-3);
 }

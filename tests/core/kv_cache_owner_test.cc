@@ -62,7 +62,8 @@ TEST(KVCacheOwner, KindsAreNamed) {
   KVCache from_mha = mha.make_cache(1), from_gqa = gqa.make_cache(1);
   ASSERT_EQ(from_mha.keys().shape(), from_gqa.keys().shape());
   expect_refused(gqa, from_mha, x,
-                 {"GroupedQueryAttention: this float32 KVCache", "belongs to another module, a "
+                 {"GroupedQueryAttention: this float32 KVCache",
+                  "belongs to another module, a "
                   "MultiHeadAttention, not to this one (a GroupedQueryAttention)"});
   expect_refused(
       mha, from_gqa, x,

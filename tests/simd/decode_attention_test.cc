@@ -1,0 +1,472 @@
+// simd::DecodeAttention: every compiled target's DecodeAttentionKernel
+// against simd::FlashAttentionReference (double) on head_dim 1..130 around
+// the vector widths and the kernel's blocks (4 keys, 4 vectors of columns,
+// 4 query heads), 1..4 query positions x groups 1..8, 1..1023 keys; causal
+// decoding without and with windows 1, 2, 5 and beyond the keys, non-causal
+// (windowed or not), positions past the keys; padded and misaligned views
+// with guards, in place (out == q); K and V rows that no query sees hold NaN
+// in every problem; NaN and ±inf in visible queries, keys and values;
+// scores ~1e4; each row bitwise the same alone, per position, whole, and
+// after a poisoned call. Then the dispatching simd::DecodeAttention on each
+// target and its argument checks.
+
+#include "simd/decode_attention.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "simd/flash_attention.h"
+
+#ifndef ATTN_TESTS_SIMD_DECODE_ATTENTION_TEST_HELPERS_
+#define ATTN_TESTS_SIMD_DECODE_ATTENTION_TEST_HELPERS_
+namespace attn {
+namespace decode_test {
+
+using simd::FlashAttentionArgs;
+using Kernel = void (*)(const FlashAttentionArgs&);
+
+constexpr float kGuard = -4321.0f;  // everything outside the views
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+constexpr float kInf = std::numeric_limits<float>::infinity();
+constexpr size_t kHeadDims[] = {1, 2, 3, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 128, 130};
+constexpr size_t kGroups[] = {1, 2, 3, 4, 5, 8};
+constexpr size_t kNumKeys[] = {1, 3, 4, 5, 15, 16, 17, 100, 1023};
+constexpr size_t kMasks = 8;
+
+// positions x group query rows (row i: position q_begin + i / group, head
+// i % group) over num_keys keys. Mask 0..7: non-causal; causal decoding
+// (q_begin = num_keys - positions, 0 with fewer keys) without a window, with
+// windows 1, 2, 5, num_keys + 3; non-causal from that q_begin with window 5;
+// causal from q_begin = num_keys with window 2 (the first position sees the
+// last key only, the others none: NaN rows).
+// Views: row strides head_dim + a multiple of pad (ldq_group, ldq, ldo_group,
+// ldo, ldk, ldv all different when pad > 0; in place, out's equal q's), each
+// view starting a multiple of misalign floats into its buffer; q, k and v
+// end with their views' last float, so ASan sees reads past them. Fill()
+// puts NaN in the K and V rows outside every row's visible keys.
+struct Problem {
+  Problem(size_t hd, size_t nk, size_t positions, size_t group, size_t mask) {
+    const size_t windows[kMasks] = {0, 0, 1, 2, 5, nk + 3, 5, 2};
+    a.head_dim = hd;
+    a.num_keys = nk;
+    a.num_queries = positions * group;
+    a.group_size = group;
+    a.causal = mask != 0 && mask != 6;
+    a.q_begin = mask == 7 ? nk : mask == 0 ? 0 : nk >= positions ? nk - positions : 0;
+    a.window = windows[mask];
+    a.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  }
+  FlashAttentionArgs a;  // shapes, mask, scale; Args() adds pointers and strides
+  size_t pad = 0, misalign = 0;
+  bool in_place = false;
+  std::vector<float> q, k, v;
+
+  size_t G() const { return a.group_size; }
+  size_t LdqGroup() const { return a.head_dim + pad; }
+  size_t Ldq() const { return G() * LdqGroup() + 2 * pad; }
+  size_t LdoGroup() const { return in_place ? LdqGroup() : a.head_dim + 3 * pad; }
+  size_t Ldo() const { return in_place ? Ldq() : G() * LdoGroup() + pad; }
+  size_t Ldk() const { return a.head_dim + 4 * pad; }
+  size_t Ldv() const { return a.head_dim + 5 * pad; }
+  size_t QIndex(size_t i) const { return misalign + i / G() * Ldq() + i % G() * LdqGroup(); }
+  size_t OIndex(size_t i) const {
+    return (in_place ? 1 : 2) * misalign + i / G() * Ldo() + i % G() * LdoGroup();
+  }
+  size_t KIndex(size_t j) const { return 3 * misalign + j * Ldk(); }
+  size_t VIndex(size_t j) const { return misalign + j * Ldv(); }
+  float& Q(size_t i, size_t c) { return q[QIndex(i) + c]; }
+  float& K(size_t j, size_t c) { return k[KIndex(j) + c]; }
+  float& V(size_t j, size_t c) { return v[VIndex(j) + c]; }
+
+  // Queries and keys uniform in [lo, hi) (rounded down with `integers`),
+  // values in [-1, 1).
+  void Fill(uint32_t seed, float lo = -1.0f, float hi = 1.0f, bool integers = false) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> dist(lo, hi), unit(-1.0f, 1.0f);
+    auto draw = [&] { return integers ? std::floor(dist(rng)) : dist(rng); };
+    const size_t hd = a.head_dim, nk = a.num_keys;
+    q.assign(QIndex(a.num_queries - 1) + hd, kGuard);
+    for (size_t i = 0; i < a.num_queries; ++i) {
+      for (size_t c = 0; c < hd; ++c) Q(i, c) = draw();
+    }
+    const size_t seen_begin = simd::FirstVisibleKey(a, 0);
+    const size_t seen_end = simd::VisibleKeys(a, a.num_queries - 1);
+    k.assign(nk == 0 ? 0 : KIndex(nk - 1) + hd, kGuard);
+    v.assign(nk == 0 ? 0 : VIndex(nk - 1) + hd, kGuard);
+    for (size_t j = 0; j < nk; ++j) {
+      const bool seen = seen_begin <= j && j < seen_end;
+      for (size_t c = 0; c < hd; ++c) {
+        K(j, c) = seen ? draw() : kNaN;
+        V(j, c) = seen ? unit(rng) : kNaN;
+      }
+    }
+  }
+
+  FlashAttentionArgs Args(const float* qbuf, float* obuf) const {
+    FlashAttentionArgs r = a;
+    r.q = qbuf + QIndex(0);
+    r.ldq = Ldq();
+    r.ldq_group = LdqGroup();
+    r.out = obuf + OIndex(0);
+    r.ldo = Ldo();
+    r.ldo_group = LdoGroup();
+    r.k = k.empty() ? nullptr : k.data() + KIndex(0);
+    r.ldk = Ldk();
+    r.v = v.empty() ? nullptr : v.data() + VIndex(0);
+    r.ldv = Ldv();
+    return r;
+  }
+  std::string Describe() const {
+    std::string s;
+    for (size_t x : {a.num_queries, G(), a.head_dim, a.num_keys, a.q_begin, size_t{a.causal},
+                     a.window, pad, misalign, size_t{in_place}}) {
+      s += " " + std::to_string(x);
+    }
+    return s + " (rows group head_dim keys q_begin causal window pad misalign in_place) scale " +
+           std::to_string(a.scale);
+  }
+};
+
+// The whole output buffer (guards included) after `kernel` on p.
+inline std::vector<float> Run(const Problem& p, Kernel kernel) {
+  std::vector<float> out(p.OIndex(p.a.num_queries - 1) + p.a.head_dim + 9, kGuard);
+  if (p.in_place) std::copy(p.q.begin(), p.q.end(), out.begin());
+  kernel(p.Args(p.in_place ? out.data() : p.q.data(), out.data()));
+  return out;
+}
+
+// Kernel vs reference: NaN exactly where the reference is NaN, equal
+// infinities, elsewhere within 1e-5 of the largest finite |v| of the row's
+// visible keys (the kernel works in float, without FMA on SSE4/SSSE3; the
+// reference in double); with `finite`, every output finite; guards
+// untouched. Returns the kernel's output buffer.
+inline std::vector<float> ExpectMatches(const Problem& p, Kernel kernel, const std::string& what,
+                                        bool finite = false) {
+  const std::vector<float> got = Run(p, kernel);
+  const std::vector<float> want = Run(p, &simd::FlashAttentionReference);
+  std::vector<bool> in_view(got.size(), false);
+  size_t failures = 0;
+  for (size_t i = 0; i < p.a.num_queries; ++i) {
+    double vmax = 0.0;
+    for (size_t j = simd::FirstVisibleKey(p.a, i); j < simd::VisibleKeys(p.a, i); ++j) {
+      for (size_t c = 0; c < p.a.head_dim; ++c) {
+        const float x = p.v[p.VIndex(j) + c];
+        if (std::isfinite(x)) vmax = std::max(vmax, std::fabs(double(x)));
+      }
+    }
+    for (size_t c = 0; c < p.a.head_dim; ++c) {
+      const size_t at = p.OIndex(i) + c;
+      in_view[at] = true;
+      const float g = got[at], w = want[at];
+      const bool ok = std::isnan(w) ? std::isnan(g) && !finite
+                                    : (g == w || std::fabs(double(g) - w) <= 1e-5 * vmax) &&
+                                          !(finite && std::isinf(w));
+      if (!ok && ++failures <= 5) {
+        ADD_FAILURE() << what << p.Describe() << ": out(" << i << ", " << c << ") = " << g
+                      << ", want " << w << ", max|v| " << vmax;
+      }
+    }
+  }
+  for (size_t at = 0; at < got.size(); ++at) {
+    if (!in_view[at] && got[at] != kGuard && ++failures <= 5) {
+      ADD_FAILURE() << what << p.Describe() << ": guard at " << at << " = " << got[at];
+    }
+  }
+  return got;
+}
+
+}  // namespace decode_test
+}  // namespace attn
+#endif  // ATTN_TESTS_SIMD_DECODE_ATTENTION_TEST_HELPERS_
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "tests/simd/decode_attention_test.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+#include "hwy/tests/hwy_gtest.h"
+#include "simd/decode_attention-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace attn {
+namespace HWY_NAMESPACE {
+namespace {
+
+using decode_test::kInf;
+using decode_test::kNaN;
+using decode_test::Problem;
+using simd::FlashAttentionArgs;
+
+// Views(p, i) cycles through misaligned (q, k, v and out at odd offsets) or
+// not, padded strides or not, in place or not; then fills p.
+void Views(Problem* p, uint32_t i) {
+  p->misalign = i % 2;
+  p->pad = (i / 2) % 2 * 3;
+  p->in_place = (i / 4) % 2 == 1;
+  p->Fill(i);
+}
+std::vector<float> Check(const Problem& p, const char* what, bool finite = false) {
+  return decode_test::ExpectMatches(p, &DecodeAttentionKernel,
+                                    std::string(hwy::TargetName(HWY_TARGET)) + " " + what, finite);
+}
+// Check(p), then row i must have nans(i) NaN columns.
+template <class Nans>
+void CheckNaNs(const Problem& p, const char* what, const Nans& nans) {
+  const std::vector<float> got = Check(p, what);
+  for (size_t i = 0; i < p.a.num_queries; ++i) {
+    size_t n = 0;
+    for (size_t c = 0; c < p.a.head_dim; ++c) n += std::isnan(got[p.OIndex(i) + c]) ? 1 : 0;
+    EXPECT_EQ(n, nans(i)) << hwy::TargetName(HWY_TARGET) << " " << what << " row " << i;
+  }
+}
+
+// Every head_dim x key count twice, positions, group, mask, scale (1/sqrt(hd)
+// or 0.125) and view cycling.
+void TestDecodeShapes() {
+  uint32_t i = 0;
+  for (size_t hd : decode_test::kHeadDims) {
+    for (size_t nk : decode_test::kNumKeys) {
+      for (int rep = 0; rep < 2; ++rep, ++i) {
+        Problem p(hd, nk, 1 + i / 8 % 4, decode_test::kGroups[i % 6], i % decode_test::kMasks);
+        if (i % 3 == 0) p.a.scale = 0.125f;
+        Views(&p, i / 3);
+        Check(p, "shapes");
+      }
+    }
+  }
+}
+
+// Every mask x group x positions at two head_dims (17: vector and scalar
+// columns on every target; 64: whole 4-vector blocks) and key counts; a
+// third of the grouped problems lack the last position's last row.
+void TestDecodeGroupsAndMasks() {
+  uint32_t i = 1000;
+  for (size_t mask = 0; mask < decode_test::kMasks; ++mask) {
+    for (size_t hd : {size_t{17}, size_t{64}}) {
+      for (size_t nk : {size_t{17}, size_t{100}}) {
+        for (size_t group : decode_test::kGroups) {
+          for (size_t positions = 1; positions <= 4; ++positions) {
+            Problem p(hd, nk, positions, group, mask);
+            if (group > 1 && i % 3 == 0) --p.a.num_queries;  // the last position short of a group
+            Views(&p, i++);
+            Check(p, "groups and masks");
+          }
+        }
+      }
+    }
+  }
+}
+
+// Per the contract: NaN or ±inf in a query, NaN or +inf score: NaN rows; a
+// -inf score has weight 0 (NaN when it is the row's only key); NaN in a
+// visible V row spreads to its column, even with weight 0; ±inf in V gives
+// ±inf. Positions 16..19 of 20 keys, 2 heads each (rows 2t, 2t + 1).
+void TestDecodeSpecialValues() {
+  uint32_t view = 0;
+  const size_t hd = 17, none = 0, all = hd;
+  auto make = [&](size_t mask) {
+    Problem p(hd, 20, 4, 2, mask);
+    Views(&p, view++);
+    return p;
+  };
+  Problem p = make(1);
+  p.Q(3, 5) = kNaN;
+  CheckNaNs(p, "NaN query", [&](size_t i) { return i == 3 ? all : none; });
+  p = make(1);
+  p.Q(6, 0) = kInf;  // +inf times the positive k[j, 0]
+  CheckNaNs(p, "+inf query", [&](size_t i) { return i == 6 ? all : none; });
+  p = make(1);
+  p.Q(0, 1) = -kInf;
+  CheckNaNs(p, "-inf query", [&](size_t i) { return i == 0 ? all : none; });
+  p = make(1);
+  p.K(18, 16) = kNaN;  // past the causal end of positions 16, 17
+  CheckNaNs(p, "NaN key", [&](size_t i) { return i >= 4 ? all : none; });
+  for (float x : {kInf, -kInf}) {  // q[:, 4] > 0: score +-inf
+    p = make(1);
+    for (size_t i = 0; i < 8; ++i) p.Q(i, 4) = 0.5f;
+    p.K(17, 4) = x;
+    CheckNaNs(p, "+-inf key", [&](size_t i) { return x > 0 && i >= 2 ? all : none; });
+    p.V(17, 3) = kNaN;  // weight 0 (x = -inf) times NaN is NaN
+    CheckNaNs(p, "+-inf key, NaN value", [&](size_t i) { return i < 2 ? none : x > 0 ? all : 1; });
+  }
+  p = make(2);  // window 1: position 16 sees key 16 only, at score -inf
+  for (size_t i = 0; i < 8; ++i) p.Q(i, 4) = 0.5f;
+  p.K(16, 4) = -kInf;
+  CheckNaNs(p, "only -inf", [&](size_t i) { return i < 2 ? all : none; });
+  p = make(1);
+  p.V(18, 3) = kNaN;
+  CheckNaNs(p, "NaN value", [&](size_t i) { return i >= 4 ? 1 : none; });
+  p = make(1);
+  p.V(18, 2) = kInf;
+  p.V(18, 7) = -kInf;
+  const std::vector<float> got = Check(p, "inf values");
+  for (size_t i = 4; i < 8; ++i) {  // the rows that see key 18
+    EXPECT_EQ(got[p.OIndex(i) + 2], kInf) << hwy::TargetName(HWY_TARGET) << " row " << i;
+    EXPECT_EQ(got[p.OIndex(i) + 7], -kInf) << hwy::TargetName(HWY_TARGET) << " row " << i;
+  }
+  // Window 5: position 16 sees keys 12..16, 17 13..17, 18 14..18, 19 15..19.
+  p = make(4);
+  p.K(13, 0) = kNaN;
+  CheckNaNs(p, "NaN key, window", [&](size_t i) { return i < 4 ? all : none; });
+  p = make(4);
+  p.V(12, 5) = kNaN;
+  CheckNaNs(p, "NaN value, window", [&](size_t i) { return i < 2 ? 1 : none; });
+}
+
+// Integer queries and keys in 90..100 and a power-of-two scale: scores
+// ~1e4 (exp overflows without the max subtraction), exact in float (so the
+// kernel and the double reference see the same logits); outputs finite.
+void TestDecodeLargeLogits() {
+  for (size_t hd : {size_t{7}, size_t{64}, size_t{130}}) {
+    for (size_t mask : {size_t{0}, size_t{1}, size_t{4}}) {
+      Problem p(hd, 100, 4, 3, mask);
+      p.a.scale = hd == 7 ? 0.125f : hd == 64 ? 1.0f / 64 : 1.0f / 128;
+      p.misalign = 1;
+      p.Fill(static_cast<uint32_t>(3000 + hd + mask), 90.0f, 101.0f, /*integers=*/true);
+      Check(p, "large logits", /*finite=*/true);
+    }
+  }
+}
+
+// Each row's result is bitwise the same computed whole, one position (group
+// of rows) per call, one row per call (group_size 1 at its position), and
+// again after a call that leaves inf and NaN throughout the scratch.
+void TestDecodeRowIndependence() {
+  Problem poison(64, 1023, 4, 8, 0);
+  poison.Fill(1);
+  for (float& x : poison.k) x = kInf;
+  for (float& x : poison.v) x = kNaN;
+  uint32_t seed = 2000;
+  for (size_t hd : {size_t{7}, size_t{64}, size_t{65}}) {
+    for (size_t group : decode_test::kGroups) {
+      for (size_t mask : {size_t{0}, size_t{1}, size_t{4}, size_t{6}}) {
+        Problem p(hd, 100, 4, group, mask);
+        p.pad = 1;
+        p.misalign = 1;
+        p.Fill(seed++);
+        const std::vector<float> whole = decode_test::Run(p, &DecodeAttentionKernel);
+        // The rows in calls of `rows` rows (1: group_size 1 at the row's position).
+        auto split = [&](size_t rows) {
+          std::vector<float> out(whole.size(), decode_test::kGuard);
+          const FlashAttentionArgs a = p.Args(p.q.data(), out.data());
+          for (size_t i = 0; i < a.num_queries; i += rows) {
+            FlashAttentionArgs r = a;
+            r.q = simd::QueryRow(a, i);
+            r.out = simd::OutRow(a, i);
+            r.num_queries = rows;
+            r.q_begin = simd::QueryPosition(a, i);
+            if (rows == 1) r.group_size = 1;
+            DecodeAttentionKernel(r);
+          }
+          return out;
+        };
+        const std::vector<float> alone = split(1), per_position = split(group);
+        decode_test::Run(poison, &DecodeAttentionKernel);
+        const std::vector<float> again = decode_test::Run(p, &DecodeAttentionKernel);
+        const size_t bytes = whole.size() * sizeof(float);
+        EXPECT_EQ(0, std::memcmp(whole.data(), alone.data(), bytes)) << p.Describe();
+        EXPECT_EQ(0, std::memcmp(whole.data(), per_position.data(), bytes)) << p.Describe();
+        EXPECT_EQ(0, std::memcmp(whole.data(), again.data(), bytes)) << p.Describe();
+      }
+    }
+  }
+}
+
+// No keys (k and v null): NaN rows. No queries or head_dim 0: nothing
+// written.
+void TestDecodeNoKeysAndEmpty() {
+  for (size_t mask : {size_t{0}, size_t{1}}) {
+    Problem p(16, 0, 3, 2, mask);
+    Views(&p, static_cast<uint32_t>(mask * 5));
+    CheckNaNs(p, "no keys", [](size_t) { return size_t{16}; });
+  }
+  Problem p(8, 5, 2, 2, 1);
+  p.Fill(7);
+  std::vector<float> out(p.OIndex(3) + 8, decode_test::kGuard);
+  FlashAttentionArgs a = p.Args(p.q.data(), out.data());
+  a.num_queries = 0;
+  DecodeAttentionKernel(a);
+  a.num_queries = 4;
+  a.head_dim = 0;
+  DecodeAttentionKernel(a);
+  for (float x : out) ASSERT_EQ(x, decode_test::kGuard);
+}
+
+}  // namespace
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace HWY_NAMESPACE
+}  // namespace attn
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include "attn/error.h"
+
+namespace attn {
+
+HWY_BEFORE_TEST(DecodeAttentionTest);
+HWY_EXPORT_AND_TEST_P(DecodeAttentionTest, TestDecodeShapes);
+HWY_EXPORT_AND_TEST_P(DecodeAttentionTest, TestDecodeGroupsAndMasks);
+HWY_EXPORT_AND_TEST_P(DecodeAttentionTest, TestDecodeSpecialValues);
+HWY_EXPORT_AND_TEST_P(DecodeAttentionTest, TestDecodeLargeLogits);
+HWY_EXPORT_AND_TEST_P(DecodeAttentionTest, TestDecodeRowIndependence);
+HWY_EXPORT_AND_TEST_P(DecodeAttentionTest, TestDecodeNoKeysAndEmpty);
+
+// The public entry point (argument checks, then dispatch), on each target:
+// one query over 1023 keys, misaligned; four positions of four heads in
+// place with window 5; positions past the keys.
+TEST_P(DecodeAttentionTest, DispatchedDecodeAttention) {
+  decode_test::Problem one(64, 1023, 1, 8, 1), in_place(128, 100, 4, 4, 4), past(33, 17, 3, 5, 7);
+  one.misalign = 1;
+  one.Fill(1);
+  in_place.in_place = true;
+  in_place.pad = 3;
+  in_place.Fill(2);
+  past.Fill(3);
+  for (const decode_test::Problem* p : {&one, &in_place, &past}) {
+    decode_test::ExpectMatches(*p, &simd::DecodeAttention, "simd::DecodeAttention");
+  }
+}
+
+// simd::FlashAttention's checks: group_size 0, strides below head_dim,
+// null pointers with nonzero sizes; ShapeError naming DecodeAttention.
+TEST(DecodeAttentionDispatchTest, RejectsBadArguments) {
+  decode_test::Problem p(8, 3, 2, 2, 1);  // strides 8 (pad 0)
+  p.Fill(1);
+  std::vector<float> out(64);
+  const simd::FlashAttentionArgs good = p.Args(p.q.data(), out.data());
+  EXPECT_NO_THROW(simd::DecodeAttention(good));
+  for (size_t n = 0; n < 11; ++n) {  // each breaks one argument
+    simd::FlashAttentionArgs a = good;
+    size_t* const strides[] = {&a.ldq_group, &a.ldo_group, &a.ldq, &a.ldo, &a.ldk, &a.ldv};
+    const float** const inputs[] = {&a.q, &a.k, &a.v};
+    if (n < 6) *strides[n] = 7;
+    if (n >= 6 && n < 9) *inputs[n - 6] = nullptr;
+    if (n == 9) a.out = nullptr;
+    if (n == 10) a.group_size = 0;
+    try {
+      simd::DecodeAttention(a);
+      ADD_FAILURE() << "case " << n << " did not throw";
+    } catch (const ShapeError& e) {
+      EXPECT_NE(std::string(e.what()).find("DecodeAttention"), std::string::npos) << e.what();
+    }
+  }
+  for (size_t n = 0; n < 4; ++n) {  // pointers and group strides that are not read
+    simd::FlashAttentionArgs a = good;
+    if (n == 0) a.num_keys = 0, a.k = a.v = nullptr;
+    if (n == 1) a.num_queries = 0, a.q = a.out = nullptr;
+    if (n == 2) a.head_dim = 0, a.q = a.k = a.v = a.out = nullptr;
+    if (n == 3) a.group_size = 1, a.ldq = a.ldo = 8, a.ldq_group = a.ldo_group = 0;
+    EXPECT_NO_THROW(simd::DecodeAttention(a)) << "case " << n;
+  }
+}
+
+}  // namespace attn
+#endif  // HWY_ONCE
