@@ -446,7 +446,8 @@ class Peers:
                     int8 = base[1] == BASELINES[kind(config)][1]
                     rows.append([str(n), BASELINE_ROWS.get(base[1], f"attn {base[1]}"),
                                  "int8 (dynamic)" if int8 else "fp32", "—",
-                                 fmt_time(self.time(base)), "—", "—", "—",
+                                 fmt_time(self.time(base)), fmt_time(self.time(base, "min")),
+                                 "—", "—",
                                  fmt_err(self.error(base)) if int8 else "—"])
                 for k in here:
                     e = self.entry(k)
@@ -481,7 +482,7 @@ class Peers:
             "median / the median of the attn row it is compared with, same configuration and "
             "thread count, same run (> 1: attn is faster): int8 rows against attn's int8 "
             "module, every other precision against attn's float32 row (attn has no bf16 "
-            "mode). Median and min over the repetitions (attn's rows give the median only); "
+            "mode). Median and min over the repetitions; "
             "*precision* is the one the peer ran, e.g. OpenVINO's default, which is bf16 on "
             "CPUs with AVX-512 BF16 or AMX.", ""]
         if self.missing:
