@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job: installs what is missing (with the optional peers: OpenBLAS,
 # oneDNN, PyTorch 1.13; PyTorch 2, ONNX Runtime and OpenVINO from PyPI),
-# builds the attention benchmark and runs bench/run.sh, which shows its progress, keeps the raw output in the results folder and ends with
-# the headline table and the paths of the report and the chart.
+# builds the attention benchmark and runs bench/run.sh, which shows its
+# progress, keeps the raw output in the results folder and ends with the
+# headline table and the paths of the report and the chart.
 #
 #   ./scripts/bench.sh                 the full run (about 13 minutes on 2 cores)
 #   ./scripts/bench.sh --quick         the headline configuration and the GQA prefill
