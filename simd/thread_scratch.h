@@ -36,7 +36,9 @@ enum class ScratchSlot {
   kFlashAttention,
   // The materialized attention path's score block of one task
   // (core/attention_core.cc); held across simd::MatMul (kMatMul) and the
-  // softmax.
+  // softmax. Also a prompt's dequantized keys and values of one task over an
+  // int8 cache (core/kv_int8_attention.cc); held across simd::FlashAttention
+  // (kFlashAttention).
   kScores,
   // A module forward's fused Q, K, V projections (core/multi_head_attention.cc);
   // held across the parallel projections and attention, whose tasks (run on

@@ -21,11 +21,12 @@
 //  - KVCacheType::kInt8: each token's key and value of each head as symmetric
 //    int8 with one float32 scale per 32 values, the scales beside the values
 //    (keys in tiles of 16 tokens; head_dim 64: 72 bytes a token per key or
-//    value instead of 256, 0.28x). Keys are
-//    quantized after RoPE. Attention reads the int8 rows directly; every
-//    token, prompt or decoded, attends to the quantized keys and values, so a
-//    prompt and N decoded tokens still give one forward's outputs over the same
-//    tokens through an int8 cache (to rounding). A block of 32 values holding
+//    value instead of 256, 0.28x). Keys are quantized after RoPE. Decoding
+//    reads the int8 rows directly; a prompt (more than 4 tokens) dequantizes
+//    each head's rows into scratch once. Every token, prompt or decoded,
+//    attends to the quantized keys and values, so a prompt and N decoded
+//    tokens still give one forward's outputs over the same tokens through an
+//    int8 cache (to rounding). A block of 32 values holding
 //    NaN or ±inf dequantizes to NaN: the queries that attend to that token
 //    give NaN, the others are unaffected (the float32 cache gives NaN or ±inf
 //    there). Either type works with a float32 module and its

@@ -255,6 +255,14 @@ TEST(KVCacheInt8, NonFiniteTokensStayInTheirContribution) {
     for (KVCacheType type : {KVCacheType::kFloat32, KVCacheType::kInt8}) {
       KVCache cache = gqa.make_cache(1, type), clean_cache = gqa.make_cache(1, type);
       const Tensor y = decode_in_chunks(gqa, cache, x, prompt_then_steps(4, 8));
+      // One forward of the 12 tokens (the prompt path: dequantized rows, flash
+      // kernel) poisons the same rows.
+      KVCache whole_cache = gqa.make_cache(1, type);
+      const Tensor whole = gqa.forward(x, whole_cache);
+      for (int64_t i = 0; i < whole.numel(); ++i) {
+        EXPECT_EQ(std::isfinite(whole.data()[i]), std::isfinite(y.data()[i]))
+            << "element " << i << " type " << to_string(type);
+      }
       const Tensor clean = decode_in_chunks(gqa, clean_cache, clean_x, prompt_then_steps(4, 8));
       for (int64_t t = 0; t < 12; ++t) {
         bool finite = true;
