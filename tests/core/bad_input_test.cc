@@ -22,6 +22,7 @@ namespace attn {
 namespace {
 
 using testing::random_tensor;
+using testing::same_bits;
 
 constexpr int64_t k2e20 = int64_t{1} << 20;
 constexpr int64_t k2e32 = int64_t{1} << 32;
@@ -29,11 +30,6 @@ constexpr int64_t k2e40 = int64_t{1} << 40;
 constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
 const double kInf = std::numeric_limits<double>::infinity();
-
-bool same_bits(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() &&
-         std::memcmp(a.data(), b.data(), sizeof(float) * static_cast<size_t>(a.numel())) == 0;
-}
 
 bool same_state(const StateDict& a, const StateDict& b) {
   if (a.size() != b.size()) return false;

@@ -41,6 +41,8 @@ namespace attn {
 namespace {
 
 using testing::random_tensor;
+using testing::same_bits;
+using testing::slice_tokens;
 
 bool small_run() {
   const char* env = std::getenv("ATTN_TEST_SMALL");
@@ -49,11 +51,6 @@ bool small_run() {
 
 constexpr int kThreads = 6;
 int calls_per_thread() { return small_run() ? 12 : 50; }
-
-bool same_bits(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() &&
-         std::memcmp(a.data(), b.data(), sizeof(float) * static_cast<size_t>(a.numel())) == 0;
-}
 
 // forward(x, weights or null) of some module.
 using Forward = std::function<Tensor(const Tensor&, Tensor*)>;
@@ -155,17 +152,6 @@ TEST(Concurrency, CausalAttentionAndWrapperManyThreads) {
   expect_no_mismatches(hammer(
       {fa, fw, fm},
       {make_cases(fa, 20, 72, 300), make_cases(fw, 20, 72, 400), make_cases(fm, 20, 72, 500)}));
-}
-
-// Tokens [begin, end) of x (batch, T, d).
-Tensor slice_tokens(const Tensor& x, int64_t begin, int64_t end) {
-  const int64_t batch = x.size(0), T = x.size(1), d = x.size(2);
-  Tensor out({batch, end - begin, d});
-  for (int64_t b = 0; b < batch; ++b) {
-    std::memcpy(out.data() + b * (end - begin) * d, x.data() + (b * T + begin) * d,
-                sizeof(float) * static_cast<size_t>((end - begin) * d));
-  }
-  return out;
 }
 
 // Each thread decodes its own sequence with its own cache on one module.

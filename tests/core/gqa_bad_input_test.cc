@@ -23,6 +23,7 @@ namespace attn {
 namespace {
 
 using testing::random_tensor;
+using testing::same_bits;
 
 constexpr int64_t k2e20 = int64_t{1} << 20;
 constexpr int64_t k2e40 = int64_t{1} << 40;
@@ -36,11 +37,6 @@ const float kNonFinite[] = {std::numeric_limits<float>::quiet_NaN(),
                             -std::numeric_limits<float>::infinity()};
 
 // --- helpers (as in bad_input_test.cc) -------------------------------------------
-
-bool same_bits(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() &&
-         std::memcmp(a.data(), b.data(), sizeof(float) * static_cast<size_t>(a.numel())) == 0;
-}
 
 bool same_state(const StateDict& a, const StateDict& b) {
   if (a.size() != b.size()) return false;

@@ -25,6 +25,9 @@
 namespace attn {
 namespace {
 
+using testing::decode_in_chunks;
+using testing::slice_tokens;
+
 // One line of gqa_cases.txt.
 struct GqaCase {
   std::string name;
@@ -99,40 +102,6 @@ double expect_near(const Tensor& a, const Tensor& ref, double rtol, const std::s
   std::snprintf(text, sizeof(text), "%.3g", err);
   ::testing::Test::RecordProperty(what, text);
   return err;
-}
-
-// Tokens [begin, end) of x (batch, T, d).
-Tensor slice_tokens(const Tensor& x, int64_t begin, int64_t end) {
-  const int64_t batch = x.size(0), T = x.size(1), d = x.size(2);
-  Tensor out({batch, end - begin, d});
-  for (int64_t b = 0; b < batch; ++b) {
-    std::memcpy(out.data() + b * (end - begin) * d, x.data() + (b * T + begin) * d,
-                sizeof(float) * (end - begin) * d);
-  }
-  return out;
-}
-
-// x through a fresh cache in chunks of these sizes, the outputs stitched
-// back into (batch, T, d_out).
-Tensor decode_in_chunks(const GroupedQueryAttention& m, const Tensor& x,
-                        const std::vector<int64_t>& chunks) {
-  const int64_t batch = x.size(0), T = x.size(1), d_out = m.d_out();
-  KVCache cache = m.make_cache(batch);
-  Tensor out({batch, T, d_out});
-  int64_t begin = 0;
-  for (const int64_t chunk : chunks) {
-    const Tensor part = m.forward(slice_tokens(x, begin, begin + chunk), cache);
-    EXPECT_EQ(part.shape(), (std::vector<int64_t>{batch, chunk, d_out}));
-    if (part.shape() != std::vector<int64_t>{batch, chunk, d_out}) return out;
-    for (int64_t b = 0; b < batch; ++b) {
-      std::memcpy(out.data() + (b * T + begin) * d_out, part.data() + b * chunk * d_out,
-                  sizeof(float) * chunk * d_out);
-    }
-    begin += chunk;
-  }
-  EXPECT_EQ(begin, T);
-  EXPECT_EQ(cache.size(), T);
-  return out;
 }
 
 // The decoding runs of make_golden.py's gqa_schedules: the prompt then single

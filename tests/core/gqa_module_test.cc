@@ -17,8 +17,10 @@
 namespace attn {
 namespace {
 
+using testing::decode_in_chunks;
 using testing::kEveryTargetRtol;
 using testing::random_tensor;
+using testing::slice_tokens;
 
 struct GqaConfig {
   int64_t d_in, d_out, context, heads, groups, window;
@@ -116,37 +118,6 @@ Tensor forward_ref(const GroupedQueryAttention& m, const Tensor& x) {
   const std::vector<double> y = linear_ref(ctx, batch * T, m.out_proj());
   Tensor out({batch, T, d});
   for (size_t i = 0; i < y.size(); ++i) out.data()[i] = static_cast<float>(y[i]);
-  return out;
-}
-
-// Tokens [begin, end) of x (batch, T, d).
-Tensor slice_tokens(const Tensor& x, int64_t begin, int64_t end) {
-  const int64_t batch = x.size(0), T = x.size(1), d = x.size(2);
-  Tensor out({batch, end - begin, d});
-  for (int64_t b = 0; b < batch; ++b) {
-    std::memcpy(out.data() + b * (end - begin) * d, x.data() + (b * T + begin) * d,
-                sizeof(float) * static_cast<size_t>((end - begin) * d));
-  }
-  return out;
-}
-
-// x through a fresh cache in chunks, outputs stitched back to (batch, T, d_out).
-Tensor decode_in_chunks(const GroupedQueryAttention& m, const Tensor& x,
-                        const std::vector<int64_t>& chunks) {
-  const int64_t batch = x.size(0), T = x.size(1), d_out = m.d_out();
-  KVCache cache = m.make_cache(batch);
-  Tensor out({batch, T, d_out});
-  int64_t begin = 0;
-  for (int64_t chunk : chunks) {
-    const Tensor part = m.forward(slice_tokens(x, begin, begin + chunk), cache);
-    for (int64_t b = 0; b < batch; ++b) {
-      std::memcpy(out.data() + (b * T + begin) * d_out, part.data() + b * chunk * d_out,
-                  sizeof(float) * static_cast<size_t>(chunk * d_out));
-    }
-    begin += chunk;
-  }
-  EXPECT_EQ(begin, T);
-  EXPECT_EQ(cache.size(), T);
   return out;
 }
 

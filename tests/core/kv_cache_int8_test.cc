@@ -8,52 +8,16 @@
 namespace attn {
 namespace {
 
+using testing::decode_in_chunks;
 using testing::random_tensor;
-
-Tensor slice_tokens(const Tensor& x, int64_t begin, int64_t end) {
-  const int64_t batch = x.size(0), T = x.size(1), d = x.size(2);
-  Tensor out({batch, end - begin, d});
-  for (int64_t b = 0; b < batch; ++b) {
-    std::memcpy(out.data() + b * (end - begin) * d, x.data() + (b * T + begin) * d,
-                sizeof(float) * static_cast<size_t>((end - begin) * d));
-  }
-  return out;
-}
-
-// x through `cache` in chunks, the outputs stitched back into (batch, T, d_out).
-template <typename M>
-Tensor decode_in_chunks(const M& module, KVCache& cache, const Tensor& x,
-                        const std::vector<int64_t>& chunks) {
-  const int64_t batch = x.size(0), T = x.size(1), d_out = module.d_out();
-  Tensor out({batch, T, d_out});
-  int64_t begin = 0;
-  for (int64_t chunk : chunks) {
-    const Tensor part = module.forward(slice_tokens(x, begin, begin + chunk), cache);
-    for (int64_t b = 0; b < batch; ++b) {
-      std::memcpy(out.data() + (b * T + begin) * d_out, part.data() + b * chunk * d_out,
-                  sizeof(float) * static_cast<size_t>(chunk * d_out));
-    }
-    begin += chunk;
-  }
-  EXPECT_EQ(begin, T);
-  return out;
-}
+using testing::relative_l2;
+using testing::slice_tokens;
 
 // A prompt, then single tokens: ones and a chunk after the prompt.
 std::vector<int64_t> prompt_then_steps(int64_t prompt, int64_t steps) {
   std::vector<int64_t> chunks{prompt};
   for (int64_t i = 0; i < steps; ++i) chunks.push_back(1);
   return chunks;
-}
-
-double rel_l2(const Tensor& a, const Tensor& b) {
-  double num = 0, den = 0;
-  for (int64_t i = 0; i < a.numel(); ++i) {
-    const double d = double(a.data()[i]) - b.data()[i];
-    num += d * d;
-    den += double(b.data()[i]) * b.data()[i];
-  }
-  return std::sqrt(num / den);
 }
 
 RopeConfig llama3_rope(int64_t original_context) {
@@ -113,7 +77,7 @@ TEST_P(KVCacheInt8EveryTarget, OddShapesStayCloseToFloat32) {
       KVCache f = gqa.make_cache(1), q = gqa.make_cache(1, KVCacheType::kInt8);
       const Tensor y_f = decode_in_chunks(gqa, f, x, prompt_then_steps(17, 4));
       const Tensor y_q = decode_in_chunks(gqa, q, x, prompt_then_steps(17, 4));
-      EXPECT_LT(rel_l2(y_q, y_f), 1e-2) << "head_dim " << head_dim << " groups " << groups;
+      EXPECT_LT(relative_l2(y_q, y_f), 1e-2) << "head_dim " << head_dim << " groups " << groups;
     }
   }
 }
@@ -132,9 +96,9 @@ void expect_decoding_accuracy(const M& module, const char* name, const Tensor& x
     return slice_tokens(decode_in_chunks(m, cache, x, chunks), 960, 1024);
   };
   const Tensor reference = decoded(module, f32);
-  const double cache_only = rel_l2(decoded(module, f32_int8), reference);
-  const double weights_only = rel_l2(decoded(quantized, int8_f32), reference);
-  const double both = rel_l2(decoded(quantized, int8_int8), reference);
+  const double cache_only = relative_l2(decoded(module, f32_int8), reference);
+  const double weights_only = relative_l2(decoded(quantized, int8_f32), reference);
+  const double both = relative_l2(decoded(quantized, int8_int8), reference);
   std::printf(
       "%s, 64 tokens after 960: rel L2 vs float32: int8 cache %.3g, int8 weights %.3g, "
       "both %.3g\n",

@@ -10,11 +10,7 @@ namespace attn {
 namespace {
 
 using testing::random_tensor;
-
-bool same_bits(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() &&
-         std::memcmp(a.data(), b.data(), sizeof(float) * static_cast<size_t>(a.numel())) == 0;
-}
+using testing::same_bits;
 
 // forward(x, cache) of `module` refuses `cache` naming `fragments`, and the
 // cache keeps its tokens, keys and values.

@@ -5,37 +5,9 @@
 namespace attn {
 namespace {
 
+using testing::decode_in_chunks;
 using testing::random_tensor;
-
-// Tokens [begin, end) of x (batch, T, d).
-Tensor slice_tokens(const Tensor& x, int64_t begin, int64_t end) {
-  const int64_t batch = x.size(0), T = x.size(1), d = x.size(2);
-  Tensor out({batch, end - begin, d});
-  for (int64_t b = 0; b < batch; ++b) {
-    std::memcpy(out.data() + b * (end - begin) * d, x.data() + (b * T + begin) * d,
-                sizeof(float) * (end - begin) * d);
-  }
-  return out;
-}
-
-// Runs x through the cache in chunks of the given sizes and stitches the
-// outputs back into (batch, T, d_out).
-Tensor decode_in_chunks(const MultiHeadAttention& mha, KVCache& cache, const Tensor& x,
-                        const std::vector<int64_t>& chunks) {
-  const int64_t batch = x.size(0), T = x.size(1), d_out = mha.d_out();
-  Tensor out({batch, T, d_out});
-  int64_t begin = 0;
-  for (int64_t chunk : chunks) {
-    const Tensor part = mha.forward(slice_tokens(x, begin, begin + chunk), cache);
-    for (int64_t b = 0; b < batch; ++b) {
-      std::memcpy(out.data() + (b * T + begin) * d_out, part.data() + b * chunk * d_out,
-                  sizeof(float) * chunk * d_out);
-    }
-    begin += chunk;
-  }
-  EXPECT_EQ(begin, T);
-  return out;
-}
+using testing::slice_tokens;
 
 TEST(KVCache, PromptThenSingleTokensEqualsFullForward) {
   for (bool bias : {false, true}) {

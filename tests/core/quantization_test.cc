@@ -19,18 +19,8 @@ namespace attn {
 namespace {
 
 using testing::random_tensor;
-
-// ||a - b|| / ||b|| over all elements.
-double relative_l2(const Tensor& a, const Tensor& b) {
-  EXPECT_EQ(a.shape(), b.shape());
-  double num = 0, den = 0;
-  for (int64_t i = 0; i < b.numel(); ++i) {
-    const double d = double(a.data()[i]) - b.data()[i];
-    num += d * d;
-    den += double(b.data()[i]) * b.data()[i];
-  }
-  return std::sqrt(num / den);
-}
+using testing::relative_l2;
+using testing::slice_tokens;
 
 // Rounding to nearest on both sides bounds each product's error: with
 // weight step sw = max|w_j| / 127 and activation step sa = range(a_i) / 255,
@@ -175,19 +165,6 @@ TEST(QuantizeDynamic, ErrorOnOrdinaryInputsAndOutliers) {
     std::cout << "int8 relative L2 error, " << c.name << ": " << error << "\n";
     RecordProperty(c.name, std::to_string(error));
   }
-}
-
-// Tokens [t0, t1) of x (batch, T, d).
-Tensor slice_tokens(const Tensor& x, int64_t t0, int64_t t1) {
-  const int64_t batch = x.size(0), tokens = x.size(1), d = x.size(2);
-  Tensor out({batch, t1 - t0, d});
-  for (int64_t b = 0; b < batch; ++b) {
-    for (int64_t t = t0; t < t1; ++t) {
-      std::copy(x.data() + (b * tokens + t) * d, x.data() + (b * tokens + t + 1) * d,
-                out.data() + (b * (t1 - t0) + t - t0) * d);
-    }
-  }
-  return out;
 }
 
 TEST_P(Quantized, DecodingMatchesOneForward) {

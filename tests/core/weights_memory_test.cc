@@ -21,11 +21,7 @@ namespace attn {
 namespace {
 
 using testing::random_tensor;
-
-bool same_bits(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() &&
-         std::memcmp(a.data(), b.data(), sizeof(float) * static_cast<size_t>(a.numel())) == 0;
-}
+using testing::same_bits;
 
 // The most memory fn() held at once beyond what was held when it started,
 // or -1 when this build cannot measure it.
