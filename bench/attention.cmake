@@ -47,11 +47,3 @@ add_executable(attn_peer_reference
 target_include_directories(attn_peer_reference PRIVATE ${ATTN_INTERNAL_INCLUDE_DIRS})
 target_link_libraries(attn_peer_reference PRIVATE attn::attn)
 attn_enable_warnings(attn_peer_reference)
-
-# The peers' own check on toy shapes (skipped without their virtual environment).
-if(ATTN_BUILD_TESTS)
-  add_test(NAME peers.toy_check
-           COMMAND ${CMAKE_SOURCE_DIR}/tests/peers/check_peers.sh $<TARGET_FILE:attn_peer_reference>
-                   ${CMAKE_SOURCE_DIR} ${CMAKE_BINARY_DIR}/peers-venv)
-  set_tests_properties(peers.toy_check PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600)
-endif()

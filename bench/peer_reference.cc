@@ -20,7 +20,7 @@
 //                       token 4095 after the 4095-token prompt
 // --quick: mha_B8_T1024 and gqa_llama32_1b_T1024 (bench/run.sh --quick).
 // --toy: small shapes of each kind (mha_toy, mha_decode_toy, gqa_toy,
-// gqa_decode_toy) for the peers' own checks (tests/peers).
+// gqa_decode_toy) for the peers' own check (bench/peers/check_peers.sh).
 // Weights come from attn::manual_seed(123) and the input from attn::rand drawn
 // right after the module, as attn_attention_bench draws them, so the files
 // hold the very weights and inputs the benchmark rows run.

@@ -23,7 +23,8 @@
 #    checks its outputs against attn's before timing -> torch_gqa.json.
 # 3. the modern peers, when <build dir>/peers-venv exists (scripts/install_deps.sh
 #    --with-peers makes it): attn_peer_reference writes the weights, inputs and
-#    attn's outputs to <build dir>/peer-references/, then bench/peers/torch2_peer.py,
+#    attn's outputs to <build dir>/peer-references/, bench/peers/check_peers.sh runs
+#    each peer on toy shapes (peers_check_console.txt), then bench/peers/torch2_peer.py,
 #    onnxruntime_peer.py and openvino_peer.py check against them and time
 #    themselves -> torch2.json, onnxruntime.json, openvino.json.
 #    ATTN_BENCH_SKIP_MODERN_PEERS=1 skips them.
@@ -101,7 +102,8 @@ fi
 mkdir -p "$out"
 rm -f "$out"/attn.json "$out"/attn_console.txt "$out"/torch*.json "$out"/torch*_console.txt \
   "$out"/onnxruntime*.json "$out"/onnxruntime*_console.txt "$out"/openvino*.json \
-  "$out"/openvino*_console.txt "$out"/peer_reference_console.txt "$out"/report.md "$out"/time_vs_T.svg "$out"/gqa_reference_*.safetensors
+  "$out"/openvino*_console.txt "$out"/peer_reference_console.txt "$out"/peers_check_console.txt \
+  "$out"/report.md "$out"/time_vs_T.svg "$out"/gqa_reference_*.safetensors
 [[ $with_gemm == 1 ]] && rm -f "$out"/gemm.json "$out"/gemm_console.txt "$out"/gemm.md \
   "$out"/gemm_int8.json "$out"/gemm_int8_console.txt "$out"/gemm_int8.md
 
@@ -204,6 +206,10 @@ else
   reference_args=()
   [[ $quick == 1 ]] && reference_args=(--quick)
   "$reference_tool" "$references" "${reference_args[@]}" > "$out/peer_reference_console.txt"
+  # Each peer on toy shapes first (a few seconds): does it load, agree, print?
+  if ! "$root/bench/peers/check_peers.sh" "$build" > "$out/peers_check_console.txt" 2>&1; then
+    echo "The modern peers' toy check failed; see $out/peers_check_console.txt" >&2
+  fi
   modern_args=(--reference-dir "$references" --repetitions "$repetitions"
     --big-repetitions "$big_repetitions")
   [[ -n $filter ]] && modern_args+=(--filter "$filter")
