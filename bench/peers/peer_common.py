@@ -156,11 +156,17 @@ def wanted(args, run_name):
     return not args.filter or re.search(args.filter, run_name) is not None
 
 
-def run_jobs(jobs, args):
-    """Warms every job up, then runs all repetitions of all jobs in a random order (as
-    Google Benchmark's --benchmark_enable_random_interleaving), so that a change in the
-    machine's load affects all rows alike. Returns the JSON rows (median and min)."""
-    order = [] if args.check_only else [job for job in jobs for _ in range(job.reps)]
+def time_interleaved(jobs, args, setup, after_warmup=None):
+    """Warms every job up (setup(job), then one call, whose time sizes the repetitions:
+    job.first_call, job.calls; then after_warmup(job) if given), then runs job.reps
+    repetitions of every job (none with --check-only) in a random order (as Google
+    Benchmark's --benchmark_enable_random_interleaving, which bench/run.sh gives attn), so
+    that a change in the machine's load affects all rows alike: job.wall and job.cpu get
+    seconds per call, one entry per repetition. With --progress, a line "[progress]
+    <done>/<total> <name>" goes to stderr before each step, for bench/progress.py. The
+    PyTorch 1.13 peers (torch_mha.py, torch_gqa.py) time their jobs with it too."""
+    check_only = getattr(args, "check_only", False)
+    order = [] if check_only else [job for job in jobs for _ in range(job.reps)]
     random.Random(args.seed).shuffle(order)
     steps = len(jobs) + len(order)
 
@@ -171,15 +177,17 @@ def run_jobs(jobs, args):
 
     for i, job in enumerate(jobs):
         progress(i, job)
-        job.setup()
+        setup(job)
         start = time.perf_counter()
         job.fn()  # warm-up; its time (an overestimate) sizes the repetitions
         job.first_call = time.perf_counter() - start
         job.calls = max(1, int(args.min_time / max(job.first_call, 1e-9)))
+        if after_warmup:
+            after_warmup(job)
     previous = None
     for i, job in enumerate(order):
         progress(len(jobs) + i, job)
-        job.setup()
+        setup(job)
         if job is not previous and job.first_call < 0.05:
             job.fn()  # another job ran in between: warm up again where that is cheap
         previous = job
@@ -190,6 +198,11 @@ def run_jobs(jobs, args):
         job.wall.append((time.perf_counter() - wall) / job.calls)
     if args.progress and jobs:
         print(f"[progress] {steps}/{steps} done", file=sys.stderr, flush=True)
+
+
+def run_jobs(jobs, args):
+    """Times the jobs (time_interleaved) and returns their JSON rows (median and min)."""
+    time_interleaved(jobs, args, lambda job: job.setup())
 
     rows = []
     for job in jobs:

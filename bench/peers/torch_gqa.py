@@ -47,7 +47,6 @@ import argparse
 import json
 import os
 import platform
-import random
 import re
 import statistics
 import struct
@@ -259,38 +258,10 @@ def make_jobs(args, variants, cos, sin):
 
 def run(jobs, args, blas_libs):
     """All repetitions of all jobs in a random order, as torch_mha.py's run()."""
-    order = [job for job in jobs for _ in range(job.reps)]
-    random.Random(args.seed).shuffle(order)
-    steps = len(jobs) + len(order)
-
-    def progress(done, job):
-        if args.progress:
-            name = re.sub(r"/real_time$", "", job.run_name)
-            print(f"[progress] {done}/{steps} {name}", file=sys.stderr, flush=True)
-
     with torch.no_grad():
-        for i, job in enumerate(jobs):
-            progress(i, job)
-            torch_mha.set_threads(job.threads, blas_libs)
-            start = time.perf_counter()
-            job.fn()  # warm-up; its time sizes the repetitions
-            job.first_call = time.perf_counter() - start
-            job.calls = max(1, int(args.min_time / max(job.first_call, 1e-9)))
-            job.rss = torch_mha.peak_rss_growth(job.fn)
-        previous = None
-        for i, job in enumerate(order):
-            progress(len(jobs) + i, job)
-            torch_mha.set_threads(job.threads, blas_libs)
-            if job is not previous and job.first_call < 0.05:
-                job.fn()  # another job ran in between: warm up again where that is cheap
-            previous = job
-            wall, cpu = time.perf_counter(), time.process_time()
-            for _ in range(job.calls):
-                job.fn()
-            job.cpu.append((time.process_time() - cpu) / job.calls)
-            job.wall.append((time.perf_counter() - wall) / job.calls)
-        if args.progress and order:
-            print(f"[progress] {steps}/{steps} done", file=sys.stderr, flush=True)
+        torch_mha.peer_common.time_interleaved(
+            jobs, args, lambda job: torch_mha.set_threads(job.threads, blas_libs),
+            lambda job: setattr(job, "rss", torch_mha.peak_rss_growth(job.fn)))
 
     benchmarks = []
     for job in jobs:

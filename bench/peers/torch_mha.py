@@ -39,7 +39,6 @@ import ctypes
 import json
 import os
 import platform
-import random
 import re
 import statistics
 import sys
@@ -57,7 +56,9 @@ except ImportError as error:  # torch is an optional peer
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import book_modules  # noqa: E402  (needs the path above)
+import peer_common  # noqa: E402  (the interleaved timing loop)
 
 
 # name, batch, tokens, d_in, d_out, heads, wrapper head width: as in bench/attention_bench.cc.
@@ -220,38 +221,10 @@ def run(args, blas_libs):
     step (setting a job up, one repetition), for bench/progress.py.
     """
     jobs = make_jobs(args)
-    order = [job for job in jobs for _ in range(job.reps)]
-    random.Random(args.seed).shuffle(order)
-    steps = len(jobs) + len(order)
-
-    def progress(done, job):
-        if args.progress:
-            name = re.sub(r"/real_time$", "", job.run_name)
-            print(f"[progress] {done}/{steps} {name}", file=sys.stderr, flush=True)
-
     with torch.no_grad():
-        for i, job in enumerate(jobs):
-            progress(i, job)
-            set_threads(job.threads, blas_libs)
-            start = time.perf_counter()
-            job.fn()  # warm-up; its time (an overestimate) sizes the repetitions
-            job.first_call = time.perf_counter() - start
-            job.calls = max(1, int(args.min_time / max(job.first_call, 1e-9)))
-            job.rss = peak_rss_growth(job.fn)
-        previous = None
-        for i, job in enumerate(order):
-            progress(len(jobs) + i, job)
-            set_threads(job.threads, blas_libs)
-            if job is not previous and job.first_call < 0.05:
-                job.fn()  # another job ran in between: warm up again where that is cheap
-            previous = job
-            wall, cpu = time.perf_counter(), time.process_time()
-            for _ in range(job.calls):
-                job.fn()
-            job.cpu.append((time.process_time() - cpu) / job.calls)
-            job.wall.append((time.perf_counter() - wall) / job.calls)
-        if args.progress and order:
-            print(f"[progress] {steps}/{steps} done", file=sys.stderr, flush=True)
+        peer_common.time_interleaved(
+            jobs, args, lambda job: set_threads(job.threads, blas_libs),
+            lambda job: setattr(job, "rss", peak_rss_growth(job.fn)))
 
     benchmarks = []
     for job in jobs:
