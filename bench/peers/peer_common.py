@@ -231,6 +231,7 @@ def run_jobs(jobs, args):
 
 
 def cpu_model():
+    """The CPU's "model name" in /proc/cpuinfo, or platform.processor()."""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             for line in cpuinfo:

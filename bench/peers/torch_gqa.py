@@ -319,7 +319,7 @@ def main():
                      "(no enable_gqa argument)")
     print(note, flush=True)
     context.update({"executable": "bench/peers/torch_gqa.py", "host_name": platform.node(),
-                    "num_cpus": os.cpu_count(), "cpu_model": torch_mha.cpu_model(),
+                    "num_cpus": os.cpu_count(), "cpu_model": torch_mha.peer_common.cpu_model(),
                     "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "sdpa_note": note})
     cos, sin = compute_rope_params(HEAD_DIM, ROPE_THETA, CONTEXT, freq_config=ROPE_FREQ)
     jobs = make_jobs(args, variants, cos, sin)

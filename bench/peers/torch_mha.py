@@ -248,18 +248,6 @@ def run(args, blas_libs):
     return benchmarks
 
 
-def cpu_model():
-    """The CPU's "model name" in /proc/cpuinfo, or platform.processor()."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
-
-
 def describe(blas_libs):
     """torch's build and threading configuration, as printed and as JSON context."""
     context = {"torch_version": torch.__version__}
@@ -318,7 +306,7 @@ def main():
     blas_libs = openblas_libraries()
     context = describe(blas_libs)
     context.update({"executable": "bench/peers/torch_mha.py", "host_name": platform.node(),
-                    "num_cpus": os.cpu_count(), "cpu_model": cpu_model(),
+                    "num_cpus": os.cpu_count(), "cpu_model": peer_common.cpu_model(),
                     "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     benchmarks = run(args, blas_libs)
     if args.out:
