@@ -38,60 +38,101 @@ HWY_INLINE hn::Vec<DF> LoadInt8AsFloat(DF df, const int8_t* HWY_RESTRICT p) {
 // Vectors across the 16 keys of a tile: at most 16 lanes.
 using TileTag = hn::CappedTag<float, simd::kKvInt8TileTokens>;
 
-// The scores of R <= 4 queries (q0 .. q0 + (R-1) * head_dim) against the 16
-// keys of one tile, unscaled: s_r[lane] for lane = 0..15. Each dimension's
-// int8 values are converted once for the R queries; each block's sums are
-// then multiplied by the 16 keys' block scales.
+// The scores of R <= 4 quantized queries against the 16 keys of one tile,
+// unscaled: s_r[lane] for lane = 0..15. Query r: its int8 values as floats
+// at qf + r * qf_stride (4 * Q, zeros past head_dim), its block scales at
+// qs + r * qs_stride. Each quad of the tile is loaded once as 32-bit lanes
+// (one key's 4 dimensions each), its 4 bytes sign-extended by shifts and
+// converted; the sums of a block are integers below 2^24, exact in any
+// order; each block's sum is then multiplied by the 16 keys' block scales
+// times the query's.
 template <size_t R>
-HWY_INLINE void TileScores(const float* HWY_RESTRICT q0, size_t head_dim,
+HWY_INLINE void TileScores(const float* HWY_RESTRICT qf, size_t qf_stride,
+                           const float* HWY_RESTRICT qs, size_t qs_stride, size_t head_dim,
                            const uint8_t* HWY_RESTRICT tile, float* HWY_RESTRICT s0, size_t lds) {
   const TileTag d;
+  const hn::Rebind<int32_t, TileTag> di;
   const size_t N = hn::Lanes(d);
-  const size_t blocks = simd::KvInt8Blocks(head_dim);
+  const size_t blocks = simd::KvInt8Blocks(head_dim), quads = simd::KvInt8Quads(head_dim);
   constexpr size_t kTile = simd::kKvInt8TileTokens;
+  constexpr size_t kQuadsPerBlock = simd::kKvInt8Block / 4;
   const float* HWY_RESTRICT scales = reinterpret_cast<const float*>(tile);
-  const int8_t* HWY_RESTRICT values = reinterpret_cast<const int8_t*>(tile + 4 * blocks * kTile);
-  const float* HWY_RESTRICT q1 = q0 + head_dim;
-  const float* HWY_RESTRICT q2 = q1 + head_dim;
-  const float* HWY_RESTRICT q3 = q2 + head_dim;
+  const int32_t* HWY_RESTRICT values = reinterpret_cast<const int32_t*>(tile + 4 * blocks * kTile);
   for (size_t lane = 0; lane < kTile; lane += N) {
     auto t0 = hn::Zero(d), t1 = hn::Zero(d), t2 = hn::Zero(d), t3 = hn::Zero(d);
     for (size_t b = 0; b < blocks; ++b) {
-      const size_t begin = b * simd::kKvInt8Block;
-      const size_t end = HWY_MIN(head_dim, begin + simd::kKvInt8Block);
+      const size_t end = HWY_MIN(quads, (b + 1) * kQuadsPerBlock);
       auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
-      size_t i = begin;
-      if (R == 1) {
-        // One query: four chains over the dimensions, not one long one.
-        for (; i + 4 <= end; i += 4) {
-          const int8_t* k = values + i * kTile + lane;
-          a0 = hn::MulAdd(hn::Set(d, q0[i]), LoadInt8AsFloat(d, k), a0);
-          a1 = hn::MulAdd(hn::Set(d, q0[i + 1]), LoadInt8AsFloat(d, k + kTile), a1);
-          a2 = hn::MulAdd(hn::Set(d, q0[i + 2]), LoadInt8AsFloat(d, k + 2 * kTile), a2);
-          a3 = hn::MulAdd(hn::Set(d, q0[i + 3]), LoadInt8AsFloat(d, k + 3 * kTile), a3);
+      for (size_t c = b * kQuadsPerBlock; c < end; ++c) {
+        const auto w = hn::LoadU(di, values + c * kTile + lane);
+        const auto k0 = hn::ConvertTo(d, hn::ShiftRight<24>(hn::ShiftLeft<24>(w)));
+        const auto k1 = hn::ConvertTo(d, hn::ShiftRight<24>(hn::ShiftLeft<16>(w)));
+        const auto k2 = hn::ConvertTo(d, hn::ShiftRight<24>(hn::ShiftLeft<8>(w)));
+        const auto k3 = hn::ConvertTo(d, hn::ShiftRight<24>(w));
+        const float* HWY_RESTRICT q = qf + 4 * c;
+        if (R == 1) {  // one query: four chains, not one
+          a0 = hn::MulAdd(hn::Set(d, q[0]), k0, a0);
+          a1 = hn::MulAdd(hn::Set(d, q[1]), k1, a1);
+          a2 = hn::MulAdd(hn::Set(d, q[2]), k2, a2);
+          a3 = hn::MulAdd(hn::Set(d, q[3]), k3, a3);
+          continue;
         }
-        for (; i < end; ++i) {
-          a0 = hn::MulAdd(hn::Set(d, q0[i]), LoadInt8AsFloat(d, values + i * kTile + lane), a0);
+        a0 = hn::MulAdd(hn::Set(d, q[0]), k0, a0);
+        a0 = hn::MulAdd(hn::Set(d, q[1]), k1, a0);
+        a0 = hn::MulAdd(hn::Set(d, q[2]), k2, a0);
+        a0 = hn::MulAdd(hn::Set(d, q[3]), k3, a0);
+        q += qf_stride;
+        a1 = hn::MulAdd(hn::Set(d, q[0]), k0, a1);
+        a1 = hn::MulAdd(hn::Set(d, q[1]), k1, a1);
+        a1 = hn::MulAdd(hn::Set(d, q[2]), k2, a1);
+        a1 = hn::MulAdd(hn::Set(d, q[3]), k3, a1);
+        if (R > 2) {
+          q += qf_stride;
+          a2 = hn::MulAdd(hn::Set(d, q[0]), k0, a2);
+          a2 = hn::MulAdd(hn::Set(d, q[1]), k1, a2);
+          a2 = hn::MulAdd(hn::Set(d, q[2]), k2, a2);
+          a2 = hn::MulAdd(hn::Set(d, q[3]), k3, a2);
         }
-        a0 = hn::Add(hn::Add(a0, a1), hn::Add(a2, a3));
+        if (R > 3) {
+          q += qf_stride;
+          a3 = hn::MulAdd(hn::Set(d, q[0]), k0, a3);
+          a3 = hn::MulAdd(hn::Set(d, q[1]), k1, a3);
+          a3 = hn::MulAdd(hn::Set(d, q[2]), k2, a3);
+          a3 = hn::MulAdd(hn::Set(d, q[3]), k3, a3);
+        }
       }
-      for (; i < end; ++i) {
-        const auto k = LoadInt8AsFloat(d, values + i * kTile + lane);
-        a0 = hn::MulAdd(hn::Set(d, q0[i]), k, a0);
-        if (R > 1) a1 = hn::MulAdd(hn::Set(d, q1[i]), k, a1);
-        if (R > 2) a2 = hn::MulAdd(hn::Set(d, q2[i]), k, a2);
-        if (R > 3) a3 = hn::MulAdd(hn::Set(d, q3[i]), k, a3);
-      }
-      const auto scale = hn::LoadU(d, scales + b * kTile + lane);
-      t0 = hn::MulAdd(a0, scale, t0);
-      if (R > 1) t1 = hn::MulAdd(a1, scale, t1);
-      if (R > 2) t2 = hn::MulAdd(a2, scale, t2);
-      if (R > 3) t3 = hn::MulAdd(a3, scale, t3);
+      if (R == 1) a0 = hn::Add(hn::Add(a0, a1), hn::Add(a2, a3));
+      const auto kscale = hn::LoadU(d, scales + b * kTile + lane);
+      t0 = hn::MulAdd(a0, hn::Mul(kscale, hn::Set(d, qs[b])), t0);
+      if (R > 1) t1 = hn::MulAdd(a1, hn::Mul(kscale, hn::Set(d, qs[qs_stride + b])), t1);
+      if (R > 2) t2 = hn::MulAdd(a2, hn::Mul(kscale, hn::Set(d, qs[2 * qs_stride + b])), t2);
+      if (R > 3) t3 = hn::MulAdd(a3, hn::Mul(kscale, hn::Set(d, qs[3 * qs_stride + b])), t3);
     }
     hn::StoreU(t0, d, s0 + lane);
     if (R > 1) hn::StoreU(t1, d, s0 + lds + lane);
     if (R > 2) hn::StoreU(t2, d, s0 + 2 * lds + lane);
     if (R > 3) hn::StoreU(t3, d, s0 + 3 * lds + lane);
+  }
+}
+
+// The unscaled scores of `rows` (1..4) quantized queries against key tiles
+// [tile_begin, tile_end), as simd::detail::KvInt8ScoresFn; qf: the queries'
+// int8 values as floats, 4 * Q per query.
+inline void TileRangeScores(const uint8_t* queries, const float* qf, size_t rows, size_t head_dim,
+                            const uint8_t* keys, size_t tile_begin, size_t tile_end, float* scores,
+                            size_t lds) {
+  const size_t tile_bytes = simd::KvInt8KeyTileBytes(head_dim);
+  const size_t qf_stride = 4 * simd::KvInt8Quads(head_dim);
+  const size_t qs_stride = simd::KvInt8QueryBytes(head_dim) / 4;
+  const float* qs = reinterpret_cast<const float*>(queries);
+  constexpr size_t kTile = simd::kKvInt8TileTokens;
+  for (size_t tile = tile_begin; tile < tile_end; ++tile) {
+    const uint8_t* k = keys + tile * tile_bytes;
+    float* s = scores + tile * kTile;
+    if (rows == 4) TileScores<4>(qf, qf_stride, qs, qs_stride, head_dim, k, s, lds);
+    if (rows == 3) TileScores<3>(qf, qf_stride, qs, qs_stride, head_dim, k, s, lds);
+    if (rows == 2) TileScores<2>(qf, qf_stride, qs, qs_stride, head_dim, k, s, lds);
+    if (rows == 1) TileScores<1>(qf, qf_stride, qs, qs_stride, head_dim, k, s, lds);
   }
 }
 
@@ -193,32 +234,50 @@ HWY_INLINE void WeightedValues(const float* HWY_RESTRICT p0, size_t ldp,
   }
 }
 
-// simd::KvInt8Attention for this target, without argument checks.
-inline void KvInt8AttentionKernel(const simd::KvInt8AttentionArgs& a) {
+// simd::KvInt8Attention for this target, without argument checks; the
+// scores by `vnni_scores` where given (simd::detail::KvInt8ScoresVnni),
+// else by this target's TileScores.
+inline void KvInt8AttentionKernel(const simd::KvInt8AttentionArgs& a,
+                                  simd::detail::KvInt8ScoresFn vnni_scores = nullptr) {
   const size_t rows = a.tokens * a.group, hd = a.head_dim;
   if (rows == 0 || hd == 0) return;
   constexpr size_t kTile = simd::kKvInt8TileTokens;
-  const size_t row_bytes = simd::KvInt8RowBytes(hd), tile_bytes = simd::KvInt8KeyTileBytes(hd);
+  const size_t row_bytes = simd::KvInt8RowBytes(hd);
   const size_t lds = (a.num_keys + kTile - 1) / kTile * kTile;
-  float* const scores =
-      simd::detail::ThreadScratch(simd::detail::ScratchSlot::kFlashAttention, rows * lds);
-  // Scores and softmax of every query first: out may be q. The query heads
-  // of one token see the same keys: up to four at a time share each tile.
+  const size_t qbytes = simd::KvInt8QueryBytes(hd), qf_stride = 4 * simd::KvInt8Quads(hd);
+  // [scores: rows x lds][quantized queries: rows x qbytes][their values as
+  // floats: 4 x qf_stride]
+  float* const scores = simd::detail::ThreadScratch(simd::detail::ScratchSlot::kFlashAttention,
+                                                    rows * (lds + qbytes / 4) + 4 * qf_stride);
+  uint8_t* const queries = reinterpret_cast<uint8_t*>(scores + rows * lds);
+  float* const qf = scores + rows * (lds + qbytes / 4);
+  // Every query is quantized (and its scores computed) before any output is
+  // written: out may be q.
+  for (size_t t = 0; t < a.tokens; ++t) {
+    for (size_t g = 0; g < a.group; ++g) {
+      simd::QuantizeKvQuery(a.q + t * a.ldq + g * hd, hd, queries + (t * a.group + g) * qbytes);
+    }
+  }
+  // The query heads of one token see the same keys: up to four at a time
+  // share each tile.
   for (size_t t = 0; t < a.tokens; ++t) {
     size_t begin, end;
     simd::KvInt8VisibleKeys(a, t, &begin, &end);
+    const size_t tile_begin = begin / kTile, tile_end = (end + kTile - 1) / kTile;
     for (size_t g = 0; g < a.group; g += 4) {
       const size_t r = HWY_MIN(size_t{4}, a.group - g);
-      const float* q = a.q + t * a.ldq + g * hd;
+      const uint8_t* q = queries + (t * a.group + g) * qbytes;
       float* s = scores + (t * a.group + g) * lds;
-      for (size_t tile = begin / kTile; tile * kTile < end; ++tile) {
-        const uint8_t* keys = a.keys + tile * tile_bytes;
-        float* st = s + tile * kTile;
-        if (r == 4) TileScores<4>(q, hd, keys, st, lds);
-        if (r == 3) TileScores<3>(q, hd, keys, st, lds);
-        if (r == 2) TileScores<2>(q, hd, keys, st, lds);
-        if (r == 1) TileScores<1>(q, hd, keys, st, lds);
+      if (vnni_scores != nullptr) {
+        vnni_scores(q, r, hd, a.keys, tile_begin, tile_end, s, lds);
+        continue;
       }
+      for (size_t i = 0; i < r; ++i) {
+        const int8_t* q8 =
+            reinterpret_cast<const int8_t*>(q + i * qbytes + 4 * simd::KvInt8Blocks(hd));
+        for (size_t c = 0; c < qf_stride; ++c) qf[i * qf_stride + c] = static_cast<float>(q8[c]);
+      }
+      TileRangeScores(q, qf, r, hd, a.keys, tile_begin, tile_end, s, lds);
     }
     for (size_t g = 0; g < a.group; ++g) {
       simd::SoftmaxArgs softmax;

@@ -11,12 +11,15 @@
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
 #include "simd/kv_int8-inl.h"
+#include "simd/matmul_int8.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace attn {
 namespace HWY_NAMESPACE {
 
-void KvInt8AttentionT(const simd::KvInt8AttentionArgs& args) { KvInt8AttentionKernel(args); }
+void KvInt8AttentionT(const simd::KvInt8AttentionArgs& args, bool vnni_scores) {
+  KvInt8AttentionKernel(args, vnni_scores ? &simd::detail::KvInt8ScoresVnni : nullptr);
+}
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
@@ -37,15 +40,16 @@ HWY_EXPORT(KvInt8AttentionT);
 
 void KvInt8Attention(const KvInt8AttentionArgs& args) {
   if (args.tokens == 0 || args.group == 0 || args.head_dim == 0) return;
-  HWY_DYNAMIC_DISPATCH(KvInt8AttentionT)(args);
+  HWY_DYNAMIC_DISPATCH(KvInt8AttentionT)(args, Int8VnniActive());
 }
 
 namespace {
 
 // The quantization of simd/kv_int8.h: block b's scale to scales[b * scale_stride],
-// value i to values[i * value_stride].
+// value i to values[index(i)].
+template <class Index>
 void Quantize(const float* x, size_t head_dim, float* scales, size_t scale_stride, int8_t* values,
-              size_t value_stride) {
+              const Index& index) {
   const size_t blocks = KvInt8Blocks(head_dim);
   for (size_t b = 0; b < blocks; ++b) {
     const size_t begin = b * kKvInt8Block, end = std::min(head_dim, begin + kKvInt8Block);
@@ -69,17 +73,20 @@ void Quantize(const float* x, size_t head_dim, float* scales, size_t scale_strid
         const float magic = 12582912.0f;
         q = std::min(127.0f, std::max(-127.0f, (x[i] / scale + magic) - magic));
       }
-      values[i * value_stride] = static_cast<int8_t>(q);
+      values[index(i)] = static_cast<int8_t>(q);
     }
   }
 }
+
+// Byte i of a key of lane `lane` in the quads of a key tile.
+size_t KeyByte(size_t i, size_t lane) { return (i / 4) * 4 * kKvInt8TileTokens + 4 * lane + i % 4; }
 
 }  // namespace
 
 void QuantizeKvRow(const float* x, size_t head_dim, uint8_t* row) {
   const size_t blocks = KvInt8Blocks(head_dim);
   Quantize(x, head_dim, reinterpret_cast<float*>(row), 1,
-           reinterpret_cast<int8_t*>(row + 4 * blocks), 1);
+           reinterpret_cast<int8_t*>(row + 4 * blocks), [](size_t i) { return i; });
   const size_t used = 4 * blocks + head_dim;
   std::memset(row + used, 0, KvInt8RowBytes(head_dim) - used);
 }
@@ -94,9 +101,10 @@ void DequantizeKvRow(const uint8_t* row, size_t head_dim, float* out) {
 
 void QuantizeKvKey(const float* x, size_t head_dim, uint8_t* tile, size_t lane) {
   const size_t blocks = KvInt8Blocks(head_dim);
-  Quantize(x, head_dim, reinterpret_cast<float*>(tile) + lane, kKvInt8TileTokens,
-           reinterpret_cast<int8_t*>(tile + 4 * blocks * kKvInt8TileTokens) + lane,
-           kKvInt8TileTokens);
+  int8_t* values = reinterpret_cast<int8_t*>(tile + 4 * blocks * kKvInt8TileTokens);
+  Quantize(x, head_dim, reinterpret_cast<float*>(tile) + lane, kKvInt8TileTokens, values,
+           [lane](size_t i) { return KeyByte(i, lane); });
+  for (size_t i = head_dim; i < 4 * KvInt8Quads(head_dim); ++i) values[KeyByte(i, lane)] = 0;
 }
 
 void DequantizeKvKey(const uint8_t* tile, size_t lane, size_t head_dim, float* out) {
@@ -105,7 +113,24 @@ void DequantizeKvKey(const uint8_t* tile, size_t lane, size_t head_dim, float* o
   const int8_t* values = reinterpret_cast<const int8_t*>(tile + 4 * blocks * kKvInt8TileTokens);
   for (size_t i = 0; i < head_dim; ++i) {
     out[i] = scales[(i / kKvInt8Block) * kKvInt8TileTokens + lane] *
-             static_cast<float>(values[i * kKvInt8TileTokens + lane]);
+             static_cast<float>(values[KeyByte(i, lane)]);
+  }
+}
+
+void QuantizeKvQuery(const float* q, size_t head_dim, uint8_t* query) {
+  const size_t blocks = KvInt8Blocks(head_dim);
+  int8_t* values = reinterpret_cast<int8_t*>(query + 4 * blocks);
+  Quantize(q, head_dim, reinterpret_cast<float*>(query), 1, values, [](size_t i) { return i; });
+  for (size_t i = head_dim; i < 4 * KvInt8Quads(head_dim); ++i) values[i] = 0;
+}
+
+void RoundQueryToKvInt8(float* q, size_t head_dim) {
+  float scales[1];
+  int8_t values[kKvInt8Block];
+  for (size_t begin = 0; begin < head_dim; begin += kKvInt8Block) {
+    const size_t n = std::min(kKvInt8Block, head_dim - begin);
+    Quantize(q + begin, n, scales, 1, values, [](size_t i) { return i; });
+    for (size_t i = 0; i < n; ++i) q[begin + i] = scales[0] * static_cast<float>(values[i]);
   }
 }
 
@@ -120,13 +145,15 @@ void KvInt8AttentionReference(const KvInt8AttentionArgs& a) {
     DequantizeKvRow(a.values + j * row_bytes, hd, v.data() + j * hd);
   }
   // All outputs first: out may be q.
-  std::vector<float> result(rows * hd);
+  std::vector<float> result(rows * hd), rounded(hd);
   std::vector<double> p(a.num_keys);
   for (size_t t = 0; t < a.tokens; ++t) {
     size_t begin, end;
     KvInt8VisibleKeys(a, t, &begin, &end);
     for (size_t g = 0; g < a.group; ++g) {
-      const float* q = a.q + t * a.ldq + g * hd;
+      std::copy_n(a.q + t * a.ldq + g * hd, hd, rounded.data());
+      RoundQueryToKvInt8(rounded.data(), hd);
+      const float* q = rounded.data();
       double m = -std::numeric_limits<double>::infinity();
       bool nan = false;
       for (size_t j = begin; j < end; ++j) {

@@ -11,11 +11,22 @@
 // A value row (one token of one key/value head, head_dim values) stores its
 // B = ceil(head_dim / 32) scales, then its values, padded to 4 bytes:
 //   [scale_0 ... scale_{B-1}: floats][v_0 ... v_{hd-1}: int8][pad]
-// Keys are stored in tiles of 16 tokens, so that the scores of 16 keys are
-// one vector of multiply-adds with no horizontal sums:
-//   [scales: B x 16 floats, block-major][values: head_dim x 16 int8, dim-major]
-// token 16 * tile + lane in lane `lane`. head_dim = 64: 72 bytes a token in
-// either form, against 256 in float32 (0.28x).
+// Keys are stored in tiles of 16 tokens, in quads of 4 dimensions, so that
+// one 64-byte load holds 4 dimensions of 16 keys (an integer dot product
+// instruction's operand) and the scores of 16 keys are one vector of
+// multiply-adds with no horizontal sums:
+//   [scales: B x 16 floats, block-major][quad 0][quad 1] ... [quad Q-1]
+//   quad c = 16 tokens x 4 int8: dimensions 4c .. 4c+3 of token `lane` at
+//   bytes 4 * lane .. 4 * lane + 3
+// Q = ceil(head_dim / 4); dimensions past head_dim are 0. Token 16 * tile +
+// lane is in lane `lane`. head_dim = 64: 72 bytes a token in either form,
+// against 256 in float32 (0.28x).
+//
+// Scores multiply a query quantized as the keys are (QuantizeKvQuery: int8
+// per 32-value block with its scale), so each block's dot product is an exact
+// integer sum (|sum| <= 32 * 127 * 127 < 2^24, exact in float32 too):
+//   score(q, k) = sum over blocks b of isum_b * (kscale_b * qscale_b)
+// as llama.cpp multiplies a q8_0 query by a q8_0 key cache.
 #pragma once
 
 #include <stddef.h>
@@ -36,9 +47,17 @@ inline size_t KvInt8RowBytes(size_t head_dim) {
 
 constexpr size_t kKvInt8TileTokens = 16;
 
+// Quads of 4 dimensions of a key (or quantized query).
+inline size_t KvInt8Quads(size_t head_dim) { return (head_dim + 3) / 4; }
+
 // Bytes of one key tile (16 tokens); a multiple of 4.
 inline size_t KvInt8KeyTileBytes(size_t head_dim) {
-  return (4 * KvInt8Blocks(head_dim) + head_dim) * kKvInt8TileTokens;
+  return 4 * (KvInt8Blocks(head_dim) + KvInt8Quads(head_dim)) * kKvInt8TileTokens;
+}
+
+// Bytes of a quantized query: [B float scales][4 * Q int8, zeros past head_dim].
+inline size_t KvInt8QueryBytes(size_t head_dim) {
+  return 4 * (KvInt8Blocks(head_dim) + KvInt8Quads(head_dim));
 }
 
 // Quantizes x[0, head_dim) into one value row at `row` (KvInt8RowBytes
@@ -55,11 +74,21 @@ void QuantizeKvKey(const float* x, size_t head_dim, uint8_t* tile, size_t lane);
 // Dequantizes lane `lane` of a key tile into out[0, head_dim).
 void DequantizeKvKey(const uint8_t* tile, size_t lane, size_t head_dim, float* out);
 
+// Quantizes the query q[0, head_dim) as a key is (the same numbers) into
+// `query` (KvInt8QueryBytes bytes, 4-byte aligned).
+void QuantizeKvQuery(const float* q, size_t head_dim, uint8_t* query);
+
+// q[i] = scale_b * q8_i: the query an int8 cache's scores multiply, as
+// floats (for kernels that take float queries, as the prompt path's flash
+// kernel). A block holding NaN or ±inf becomes NaN.
+void RoundQueryToKvInt8(float* q, size_t head_dim);
+
 // Attention of `tokens` query tokens x `group` query heads that share one
 // key/value head, over num_keys cached rows of that head:
 //
-//   out(t, g) = sum_j softmax_j(scale * q(t, g) · k_j) v_j
+//   out(t, g) = sum_j softmax_j(scale * q~(t, g) · k_j) v_j
 //
+// with q~ the query as QuantizeKvQuery quantizes it (RoundQueryToKvInt8),
 // over the keys j the query may see: j <= q_begin + t with causal (and j >
 // q_begin + t - window with window > 0), every j < num_keys without.
 // q(t, g) is q + t * ldq + g * head_dim (head_dim floats), out(t, g) is
@@ -70,7 +99,8 @@ void DequantizeKvKey(const uint8_t* tile, size_t lane, size_t head_dim, float* o
 // The whole tile of the last key is read: its lanes past num_keys must be
 // readable (any values; they never reach an output). Causal needs q_begin +
 // tokens <= num_keys. Scratch: this thread's kFlashAttention slot
-// (simd/thread_scratch.h), tokens * group * (num_keys + 16) floats.
+// (simd/thread_scratch.h), tokens * group * (num_keys + 16 + 2 * head_dim +
+// 8) floats at most.
 struct KvInt8AttentionArgs {
   const float* q = nullptr;
   size_t ldq = 0;
@@ -86,20 +116,40 @@ struct KvInt8AttentionArgs {
   float scale = 1.0f;
 };
 
-// The Highway kernel (dispatched to the best target of this CPU). Scores:
-// per key tile, vectors across its 16 keys: each dimension's int8 values are
-// converted in registers once and multiplied by up to four queries' element
-// (the query heads of a group), each block's sum then times the keys' block
-// scales. Softmax: simd::MaskedSoftmax's. Values: per value row, its int8
-// values converted and scaled once, then added into up to four queries'
-// outputs with their weights. No float copy of the cache is made. Tuned on
-// AVX-512 (Zen 4) for head_dim 64 and groups of 1 and 4.
+// The kernel, dispatched to the best target of this CPU. Scores: per key
+// tile, vectors across its 16 keys, up to four queries (the query heads of a
+// group) at once; with AVX-512 VNNI (Int8VnniActive(), simd/matmul_int8.h)
+// one vpdpbusd per quad of dimensions, else each quad's int8 values
+// converted to floats in registers once (exact integer sums either way).
+// Softmax: simd::MaskedSoftmax's. Values: per value row, its int8 values
+// converted and scaled once, then added into up to four queries' outputs
+// with their weights. No float copy of the cache is made. Tuned on AVX-512
+// (Zen 4) for head_dim 64 and groups of 1 and 4.
 void KvInt8Attention(const KvInt8AttentionArgs& args);
 
-// Scalar reference: the rows dequantized as DequantizeKvRow/Key do, the scores,
+// Scalar reference: the rows dequantized as DequantizeKvRow/Key do, the
+// queries as RoundQueryToKvInt8 does, the scores,
 // softmax and sums in double; a row with a NaN or +inf score, or only -inf
 // scores, is NaN (simd/softmax.h's rules).
 void KvInt8AttentionReference(const KvInt8AttentionArgs& args);
+
+namespace detail {
+
+// The unscaled scores of `rows` (1..4) quantized queries (query r at queries
+// + r * KvInt8QueryBytes(head_dim)) against the key tiles [tile_begin,
+// tile_end) at `keys`: key j's score for query r to scores[r * lds + j], for
+// every lane of those tiles, as KvInt8Attention defines them.
+using KvInt8ScoresFn = void (*)(const uint8_t* queries, size_t rows, size_t head_dim,
+                                const uint8_t* keys, size_t tile_begin, size_t tile_end,
+                                float* scores, size_t lds);
+
+// The AVX-512 VNNI scores (simd/kv_int8_vnni.cc): vpdpbusd on the key
+// quads. Only called when Int8VnniActive(); does nothing where the kernel is
+// not compiled.
+void KvInt8ScoresVnni(const uint8_t* queries, size_t rows, size_t head_dim, const uint8_t* keys,
+                      size_t tile_begin, size_t tile_end, float* scores, size_t lds);
+
+}  // namespace detail
 
 // The keys [begin, end) that query token t of `args` sees.
 inline void KvInt8VisibleKeys(const KvInt8AttentionArgs& args, size_t t, size_t* begin,

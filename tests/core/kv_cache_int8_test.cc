@@ -130,8 +130,9 @@ TEST(KVCacheInt8, BytesAndLayout) {
   EXPECT_EQ(int8.bytes(), 2 * 12 * 1024 * (2 * 4 + 64));  // two scales per 64 values
   EXPECT_LE(double(int8.bytes()) / double(f32.bytes()), 0.3);
   EXPECT_EQ(int8.keys().numel(), 0);  // no float32 tensors
-  // Keys: one tile of 16 tokens of 4 + 5 bytes; values: 7 rows of 4 + 5 -> 12.
-  EXPECT_EQ(KVCache(2, 3, 5, 7, KVCacheType::kInt8).bytes(), 2 * 3 * (16 * 9 + 7 * 12));
+  // Keys: one tile of 16 tokens of 4 + 8 bytes (5 dimensions in 2 quads);
+  // values: 7 rows of 4 + 5 -> 12.
+  EXPECT_EQ(KVCache(2, 3, 5, 7, KVCacheType::kInt8).bytes(), 2 * 3 * (16 * 12 + 7 * 12));
   EXPECT_STREQ(to_string(KVCacheType::kInt8), "int8");
   EXPECT_THROW(KVCache(1, 1, 1, 1, static_cast<KVCacheType>(7)), ArgumentError);
 }

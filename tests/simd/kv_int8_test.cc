@@ -25,6 +25,8 @@
 #include "gtest/gtest.h"
 #include "hwy/aligned_allocator.h"
 #include "simd/flash_attention.h"
+#include "simd/matmul_int8.h"
+#include "simd/matmul_int8_internal.h"
 
 #ifndef ATTN_TESTS_SIMD_KV_INT8_TEST_HELPERS_
 #define ATTN_TESTS_SIMD_KV_INT8_TEST_HELPERS_
@@ -209,8 +211,10 @@ void Views(Problem* p, uint32_t i) {
   p->in_place = (i / 4) % 2 == 1;
   p->Fill(i);
 }
+// This target's kernel with its own (Highway) scores.
+void PortableKernel(const simd::KvInt8AttentionArgs& a) { KvInt8AttentionKernel(a); }
 std::vector<float> Check(const Problem& p, const char* what, bool finite = false) {
-  return kv_int8_test::ExpectMatches(p, &KvInt8AttentionKernel,
+  return kv_int8_test::ExpectMatches(p, &PortableKernel,
                                      std::string(hwy::TargetName(HWY_TARGET)) + " " + what, finite);
 }
 
@@ -339,7 +343,7 @@ void TestKvInt8MatchesFloatAttention() {
     for (size_t mode : {size_t{0}, size_t{1}, size_t{4}}) {
       Problem p(hd, 257, 4, 5, mode);
       p.Fill(static_cast<uint32_t>(7000 + hd + mode));
-      const std::vector<float> got = kv_int8_test::Run(p, &KvInt8AttentionKernel);
+      const std::vector<float> got = kv_int8_test::Run(p, &PortableKernel);
       std::vector<float> want(p.a.tokens * p.a.group * hd);
       simd::FlashAttentionArgs f;
       f.q = p.q.data();
@@ -363,7 +367,9 @@ void TestKvInt8MatchesFloatAttention() {
         err += d * d;
         norm += double(want[i]) * want[i];
       }
-      EXPECT_LT(std::sqrt(err / norm), 1e-2) << hwy::TargetName(HWY_TARGET) << p.Describe();
+      // Measured 7e-3 .. 1.03e-2 (AVX3): keys, values and the query each
+      // rounded to int8 per 32 values.
+      EXPECT_LT(std::sqrt(err / norm), 1.5e-2) << hwy::TargetName(HWY_TARGET) << p.Describe();
     }
   }
 }
@@ -391,6 +397,38 @@ TEST_P(KvInt8Test, DispatchedKvInt8Attention) {
   p.offset = 1;
   p.Fill(8000);
   kv_int8_test::ExpectMatches(p, &simd::KvInt8Attention, "simd::KvInt8Attention");
+}
+
+// The AVX-512 VNNI scores (simd/kv_int8_vnni.cc) through the dispatched
+// kernel: against the reference on every head_dim x key count and every
+// group x tokens x mask, and bit for bit the AVX3 target's portable kernel
+// (the same integer sums, scaled by the same operations).
+TEST(KvInt8VnniTest, MatchesReferenceAndPortableBits) {
+  if (!simd::detail::CpuHasInt8Vnni()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  struct VnniHook {
+    explicit VnniHook(bool on) { simd::SetInt8VnniEnabledForTest(on); }
+    ~VnniHook() { simd::SetInt8VnniEnabledForTest(true); }
+  };
+  ASSERT_TRUE(simd::Int8VnniActive());
+  uint32_t i = 0;
+  std::vector<kv_int8_test::Problem> problems;
+  for (size_t hd : kv_int8_test::kHeadDims) {
+    for (size_t nk : kv_int8_test::kNumKeys) problems.emplace_back(hd, nk, 1 + i++ % 5, 1, 1);
+  }
+  for (size_t g : kv_int8_test::kGroups) {
+    for (size_t t : kv_int8_test::kTokens) {
+      for (size_t mode = 0; mode < 7; ++mode) problems.emplace_back(64, 33, g, t, mode);
+    }
+  }
+  for (kv_int8_test::Problem& p : problems) {
+    p.offset = i % 2;
+    p.in_place = i % 3 == 0;
+    p.Fill(i++);
+    const std::vector<float> vnni = kv_int8_test::ExpectMatches(p, &simd::KvInt8Attention, "VNNI");
+    VnniHook off(false);
+    const std::vector<float> portable = kv_int8_test::Run(p, &simd::KvInt8Attention);
+    EXPECT_EQ(std::memcmp(vnni.data(), portable.data(), 4 * vnni.size()), 0) << p.Describe();
+  }
 }
 
 // The row layout (72 bytes at head_dim 64, <= 0.3 x float32; 4-byte
@@ -444,13 +482,15 @@ TEST(KvInt8FormatTest, QuantizeDequantize) {
 }
 
 // QuantizeKvKey writes QuantizeKvRow's numbers into one lane of a key tile
-// (scales block-major, values dimension-major, 16 lanes) and nothing else.
+// (scales block-major, values in quads of 4 dimensions x 16 lanes, zeros
+// past head_dim) and nothing else.
 TEST(KvInt8FormatTest, KeyTiles) {
   std::mt19937 rng(10);
   std::normal_distribution<float> dist(0.0f, 1.0f);
   for (size_t hd : kv_int8_test::kHeadDims) {
     const size_t blocks = simd::KvInt8Blocks(hd), bytes = simd::KvInt8KeyTileBytes(hd);
-    EXPECT_EQ(bytes, 16 * (4 * blocks + hd));
+    const size_t quads = (hd + 3) / 4;
+    EXPECT_EQ(bytes, 16 * (4 * blocks + 4 * quads));
     std::vector<uint32_t> tile(bytes / 4 + 1, 0xABABABABu), row(simd::KvInt8RowBytes(hd) / 4);
     uint8_t* t8 = reinterpret_cast<uint8_t*>(tile.data());
     uint8_t* r8 = reinterpret_cast<uint8_t*>(row.data());
@@ -463,11 +503,54 @@ TEST(KvInt8FormatTest, KeyTiles) {
       simd::DequantizeKvRow(r8, hd, from_row.data());
       simd::DequantizeKvKey(t8, lane, hd, from_tile.data());
       EXPECT_EQ(std::memcmp(from_row.data(), from_tile.data(), 4 * hd), 0) << hd << " " << lane;
+      // Dimension i of the lane: byte 64 * (i / 4) + 4 * lane + i % 4 of the quads.
+      const int8_t* values = reinterpret_cast<const int8_t*>(t8 + 64 * blocks);
+      for (size_t i = 0; i < 4 * quads; ++i) {
+        const int8_t want = i < hd ? reinterpret_cast<const int8_t*>(r8 + 4 * blocks)[i] : 0;
+        EXPECT_EQ(values[64 * (i / 4) + 4 * lane + i % 4], want) << hd << " " << lane << " " << i;
+      }
     }
     for (size_t i = 0; i <= bytes; ++i) {
-      const size_t lane = i < 64 * blocks ? i / 4 % 16 : (i - 64 * blocks) % 16;
+      const size_t lane = i / 4 % 16;
       if (i == bytes || (lane != 0 && lane != 7 && lane != 15)) {
         EXPECT_EQ(t8[i], 0xAB) << hd << " byte " << i;
+      }
+    }
+  }
+}
+
+// QuantizeKvQuery writes QuantizeKvRow's scales and values (then zeros up
+// to 4 * quads) and nothing else; RoundQueryToKvInt8 gives what they
+// dequantize to, NaN for a block holding NaN or inf.
+TEST(KvInt8FormatTest, Queries) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  for (size_t hd : kv_int8_test::kHeadDims) {
+    const size_t blocks = simd::KvInt8Blocks(hd), bytes = simd::KvInt8QueryBytes(hd);
+    EXPECT_EQ(bytes, 4 * blocks + 4 * ((hd + 3) / 4));
+    for (size_t trial = 0; trial < 3; ++trial) {
+      std::vector<float> x(hd), rounded(hd), from_row(hd);
+      for (float& e : x) e = dist(rng) * (trial == 1 ? 1e-30f : 1.0f);
+      if (trial == 2) x[hd - 1] = kv_int8_test::kInf;
+      std::vector<uint32_t> query(bytes / 4 + 1, 0xABABABABu), row(simd::KvInt8RowBytes(hd) / 4);
+      uint8_t* q8 = reinterpret_cast<uint8_t*>(query.data());
+      uint8_t* r8 = reinterpret_cast<uint8_t*>(row.data());
+      simd::QuantizeKvQuery(x.data(), hd, q8);
+      simd::QuantizeKvRow(x.data(), hd, r8);
+      EXPECT_EQ(std::memcmp(q8, r8, 4 * blocks + hd), 0) << hd;
+      for (size_t i = 4 * blocks + hd; i <= bytes; ++i) {
+        EXPECT_EQ(q8[i], i < bytes ? 0 : 0xAB) << hd << " byte " << i;
+      }
+      rounded = x;
+      simd::RoundQueryToKvInt8(rounded.data(), hd);
+      simd::DequantizeKvRow(r8, hd, from_row.data());
+      for (size_t i = 0; i < hd; ++i) {
+        const bool same =
+            std::isnan(from_row[i]) ? std::isnan(rounded[i]) : from_row[i] == rounded[i];
+        EXPECT_TRUE(same) << hd << " " << i << ": " << rounded[i] << " vs " << from_row[i];
+        if (trial == 2 && i / 32 == (hd - 1) / 32) {
+          EXPECT_TRUE(std::isnan(rounded[i])) << hd << " " << i;
+        }
       }
     }
   }
