@@ -94,9 +94,9 @@ inline float attention_scale(size_t d_k) {
 // when causal.
 void attention(const AttentionProblem& problem);
 
-// The rows of an int8 KV cache (simd/kv_int8.h's format): (batch b, key/value
-// head h) starts at data + b * batch_stride + h * head_stride (bytes), its
-// tokens simd::KvInt8RowBytes(head_dim) apart.
+// The keys or values of an int8 KV cache (simd/kv_int8.h's tiles): (batch b,
+// key/value head h) starts at data + b * batch_stride + h * head_stride
+// (bytes), its tiles of 16 tokens one after another.
 struct Int8Rows {
   const uint8_t* data = nullptr;
   size_t batch_stride = 0, head_stride = 0;

@@ -32,21 +32,20 @@ KVCache::KVCache(int64_t batch, int64_t num_heads, int64_t head_dim, int64_t con
     keys_ = Tensor({batch, num_heads, context_length, head_dim});
     values_ = Tensor({batch, num_heads, context_length, head_dim});
   } else {
-    keys8_ = Tensor({batch, num_heads, key_tiles(), static_cast<int64_t>(key_tile_bytes() / 4)});
-    values8_ =
-        Tensor({batch, num_heads, context_length, static_cast<int64_t>(int8_row_bytes() / 4)});
+    keys8_ = Tensor({batch, num_heads, tiles(), static_cast<int64_t>(key_tile_bytes() / 4)});
+    values8_ = Tensor({batch, num_heads, tiles(), static_cast<int64_t>(value_tile_bytes() / 4)});
   }
 }
 
-size_t KVCache::int8_row_bytes() const {
-  return simd::KvInt8RowBytes(static_cast<size_t>(head_dim_));
+size_t KVCache::value_tile_bytes() const {
+  return simd::KvInt8ValueTileBytes(static_cast<size_t>(head_dim_));
 }
 
 size_t KVCache::key_tile_bytes() const {
   return simd::KvInt8KeyTileBytes(static_cast<size_t>(head_dim_));
 }
 
-int64_t KVCache::key_tiles() const {
+int64_t KVCache::tiles() const {
   const int64_t tile = static_cast<int64_t>(simd::kKvInt8TileTokens);
   return (capacity_ + tile - 1) / tile;
 }
@@ -55,9 +54,8 @@ int64_t KVCache::bytes() const {
   if (type_ == KVCacheType::kFloat32) {
     return 2 * batch_ * num_heads_ * capacity_ * head_dim_ * static_cast<int64_t>(sizeof(float));
   }
-  return batch_ * num_heads_ *
-         (key_tiles() * static_cast<int64_t>(key_tile_bytes()) +
-          capacity_ * static_cast<int64_t>(int8_row_bytes()));
+  return batch_ * num_heads_ * tiles() *
+         static_cast<int64_t>(key_tile_bytes() + value_tile_bytes());
 }
 
 bool KVCache::has_storage() const {
@@ -65,10 +63,10 @@ bool KVCache::has_storage() const {
     const std::vector<int64_t> shape{batch_, num_heads_, capacity_, head_dim_};
     return keys_.shape() == shape && values_.shape() == shape;
   }
-  return keys8_.shape() == std::vector<int64_t>{batch_, num_heads_, key_tiles(),
+  return keys8_.shape() == std::vector<int64_t>{batch_, num_heads_, tiles(),
                                                 static_cast<int64_t>(key_tile_bytes() / 4)} &&
-         values8_.shape() == std::vector<int64_t>{batch_, num_heads_, capacity_,
-                                                  static_cast<int64_t>(int8_row_bytes() / 4)};
+         values8_.shape() == std::vector<int64_t>{batch_, num_heads_, tiles(),
+                                                  static_cast<int64_t>(value_tile_bytes() / 4)};
 }
 
 std::string KVCache::describe() const {
@@ -79,13 +77,13 @@ std::string KVCache::describe() const {
 }
 
 const uint8_t* KVCache::int8_keys(size_t b, size_t h) const {
-  const size_t tiles = (b * static_cast<size_t>(num_heads_) + h) * static_cast<size_t>(key_tiles());
-  return reinterpret_cast<const uint8_t*>(keys8_.data()) + tiles * key_tile_bytes();
+  const size_t before = (b * static_cast<size_t>(num_heads_) + h) * static_cast<size_t>(tiles());
+  return reinterpret_cast<const uint8_t*>(keys8_.data()) + before * key_tile_bytes();
 }
 
 const uint8_t* KVCache::int8_values(size_t b, size_t h) const {
-  const size_t rows = (b * static_cast<size_t>(num_heads_) + h) * static_cast<size_t>(capacity_);
-  return reinterpret_cast<const uint8_t*>(values8_.data()) + rows * int8_row_bytes();
+  const size_t before = (b * static_cast<size_t>(num_heads_) + h) * static_cast<size_t>(tiles());
+  return reinterpret_cast<const uint8_t*>(values8_.data()) + before * value_tile_bytes();
 }
 
 void KVCache::append(const float* keys, const float* values, size_t ld, size_t tokens) {
@@ -96,12 +94,14 @@ void KVCache::append(const float* keys, const float* values, size_t ld, size_t t
       for (size_t t = 0; t < tokens; ++t) {
         const size_t source = (b * tokens + t) * ld + h * hd, position = past + t;
         if (type_ == KVCacheType::kInt8) {
-          uint8_t* k = const_cast<uint8_t*>(int8_keys(b, h)) +
-                       position / simd::kKvInt8TileTokens * key_tile_bytes();
-          simd::QuantizeKvKey(keys + source, hd, k, position % simd::kKvInt8TileTokens);
-          simd::QuantizeKvRow(
-              values + source, hd,
-              const_cast<uint8_t*>(int8_values(b, h)) + position * int8_row_bytes());
+          const size_t tile = position / simd::kKvInt8TileTokens;
+          const size_t lane = position % simd::kKvInt8TileTokens;
+          simd::QuantizeKvKey(keys + source, hd,
+                              const_cast<uint8_t*>(int8_keys(b, h)) + tile * key_tile_bytes(),
+                              lane);
+          simd::QuantizeKvValue(values + source, hd,
+                                const_cast<uint8_t*>(int8_values(b, h)) + tile * value_tile_bytes(),
+                                lane);
         } else {
           const size_t slot = ((b * heads + h) * capacity + position) * hd;
           std::memcpy(keys_.data() + slot, keys + source, hd * sizeof(float));
@@ -136,10 +136,10 @@ void KVCache::attend(const detail::AttentionProblem& problem) const {
   detail::AttentionProblem p = problem;
   const size_t heads = static_cast<size_t>(num_heads_), capacity = static_cast<size_t>(capacity_);
   if (type_ == KVCacheType::kInt8) {
-    const size_t row = int8_row_bytes();
-    const size_t tiles = static_cast<size_t>(key_tiles()) * key_tile_bytes();
-    const detail::Int8Rows k{int8_keys(0, 0), heads * tiles, tiles};
-    const detail::Int8Rows v{int8_values(0, 0), heads * capacity * row, capacity * row};
+    const size_t key_head = static_cast<size_t>(tiles()) * key_tile_bytes();
+    const size_t value_head = static_cast<size_t>(tiles()) * value_tile_bytes();
+    const detail::Int8Rows k{int8_keys(0, 0), heads * key_head, key_head};
+    const detail::Int8Rows v{int8_values(0, 0), heads * value_head, value_head};
     detail::attention_int8_cache(p, k, v);
     return;
   }
@@ -153,7 +153,7 @@ void KVCache::attend(const detail::AttentionProblem& problem) const {
 
 namespace {
 
-// Keys (tiles) or values (rows) of an int8 cache, or a float32 cache's
+// Keys or values (tiles) of an int8 cache, or a float32 cache's
 // tensor, as float32 (batch, heads, size, head_dim).
 Tensor dequantized(const KVCache& cache, bool keys, const Tensor& floats, const uint8_t* int8,
                    size_t head_bytes) {
@@ -169,12 +169,11 @@ Tensor dequantized(const KVCache& cache, bool keys, const Tensor& floats, const 
     }
     const uint8_t* src = int8 + bh * head_bytes;
     for (size_t t = 0; t < n; ++t) {
+      const size_t tile = t / simd::kKvInt8TileTokens, lane = t % simd::kKvInt8TileTokens;
       if (keys) {
-        const size_t tile = t / simd::kKvInt8TileTokens;
-        simd::DequantizeKvKey(src + tile * simd::KvInt8KeyTileBytes(h), t % simd::kKvInt8TileTokens,
-                              h, dst + t * h);
+        simd::DequantizeKvKey(src + tile * simd::KvInt8KeyTileBytes(h), lane, h, dst + t * h);
       } else {
-        simd::DequantizeKvRow(src + t * simd::KvInt8RowBytes(h), h, dst + t * h);
+        simd::DequantizeKvValue(src + tile * simd::KvInt8ValueTileBytes(h), lane, h, dst + t * h);
       }
     }
   }
@@ -186,14 +185,14 @@ Tensor dequantized(const KVCache& cache, bool keys, const Tensor& floats, const 
 Tensor KVCache::dequantized_keys() const {
   if (!has_storage()) throw ArgumentError("KVCache::dequantized_keys: " + describe());
   return dequantized(*this, true, keys_, type_ == KVCacheType::kInt8 ? int8_keys(0, 0) : nullptr,
-                     static_cast<size_t>(key_tiles()) * key_tile_bytes());
+                     static_cast<size_t>(tiles()) * key_tile_bytes());
 }
 
 Tensor KVCache::dequantized_values() const {
   if (!has_storage()) throw ArgumentError("KVCache::dequantized_values: " + describe());
   return dequantized(*this, false, values_,
                      type_ == KVCacheType::kInt8 ? int8_values(0, 0) : nullptr,
-                     static_cast<size_t>(capacity_) * int8_row_bytes());
+                     static_cast<size_t>(tiles()) * value_tile_bytes());
 }
 
 void KVCache::rewind(int64_t num_tokens) {

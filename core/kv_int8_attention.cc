@@ -6,7 +6,7 @@
 //    head, reading the int8 tiles in place: nothing of the cache is copied.
 //  - Prompts (more positions): each task is one (batch, key/value head); it
 //    dequantizes the keys and values its queries can see into its scratch
-//    once (simd::DequantizeKvKey/Row: the same numbers the int8 kernel
+//    once (simd::DequantizeKvKey/Value: the same numbers the int8 kernel
 //    multiplies), rounds a copy of its queries as the int8 kernel quantizes
 //    them (simd::RoundQueryToKvInt8) and runs the flash kernel over all its
 //    queries, which
@@ -41,7 +41,7 @@ void attention_int8_prompt(const AttentionProblem& p, const Int8Rows& keys,
                            const Int8Rows& values) {
   const size_t group = p.heads / p.kv_heads, hd = p.head_dim;
   const size_t n = p.causal ? std::min(p.num_keys, p.q_begin + p.tokens) : p.num_keys;
-  const size_t key_tile = simd::KvInt8KeyTileBytes(hd), row = simd::KvInt8RowBytes(hd);
+  const size_t key_tile = simd::KvInt8KeyTileBytes(hd), value_tile = simd::KvInt8ValueTileBytes(hd);
   parallel::ParallelFor(p.batch * p.kv_heads, 1, [&](size_t begin, size_t end) {
     for (size_t task = begin; task < end; ++task) {
       const size_t b = task / p.kv_heads, kv = task % p.kv_heads;
@@ -54,9 +54,9 @@ void attention_int8_prompt(const AttentionProblem& p, const Int8Rows& keys,
       float* const v = k + n * hd;
       float* const q = v + n * hd;
       for (size_t j = 0; j < n; ++j) {
-        simd::DequantizeKvKey(k8 + j / simd::kKvInt8TileTokens * key_tile,
-                              j % simd::kKvInt8TileTokens, hd, k + j * hd);
-        simd::DequantizeKvRow(v8 + j * row, hd, v + j * hd);
+        const size_t tile = j / simd::kKvInt8TileTokens, lane = j % simd::kKvInt8TileTokens;
+        simd::DequantizeKvKey(k8 + tile * key_tile, lane, hd, k + j * hd);
+        simd::DequantizeKvValue(v8 + tile * value_tile, lane, hd, v + j * hd);
       }
       for (size_t t = 0; t < p.tokens; ++t) {
         for (size_t g = 0; g < group; ++g) {

@@ -136,121 +136,140 @@ inline void TileRangeScores(const uint8_t* queries, const float* qf, size_t rows
   }
 }
 
-// out_r[0, head_dim) = sum over j in [begin, end) of p_r[j] * v_j for R <= 4
-// queries (p_r = p0 + r * ldp, out_r = out0 + r * head_dim), the value rows
-// row_bytes apart: per row and vector of columns, its int8 values converted
-// and scaled once for the R queries. R = 1 keeps four vectors of columns in
-// registers (independent chains); a scalar tail takes the last columns.
+// w[r * 16 * B + b * 16 + lane] = p_r[16 * tile + lane] * vscale_b(lane) for
+// the tokens 16 * tile + lane in [begin, end), 0 for the others (whose
+// weights and scales may be anything, NaN included), for R <= 4 queries
+// (p_r = p0 + r * ldp).
 template <size_t R>
-HWY_INLINE void WeightedValues(const float* HWY_RESTRICT p0, size_t ldp,
-                               const uint8_t* HWY_RESTRICT rows, size_t row_bytes, size_t begin,
-                               size_t end, size_t head_dim, float* HWY_RESTRICT out0) {
-  const hn::ScalableTag<float> d;
+HWY_INLINE void TileWeights(const float* HWY_RESTRICT p0, size_t ldp, const uint8_t* tile,
+                            size_t tile_index, size_t blocks, size_t begin, size_t end,
+                            float* HWY_RESTRICT w) {
+  const TileTag d;
+  const hn::Rebind<int32_t, TileTag> di;
   const size_t N = hn::Lanes(d);
-  const size_t blocks = simd::KvInt8Blocks(head_dim);
-  const size_t block = simd::kKvInt8Block;
-  const float* HWY_RESTRICT p1 = p0 + ldp;
-  const float* HWY_RESTRICT p2 = p1 + ldp;
-  const float* HWY_RESTRICT p3 = p2 + ldp;
-  size_t c = 0;
-  if (N <= block) {
-    if (R == 1) {
-      for (; c + 4 * N <= head_dim; c += 4 * N) {
-        const size_t b0 = c / block, b1 = (c + N) / block, b2 = (c + 2 * N) / block,
-                     b3 = (c + 3 * N) / block;
-        auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
-        if (b0 == b3) {  // N <= 8: the four vectors in one block, one weight
-          for (size_t j = begin; j < end; ++j) {
-            const uint8_t* row = rows + j * row_bytes;
-            const int8_t* values = reinterpret_cast<const int8_t*>(row + 4 * blocks) + c;
-            const auto w = hn::Set(d, p0[j] * reinterpret_cast<const float*>(row)[b0]);
-            a0 = hn::MulAdd(w, LoadInt8AsFloat(d, values), a0);
-            a1 = hn::MulAdd(w, LoadInt8AsFloat(d, values + N), a1);
-            a2 = hn::MulAdd(w, LoadInt8AsFloat(d, values + 2 * N), a2);
-            a3 = hn::MulAdd(w, LoadInt8AsFloat(d, values + 3 * N), a3);
-          }
-        } else if (b0 == b1 && b2 == b3) {  // N = 16: two blocks, two weights
-          for (size_t j = begin; j < end; ++j) {
-            const uint8_t* row = rows + j * row_bytes;
-            const float* scales = reinterpret_cast<const float*>(row);
-            const int8_t* values = reinterpret_cast<const int8_t*>(row + 4 * blocks) + c;
-            const auto w01 = hn::Set(d, p0[j] * scales[b0]);
-            const auto w23 = hn::Set(d, p0[j] * scales[b2]);
-            a0 = hn::MulAdd(w01, LoadInt8AsFloat(d, values), a0);
-            a1 = hn::MulAdd(w01, LoadInt8AsFloat(d, values + N), a1);
-            a2 = hn::MulAdd(w23, LoadInt8AsFloat(d, values + 2 * N), a2);
-            a3 = hn::MulAdd(w23, LoadInt8AsFloat(d, values + 3 * N), a3);
-          }
-        } else {
-          for (size_t j = begin; j < end; ++j) {
-            const uint8_t* row = rows + j * row_bytes;
-            const float* scales = reinterpret_cast<const float*>(row);
-            const int8_t* values = reinterpret_cast<const int8_t*>(row + 4 * blocks) + c;
-            const float pj = p0[j];
-            a0 = hn::MulAdd(hn::Set(d, pj * scales[b0]), LoadInt8AsFloat(d, values), a0);
-            a1 = hn::MulAdd(hn::Set(d, pj * scales[b1]), LoadInt8AsFloat(d, values + N), a1);
-            a2 = hn::MulAdd(hn::Set(d, pj * scales[b2]), LoadInt8AsFloat(d, values + 2 * N), a2);
-            a3 = hn::MulAdd(hn::Set(d, pj * scales[b3]), LoadInt8AsFloat(d, values + 3 * N), a3);
-          }
-        }
-        hn::StoreU(a0, d, out0 + c);
-        hn::StoreU(a1, d, out0 + c + N);
-        hn::StoreU(a2, d, out0 + c + 2 * N);
-        hn::StoreU(a3, d, out0 + c + 3 * N);
+  constexpr size_t kTile = simd::kKvInt8TileTokens;
+  const float* HWY_RESTRICT scales = reinterpret_cast<const float*>(tile);
+  const size_t first = tile_index * kTile;
+  for (size_t lane = 0; lane < kTile; lane += N) {
+    const auto j = hn::Iota(di, static_cast<int32_t>(first + lane));
+    const auto visible =
+        hn::RebindMask(d, hn::And(hn::Not(hn::Lt(j, hn::Set(di, static_cast<int32_t>(begin)))),
+                                  hn::Lt(j, hn::Set(di, static_cast<int32_t>(end)))));
+    for (size_t r = 0; r < R; ++r) {
+      const auto p = hn::LoadU(d, p0 + r * ldp + first + lane);
+      for (size_t b = 0; b < blocks; ++b) {
+        const auto x = hn::Mul(p, hn::LoadU(d, scales + b * kTile + lane));
+        hn::StoreU(hn::IfThenElseZero(visible, x), d, w + (r * blocks + b) * kTile + lane);
       }
-    }
-    for (; c + N <= head_dim; c += N) {
-      const size_t b = c / block;
-      auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
-      for (size_t j = begin; j < end; ++j) {
-        const uint8_t* row = rows + j * row_bytes;
-        const float scale = reinterpret_cast<const float*>(row)[b];
-        const auto v =
-            hn::Mul(LoadInt8AsFloat(d, reinterpret_cast<const int8_t*>(row + 4 * blocks) + c),
-                    hn::Set(d, scale));
-        a0 = hn::MulAdd(hn::Set(d, p0[j]), v, a0);
-        if (R > 1) a1 = hn::MulAdd(hn::Set(d, p1[j]), v, a1);
-        if (R > 2) a2 = hn::MulAdd(hn::Set(d, p2[j]), v, a2);
-        if (R > 3) a3 = hn::MulAdd(hn::Set(d, p3[j]), v, a3);
-      }
-      hn::StoreU(a0, d, out0 + c);
-      if (R > 1) hn::StoreU(a1, d, out0 + head_dim + c);
-      if (R > 2) hn::StoreU(a2, d, out0 + 2 * head_dim + c);
-      if (R > 3) hn::StoreU(a3, d, out0 + 3 * head_dim + c);
     }
   }
+}
+
+// out_r[0, head_dim) += the 16 tokens of one value tile weighted by w (as
+// TileWeights writes it), for R <= 4 queries (out_r = out0 + r * head_dim).
+// Per vector of dimensions of a group of 4 tokens: one load of 32-bit lanes
+// (a dimension's 4 tokens each), each token's byte sign-extended by shifts
+// and converted once for the R queries; one query keeps four chains.
+template <size_t R>
+HWY_INLINE void TileValues(const float* HWY_RESTRICT w, size_t head_dim, const uint8_t* tile,
+                           float* HWY_RESTRICT out0) {
+  const TileTag d;
+  const hn::Rebind<int32_t, TileTag> di;
+  const size_t N = hn::Lanes(d);
+  constexpr size_t kTile = simd::kKvInt8TileTokens;
+  const size_t blocks = simd::KvInt8Blocks(head_dim);
+  const int32_t* HWY_RESTRICT groups = reinterpret_cast<const int32_t*>(tile + 4 * blocks * kTile);
+  const size_t ldw = blocks * kTile;
+  size_t c = 0;
+  for (; c + N <= head_dim; c += N) {  // N divides 32: one block
+    const float* HWY_RESTRICT wb = w + c / simd::kKvInt8Block * kTile;
+    auto a0 = hn::LoadU(d, out0 + c);
+    auto a1 = R > 1 ? hn::LoadU(d, out0 + head_dim + c) : hn::Zero(d);
+    auto a2 = R > 2 ? hn::LoadU(d, out0 + 2 * head_dim + c) : hn::Zero(d);
+    auto a3 = R > 3 ? hn::LoadU(d, out0 + 3 * head_dim + c) : hn::Zero(d);
+    for (size_t g = 0; g < kTile / 4; ++g) {
+      const auto x = hn::LoadU(di, groups + g * head_dim + c);
+      const auto v0 = hn::ConvertTo(d, hn::ShiftRight<24>(hn::ShiftLeft<24>(x)));
+      const auto v1 = hn::ConvertTo(d, hn::ShiftRight<24>(hn::ShiftLeft<16>(x)));
+      const auto v2 = hn::ConvertTo(d, hn::ShiftRight<24>(hn::ShiftLeft<8>(x)));
+      const auto v3 = hn::ConvertTo(d, hn::ShiftRight<24>(x));
+      const float* HWY_RESTRICT wg = wb + 4 * g;
+      if (R == 1) {
+        a0 = hn::MulAdd(hn::Set(d, wg[0]), v0, a0);
+        a1 = hn::MulAdd(hn::Set(d, wg[1]), v1, a1);
+        a2 = hn::MulAdd(hn::Set(d, wg[2]), v2, a2);
+        a3 = hn::MulAdd(hn::Set(d, wg[3]), v3, a3);
+        continue;
+      }
+      for (size_t k = 0; k < 4; ++k) {
+        const auto v = k == 0 ? v0 : k == 1 ? v1 : k == 2 ? v2 : v3;
+        a0 = hn::MulAdd(hn::Set(d, wg[k]), v, a0);
+        a1 = hn::MulAdd(hn::Set(d, wg[ldw + k]), v, a1);
+        if (R > 2) a2 = hn::MulAdd(hn::Set(d, wg[2 * ldw + k]), v, a2);
+        if (R > 3) a3 = hn::MulAdd(hn::Set(d, wg[3 * ldw + k]), v, a3);
+      }
+    }
+    if (R == 1) a0 = hn::Add(hn::Add(a0, a1), hn::Add(a2, a3));
+    hn::StoreU(a0, d, out0 + c);
+    if (R > 1) hn::StoreU(a1, d, out0 + head_dim + c);
+    if (R > 2) hn::StoreU(a2, d, out0 + 2 * head_dim + c);
+    if (R > 3) hn::StoreU(a3, d, out0 + 3 * head_dim + c);
+  }
+  const int8_t* HWY_RESTRICT bytes = reinterpret_cast<const int8_t*>(groups);
   for (; c < head_dim; ++c) {
+    const float* HWY_RESTRICT wb = w + c / simd::kKvInt8Block * kTile;
     for (size_t r = 0; r < R; ++r) {
-      const float* p = p0 + r * ldp;
-      float sum = 0.0f;
-      for (size_t j = begin; j < end; ++j) {
-        const uint8_t* row = rows + j * row_bytes;
-        const float scale = reinterpret_cast<const float*>(row)[c / block];
-        sum += p[j] *
-               (scale * static_cast<float>(reinterpret_cast<const int8_t*>(row + 4 * blocks)[c]));
+      float sum = out0[r * head_dim + c];
+      for (size_t lane = 0; lane < kTile; ++lane) {
+        const int8_t v = bytes[lane / 4 * 4 * head_dim + 4 * c + lane % 4];
+        sum += wb[r * ldw + lane] * static_cast<float>(v);
       }
       out0[r * head_dim + c] = sum;
     }
   }
 }
 
+// out_r[0, head_dim) = sum over the tokens j in [begin, end) of p_r[j] *
+// v_j, for R <= 4 queries; w: scratch of R * 16 * blocks floats.
+template <size_t R>
+HWY_INLINE void WeightedValues(const float* HWY_RESTRICT p0, size_t ldp, const uint8_t* values,
+                               size_t begin, size_t end, size_t head_dim, float* HWY_RESTRICT out0,
+                               float* HWY_RESTRICT w) {
+  constexpr size_t kTile = simd::kKvInt8TileTokens;
+  const size_t blocks = simd::KvInt8Blocks(head_dim);
+  const size_t tile_bytes = simd::KvInt8ValueTileBytes(head_dim);
+  std::fill(out0, out0 + R * head_dim, 0.0f);
+  for (size_t tile = begin / kTile; tile * kTile < end; ++tile) {
+    const uint8_t* t = values + tile * tile_bytes;
+    TileWeights<R>(p0, ldp, t, tile, blocks, begin, end, w);
+    TileValues<R>(w, head_dim, t, out0);
+  }
+}
+
 // simd::KvInt8Attention for this target, without argument checks; the
-// scores by `vnni_scores` where given (simd::detail::KvInt8ScoresVnni),
-// else by this target's TileScores.
+// scores and the weighted values by `vnni_scores` and `vnni_values` where
+// given (simd::detail::KvInt8ScoresVnni, KvInt8ValuesVnni), else by this
+// target's TileScores and WeightedValues.
 inline void KvInt8AttentionKernel(const simd::KvInt8AttentionArgs& a,
-                                  simd::detail::KvInt8ScoresFn vnni_scores = nullptr) {
+                                  simd::detail::KvInt8ScoresFn vnni_scores = nullptr,
+                                  simd::detail::KvInt8ValuesFn vnni_values = nullptr) {
   const size_t rows = a.tokens * a.group, hd = a.head_dim;
   if (rows == 0 || hd == 0) return;
   constexpr size_t kTile = simd::kKvInt8TileTokens;
-  const size_t row_bytes = simd::KvInt8RowBytes(hd);
   const size_t lds = (a.num_keys + kTile - 1) / kTile * kTile;
   const size_t qbytes = simd::KvInt8QueryBytes(hd), qf_stride = 4 * simd::KvInt8Quads(hd);
+  const size_t blocks = simd::KvInt8Blocks(hd);
   // [scores: rows x lds][quantized queries: rows x qbytes][their values as
-  // floats: 4 x qf_stride]
-  float* const scores = simd::detail::ThreadScratch(simd::detail::ScratchSlot::kFlashAttention,
-                                                    rows * (lds + qbytes / 4) + 4 * qf_stride);
+  // floats: 4 x qf_stride][tile weights: 4 x 16 x blocks, or VNNI's for
+  // every tile]
+  const size_t weight_floats =
+      HWY_MAX(4 * kTile * blocks, simd::detail::KvInt8ValuesScratch(4, hd, lds / kTile + 1));
+  float* const scores =
+      simd::detail::ThreadScratch(simd::detail::ScratchSlot::kFlashAttention,
+                                  rows * (lds + qbytes / 4) + 4 * qf_stride + weight_floats);
   uint8_t* const queries = reinterpret_cast<uint8_t*>(scores + rows * lds);
   float* const qf = scores + rows * (lds + qbytes / 4);
+  float* const weights = qf + 4 * qf_stride;
   // Every query is quantized (and its scores computed) before any output is
   // written: out may be q.
   for (size_t t = 0; t < a.tokens; ++t) {
@@ -300,14 +319,18 @@ inline void KvInt8AttentionKernel(const simd::KvInt8AttentionArgs& a,
                 std::numeric_limits<float>::quiet_NaN());
       continue;
     }
-    size_t g = 0;
-    for (; g + 4 <= a.group; g += 4) {
-      WeightedValues<4>(scores + (t * a.group + g) * lds, lds, a.values, row_bytes, begin, end, hd,
-                        a.out + t * a.ldo + g * hd);
-    }
-    for (; g < a.group; ++g) {
-      WeightedValues<1>(scores + (t * a.group + g) * lds, lds, a.values, row_bytes, begin, end, hd,
-                        a.out + t * a.ldo + g * hd);
+    for (size_t g = 0; g < a.group; g += 4) {
+      const size_t r = HWY_MIN(size_t{4}, a.group - g);
+      const float* p = scores + (t * a.group + g) * lds;
+      float* out = a.out + t * a.ldo + g * hd;
+      if (vnni_values != nullptr) {
+        vnni_values(p, lds, r, hd, a.values, begin, end, out, weights);
+        continue;
+      }
+      if (r == 4) WeightedValues<4>(p, lds, a.values, begin, end, hd, out, weights);
+      if (r == 3) WeightedValues<3>(p, lds, a.values, begin, end, hd, out, weights);
+      if (r == 2) WeightedValues<2>(p, lds, a.values, begin, end, hd, out, weights);
+      if (r == 1) WeightedValues<1>(p, lds, a.values, begin, end, hd, out, weights);
     }
   }
 }

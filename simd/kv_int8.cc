@@ -17,8 +17,12 @@ HWY_BEFORE_NAMESPACE();
 namespace attn {
 namespace HWY_NAMESPACE {
 
-void KvInt8AttentionT(const simd::KvInt8AttentionArgs& args, bool vnni_scores) {
-  KvInt8AttentionKernel(args, vnni_scores ? &simd::detail::KvInt8ScoresVnni : nullptr);
+void KvInt8AttentionT(const simd::KvInt8AttentionArgs& args, bool vnni) {
+  if (vnni) {
+    KvInt8AttentionKernel(args, &simd::detail::KvInt8ScoresVnni, &simd::detail::KvInt8ValuesVnni);
+  } else {
+    KvInt8AttentionKernel(args);
+  }
 }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)
@@ -59,20 +63,21 @@ void Quantize(const float* x, size_t head_dim, float* scales, size_t scale_strid
       finite &= std::isfinite(x[i]);
       amax = std::max(amax, std::fabs(x[i]));
     }
-    // amax / 127 rounds the scale; x / scale then stays within [-127.5, 127.5]
-    // up to rounding, and the clamp keeps it in int8's symmetric range.
+    // amax / 127 rounds the scale; q = x * 127 / amax in double (one
+    // division per block: a token's keys, values and queries are quantized
+    // on every decoding step) stays within [-127, 127] up to rounding, and
+    // the clamp keeps it in int8's symmetric range.
     const float scale = finite ? amax / 127.0f : std::numeric_limits<float>::quiet_NaN();
+    const double inv = finite && amax > 0.0f ? 127.0 / static_cast<double>(amax) : 0.0;
     scales[b * scale_stride] = scale;
     for (size_t i = begin; i < end; ++i) {
-      float q = 0.0f;
-      if (finite && scale > 0.0f) {
-        // Round to nearest even: |x / scale| <= 127.5 (plus rounding), far below
-        // 2^22, where adding and subtracting 1.5 * 2^23 rounds exactly like
-        // nearbyint in the default rounding mode (this file is built with
-        // -ffp-contract=off and without -ffast-math, so the sum stays).
-        const float magic = 12582912.0f;
-        q = std::min(127.0f, std::max(-127.0f, (x[i] / scale + magic) - magic));
-      }
+      // Round to nearest even: |q| <= 127 (plus rounding), far below 2^51,
+      // where adding and subtracting 1.5 * 2^52 rounds exactly like nearbyint
+      // in the default rounding mode (this file is built with
+      // -ffp-contract=off and without -ffast-math, so the sum stays).
+      const double magic = 6755399441055744.0;
+      const double q =
+          std::min(127.0, std::max(-127.0, (static_cast<double>(x[i]) * inv + magic) - magic));
       values[index(i)] = static_cast<int8_t>(q);
     }
   }
@@ -81,23 +86,12 @@ void Quantize(const float* x, size_t head_dim, float* scales, size_t scale_strid
 // Byte i of a key of lane `lane` in the quads of a key tile.
 size_t KeyByte(size_t i, size_t lane) { return (i / 4) * 4 * kKvInt8TileTokens + 4 * lane + i % 4; }
 
+// Byte i of a value of lane `lane` in the groups of a value tile.
+size_t ValueByte(size_t i, size_t lane, size_t head_dim) {
+  return lane / 4 * 4 * head_dim + 4 * i + lane % 4;
+}
+
 }  // namespace
-
-void QuantizeKvRow(const float* x, size_t head_dim, uint8_t* row) {
-  const size_t blocks = KvInt8Blocks(head_dim);
-  Quantize(x, head_dim, reinterpret_cast<float*>(row), 1,
-           reinterpret_cast<int8_t*>(row + 4 * blocks), [](size_t i) { return i; });
-  const size_t used = 4 * blocks + head_dim;
-  std::memset(row + used, 0, KvInt8RowBytes(head_dim) - used);
-}
-
-void DequantizeKvRow(const uint8_t* row, size_t head_dim, float* out) {
-  const float* scales = reinterpret_cast<const float*>(row);
-  const int8_t* values = reinterpret_cast<const int8_t*>(row + 4 * KvInt8Blocks(head_dim));
-  for (size_t i = 0; i < head_dim; ++i) {
-    out[i] = scales[i / kKvInt8Block] * static_cast<float>(values[i]);
-  }
-}
 
 void QuantizeKvKey(const float* x, size_t head_dim, uint8_t* tile, size_t lane) {
   const size_t blocks = KvInt8Blocks(head_dim);
@@ -114,6 +108,23 @@ void DequantizeKvKey(const uint8_t* tile, size_t lane, size_t head_dim, float* o
   for (size_t i = 0; i < head_dim; ++i) {
     out[i] = scales[(i / kKvInt8Block) * kKvInt8TileTokens + lane] *
              static_cast<float>(values[KeyByte(i, lane)]);
+  }
+}
+
+void QuantizeKvValue(const float* x, size_t head_dim, uint8_t* tile, size_t lane) {
+  const size_t blocks = KvInt8Blocks(head_dim);
+  int8_t* values = reinterpret_cast<int8_t*>(tile + 4 * blocks * kKvInt8TileTokens);
+  Quantize(x, head_dim, reinterpret_cast<float*>(tile) + lane, kKvInt8TileTokens, values,
+           [lane, head_dim](size_t i) { return ValueByte(i, lane, head_dim); });
+}
+
+void DequantizeKvValue(const uint8_t* tile, size_t lane, size_t head_dim, float* out) {
+  const size_t blocks = KvInt8Blocks(head_dim);
+  const float* scales = reinterpret_cast<const float*>(tile);
+  const int8_t* values = reinterpret_cast<const int8_t*>(tile + 4 * blocks * kKvInt8TileTokens);
+  for (size_t i = 0; i < head_dim; ++i) {
+    out[i] = scales[(i / kKvInt8Block) * kKvInt8TileTokens + lane] *
+             static_cast<float>(values[ValueByte(i, lane, head_dim)]);
   }
 }
 
@@ -135,14 +146,15 @@ void RoundQueryToKvInt8(float* q, size_t head_dim) {
 }
 
 void KvInt8AttentionReference(const KvInt8AttentionArgs& a) {
-  const size_t hd = a.head_dim, rows = a.tokens * a.group, row_bytes = KvInt8RowBytes(hd);
+  const size_t hd = a.head_dim, rows = a.tokens * a.group;
   if (rows == 0 || hd == 0) return;
   std::vector<float> k(a.num_keys * hd), v(a.num_keys * hd);
-  const size_t tile_bytes = KvInt8KeyTileBytes(hd);
+  const size_t key_tile = KvInt8KeyTileBytes(hd), value_tile = KvInt8ValueTileBytes(hd);
   for (size_t j = 0; j < a.num_keys; ++j) {
-    DequantizeKvKey(a.keys + j / kKvInt8TileTokens * tile_bytes, j % kKvInt8TileTokens, hd,
+    DequantizeKvKey(a.keys + j / kKvInt8TileTokens * key_tile, j % kKvInt8TileTokens, hd,
                     k.data() + j * hd);
-    DequantizeKvRow(a.values + j * row_bytes, hd, v.data() + j * hd);
+    DequantizeKvValue(a.values + j / kKvInt8TileTokens * value_tile, j % kKvInt8TileTokens, hd,
+                      v.data() + j * hd);
   }
   // All outputs first: out may be q.
   std::vector<float> result(rows * hd), rounded(hd);

@@ -2,25 +2,25 @@
 //
 // Values: symmetric int8 in blocks of 32 (the last block may be shorter),
 // one float32 scale per block, quantized as scale = max|x| / 127, q =
-// round-to-nearest-even(x / scale) (0 when the scale is 0); value i of a
-// block dequantizes to scale * q_i. A block holding NaN or ±inf gets a NaN
+// round-to-nearest-even(x * 127 / max|x|) (in double; 0 when max|x| is 0);
+// value i of a block dequantizes to scale * q_i. A block holding NaN or ±inf gets a NaN
 // scale, so all of it dequantizes to NaN: the token still poisons exactly
 // the rows that attend to it, as a non-finite float32 key or value does (the
 // float path gives NaN or ±inf there, this one NaN).
 //
-// A value row (one token of one key/value head, head_dim values) stores its
-// B = ceil(head_dim / 32) scales, then its values, padded to 4 bytes:
-//   [scale_0 ... scale_{B-1}: floats][v_0 ... v_{hd-1}: int8][pad]
-// Keys are stored in tiles of 16 tokens, in quads of 4 dimensions, so that
-// one 64-byte load holds 4 dimensions of 16 keys (an integer dot product
-// instruction's operand) and the scores of 16 keys are one vector of
-// multiply-adds with no horizontal sums:
-//   [scales: B x 16 floats, block-major][quad 0][quad 1] ... [quad Q-1]
-//   quad c = 16 tokens x 4 int8: dimensions 4c .. 4c+3 of token `lane` at
-//   bytes 4 * lane .. 4 * lane + 3
-// Q = ceil(head_dim / 4); dimensions past head_dim are 0. Token 16 * tile +
-// lane is in lane `lane`. head_dim = 64: 72 bytes a token in either form,
-// against 256 in float32 (0.28x).
+// Keys and values are stored in tiles of 16 tokens (token 16 * tile + lane
+// in lane `lane`), each tile its B = ceil(head_dim / 32) block scales per
+// token, block-major, then the int8 numbers laid out for integer dot
+// products (one 64-byte load is one operand of vpdpbusd):
+//   key tile:   [scales: B x 16 floats][quad 0] ... [quad Q-1]
+//     quad c = 16 tokens x 4 int8: dimensions 4c .. 4c+3 of token `lane` at
+//     bytes 4 * lane .. 4 * lane + 3; Q = ceil(head_dim / 4), dimensions
+//     past head_dim are 0. The scores of 16 keys are one vector.
+//   value tile: [scales: B x 16 floats][group 0] ... [group 3]
+//     group g = head_dim x 4 int8: dimension i of token 4g + k at byte
+//     4 * i + k. A vector of dimensions holds 4 tokens' values of each.
+// head_dim = 64: 72 bytes a token for keys and for values, against 256 in
+// float32 (0.28x).
 //
 // Scores multiply a query quantized as the keys are (QuantizeKvQuery: int8
 // per 32-value block with its scale), so each block's dot product is an exact
@@ -39,12 +39,6 @@ constexpr size_t kKvInt8Block = 32;
 
 inline size_t KvInt8Blocks(size_t head_dim) { return (head_dim + kKvInt8Block - 1) / kKvInt8Block; }
 
-// Bytes of one row: the scales, the values, padded so that the next row's
-// scales stay 4-byte aligned.
-inline size_t KvInt8RowBytes(size_t head_dim) {
-  return (4 * KvInt8Blocks(head_dim) + head_dim + 3) / 4 * 4;
-}
-
 constexpr size_t kKvInt8TileTokens = 16;
 
 // Quads of 4 dimensions of a key (or quantized query).
@@ -55,27 +49,31 @@ inline size_t KvInt8KeyTileBytes(size_t head_dim) {
   return 4 * (KvInt8Blocks(head_dim) + KvInt8Quads(head_dim)) * kKvInt8TileTokens;
 }
 
+// Bytes of one value tile (16 tokens); a multiple of 4.
+inline size_t KvInt8ValueTileBytes(size_t head_dim) {
+  return (4 * KvInt8Blocks(head_dim) + head_dim) * kKvInt8TileTokens;
+}
+
 // Bytes of a quantized query: [B float scales][4 * Q int8, zeros past head_dim].
 inline size_t KvInt8QueryBytes(size_t head_dim) {
   return 4 * (KvInt8Blocks(head_dim) + KvInt8Quads(head_dim));
 }
 
-// Quantizes x[0, head_dim) into one value row at `row` (KvInt8RowBytes
-// bytes, 4-byte aligned). Scalar: rows are written once per token.
-void QuantizeKvRow(const float* x, size_t head_dim, uint8_t* row);
-
-// Dequantizes one value row into out[0, head_dim).
-void DequantizeKvRow(const uint8_t* row, size_t head_dim, float* out);
-
-// Quantizes x[0, head_dim) (the same numbers as QuantizeKvRow) into lane
-// `lane` < 16 of the key tile at `tile`; the other lanes are untouched.
+// Quantizes x[0, head_dim) into lane `lane` < 16 of the key tile at `tile`
+// (4-byte aligned); the other lanes are untouched. Scalar: a token is
+// written once.
 void QuantizeKvKey(const float* x, size_t head_dim, uint8_t* tile, size_t lane);
 
 // Dequantizes lane `lane` of a key tile into out[0, head_dim).
 void DequantizeKvKey(const uint8_t* tile, size_t lane, size_t head_dim, float* out);
 
+// The same for value tiles (the same numbers, another layout).
+void QuantizeKvValue(const float* x, size_t head_dim, uint8_t* tile, size_t lane);
+void DequantizeKvValue(const uint8_t* tile, size_t lane, size_t head_dim, float* out);
+
 // Quantizes the query q[0, head_dim) as a key is (the same numbers) into
-// `query` (KvInt8QueryBytes bytes, 4-byte aligned).
+// `query` (KvInt8QueryBytes bytes, 4-byte aligned): its B scales, then its
+// int8 values in order.
 void QuantizeKvQuery(const float* q, size_t head_dim, uint8_t* query);
 
 // q[i] = scale_b * q8_i: the query an int8 cache's scores multiply, as
@@ -94,13 +92,14 @@ void RoundQueryToKvInt8(float* q, size_t head_dim);
 // q(t, g) is q + t * ldq + g * head_dim (head_dim floats), out(t, g) is
 // out + t * ldo + g * head_dim; out may be q itself (ldo == ldq: every query
 // is read before any output is written), no other overlap. Key j is lane
-// j % 16 of the tile at keys + (j / 16) * KvInt8KeyTileBytes(head_dim); v_j
-// the row at values + j * KvInt8RowBytes(head_dim) (both 4-byte aligned).
-// The whole tile of the last key is read: its lanes past num_keys must be
-// readable (any values; they never reach an output). Causal needs q_begin +
+// j % 16 of the tile at keys + (j / 16) * KvInt8KeyTileBytes(head_dim), v_j
+// of the tile at values + (j / 16) * KvInt8ValueTileBytes(head_dim) (both
+// 4-byte aligned). The whole tiles of the first and last visible keys are
+// read: their other lanes must be readable (any values, NaN scales too; they
+// never reach an output). Causal needs q_begin +
 // tokens <= num_keys. Scratch: this thread's kFlashAttention slot
 // (simd/thread_scratch.h), tokens * group * (num_keys + 16 + 2 * head_dim +
-// 8) floats at most.
+// 8) + 4 * (5 * head_dim + 40) floats at most.
 struct KvInt8AttentionArgs {
   const float* q = nullptr;
   size_t ldq = 0;
@@ -121,10 +120,18 @@ struct KvInt8AttentionArgs {
 // group) at once; with AVX-512 VNNI (Int8VnniActive(), simd/matmul_int8.h)
 // one vpdpbusd per quad of dimensions, else each quad's int8 values
 // converted to floats in registers once (exact integer sums either way).
-// Softmax: simd::MaskedSoftmax's. Values: per value row, its int8 values
-// converted and scaled once, then added into up to four queries' outputs
-// with their weights. No float copy of the cache is made. Tuned on AVX-512
-// (Zen 4) for head_dim 64 and groups of 1 and 4.
+// Softmax: simd::MaskedSoftmax's. Values: per tile, each query's 16 weights
+// p_j * vscale_j (0 outside the visible keys) once per block, then per
+// vector of dimensions of a group of 4 tokens, their int8 values converted
+// once and added into up to four queries' outputs. No float copy of the
+// cache is made. Tuned on AVX-512 (Zen 4) for head_dim 64 and groups of 1
+// and 4.
+//
+// With VNNI the values are weighted by integer dot products too: per tile
+// and block, the 16 weights p_j * vscale_j are rounded to 16 bits relative
+// to the largest of them (each weight's error at most 2^-17 of that
+// largest one, about 1e-6 of the output's scale for diffuse attention),
+// split into two bytes and multiplied by the int8 values with vpdpbusd.
 void KvInt8Attention(const KvInt8AttentionArgs& args);
 
 // Scalar reference: the rows dequantized as DequantizeKvRow/Key do, the
@@ -148,6 +155,26 @@ using KvInt8ScoresFn = void (*)(const uint8_t* queries, size_t rows, size_t head
 // not compiled.
 void KvInt8ScoresVnni(const uint8_t* queries, size_t rows, size_t head_dim, const uint8_t* keys,
                       size_t tile_begin, size_t tile_end, float* scores, size_t lds);
+
+// out_r[0, head_dim) = sum over the tokens j in [begin, end) of p_r[j] *
+// v_j for `rows` (1..4) queries (p_r = p + r * ldp, out_r = out + r *
+// head_dim), the value tiles at `values`; p_r is read over the whole tiles
+// of [begin, end), its entries outside that range may be anything. Scratch:
+// KvInt8ValuesScratch(rows, head_dim, tiles of [begin, end)) floats.
+using KvInt8ValuesFn = void (*)(const float* p, size_t ldp, size_t rows, size_t head_dim,
+                                const uint8_t* values, size_t begin, size_t end, float* out,
+                                float* scratch);
+
+// 9 floats (the rounded weights and their factor) per query, tile and block.
+inline size_t KvInt8ValuesScratch(size_t rows, size_t head_dim, size_t tiles) {
+  return 9 * rows * KvInt8Blocks(head_dim) * tiles;
+}
+
+// The AVX-512 VNNI weighted values (simd/kv_int8_vnni.cc): weights rounded
+// to 16 bits per tile and block (KvInt8Attention), vpdpbusd on the value
+// groups. As KvInt8ScoresVnni, only called when Int8VnniActive().
+void KvInt8ValuesVnni(const float* p, size_t ldp, size_t rows, size_t head_dim,
+                      const uint8_t* values, size_t begin, size_t end, float* out, float* scratch);
 
 }  // namespace detail
 

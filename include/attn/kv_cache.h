@@ -115,12 +115,11 @@ class KVCache {
   // float32 cache copies them, an int8 cache quantizes them. Then size() +=
   // tokens.
   void append(const float* keys, const float* values, size_t ld, size_t tokens);
-  // The int8 storage (simd/kv_int8.h): the keys of (b, h) in key_tiles()
-  // tiles of 16 tokens, key_tile_bytes() each; its values in capacity rows of
-  // int8_row_bytes().
-  size_t int8_row_bytes() const;
+  // The int8 storage (simd/kv_int8.h): the keys and values of (b, h) in
+  // tiles() tiles of 16 tokens each, key_tile_bytes() and value_tile_bytes().
   size_t key_tile_bytes() const;
-  int64_t key_tiles() const;
+  size_t value_tile_bytes() const;
+  int64_t tiles() const;
   const uint8_t* int8_keys(size_t b, size_t h) const;
   const uint8_t* int8_values(size_t b, size_t h) const;
 

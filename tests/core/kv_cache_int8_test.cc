@@ -35,7 +35,10 @@ class KVCacheInt8EveryTarget : public testing::EveryTarget {};
 INSTANTIATE_EVERY_TARGET(KVCacheInt8EveryTarget);
 
 // Prompt + steps through an int8 cache equal one forward through an int8
-// cache (to rounding): every token attends to the quantized keys and values.
+// cache (to rounding): every token attends to the quantized keys and values
+// with its query quantized alike. Decoding with AVX-512 VNNI also rounds the
+// softmax weights to 16 bits per 16-token tile (each within 2^-17 of the
+// tile's largest): 2.3e-6 measured, 1e-5 allowed.
 TEST_P(KVCacheInt8EveryTarget, PromptThenStepsEqualOneForward) {
   for (bool bias : {false, true}) {
     manual_seed(7);
@@ -45,7 +48,7 @@ TEST_P(KVCacheInt8EveryTarget, PromptThenStepsEqualOneForward) {
     KVCache whole = mha.make_cache(2, KVCacheType::kInt8);
     const Tensor expected = mha.forward(x, whole);
     KVCache steps = mha.make_cache(2, KVCacheType::kInt8);
-    EXPECT_TENSOR_NEAR(decode_in_chunks(mha, steps, x, {20, 1, 1, 5, 10}), expected, 2e-6);
+    EXPECT_TENSOR_NEAR(decode_in_chunks(mha, steps, x, {20, 1, 1, 5, 10}), expected, 1e-5);
     EXPECT_EQ(steps.size(), 37);
   }
   for (int64_t window : {0, 1, 8}) {
@@ -57,7 +60,7 @@ TEST_P(KVCacheInt8EveryTarget, PromptThenStepsEqualOneForward) {
     const Tensor expected = gqa.forward(x, whole);
     KVCache steps = gqa.make_cache(2, KVCacheType::kInt8);
     SCOPED_TRACE("window " + std::to_string(window));
-    EXPECT_TENSOR_NEAR(decode_in_chunks(gqa, steps, x, prompt_then_steps(40, 5)), expected, 2e-6);
+    EXPECT_TENSOR_NEAR(decode_in_chunks(gqa, steps, x, prompt_then_steps(40, 5)), expected, 1e-5);
   }
 }
 
@@ -130,9 +133,9 @@ TEST(KVCacheInt8, BytesAndLayout) {
   EXPECT_EQ(int8.bytes(), 2 * 12 * 1024 * (2 * 4 + 64));  // two scales per 64 values
   EXPECT_LE(double(int8.bytes()) / double(f32.bytes()), 0.3);
   EXPECT_EQ(int8.keys().numel(), 0);  // no float32 tensors
-  // Keys: one tile of 16 tokens of 4 + 8 bytes (5 dimensions in 2 quads);
-  // values: 7 rows of 4 + 5 -> 12.
-  EXPECT_EQ(KVCache(2, 3, 5, 7, KVCacheType::kInt8).bytes(), 2 * 3 * (16 * 12 + 7 * 12));
+  // One tile of 16 tokens: keys of 4 + 8 bytes (5 dimensions in 2 quads),
+  // values of 4 + 5.
+  EXPECT_EQ(KVCache(2, 3, 5, 7, KVCacheType::kInt8).bytes(), 2 * 3 * 16 * (12 + 9));
   EXPECT_STREQ(to_string(KVCacheType::kInt8), "int8");
   EXPECT_THROW(KVCache(1, 1, 1, 1, static_cast<KVCacheType>(7)), ArgumentError);
 }

@@ -1,5 +1,5 @@
-// Tests of simd/kv_int8.h: the int8 value rows and key tiles (Quantize/
-// DequantizeKvRow, Quantize/DequantizeKvKey), and every compiled Highway
+// Tests of simd/kv_int8.h: the int8 format (QuantizeKvQuery,
+// RoundQueryToKvInt8, Quantize/DequantizeKvKey/Value), and every compiled Highway
 // target's KvInt8Attention kernel against the scalar reference: head_dim
 // 1..130 around the 32-value block and the vector widths, groups 1..8, 1..5
 // tokens, key counts around the 16-key tile and the vector widths, causal
@@ -68,15 +68,15 @@ struct Problem {
   bool in_place = false;
   size_t offset = 0, pad = 0;  // in floats
   std::vector<float> q, k, v;
-  std::vector<uint32_t> ktiles, vrows;
+  std::vector<uint32_t> ktiles, vtiles;
 
   size_t ldq() const { return a.group * a.head_dim + pad; }
   size_t ldo() const { return in_place ? ldq() : a.group * a.head_dim + 2 * pad; }
   size_t OutIndex(size_t t, size_t g, size_t c) const {
     return (in_place ? offset : 1 - offset) + t * ldo() + g * a.head_dim + c;
   }
-  size_t Words() const { return simd::KvInt8RowBytes(a.head_dim) / 4; }
-  size_t TileWords() const { return simd::KvInt8KeyTileBytes(a.head_dim) / 4; }
+  size_t KeyWords() const { return simd::KvInt8KeyTileBytes(a.head_dim) / 4; }
+  size_t ValueWords() const { return simd::KvInt8ValueTileBytes(a.head_dim) / 4; }
 
   void Fill(uint32_t seed, float kv_mul = 1.0f) {
     std::mt19937 rng(seed);
@@ -91,23 +91,26 @@ struct Problem {
   }
   void Quantize() {
     const size_t tiles = (a.num_keys + 15) / 16;
-    ktiles.assign(tiles * TileWords(), 0);
-    vrows.assign(a.num_keys * Words(), 0);
+    ktiles.assign(tiles * KeyWords(), 0);
+    vtiles.assign(tiles * ValueWords(), 0);
     const std::vector<float> nan(a.head_dim, kNaN);
     for (size_t j = 0; j < tiles * 16; ++j) {
       simd::QuantizeKvKey(j < a.num_keys ? &k[j * a.head_dim] : nan.data(), a.head_dim, Tile(j),
                           j % 16);
-      if (j < a.num_keys) simd::QuantizeKvRow(&v[j * a.head_dim], a.head_dim, ValueRow(j));
+      simd::QuantizeKvValue(j < a.num_keys ? &v[j * a.head_dim] : nan.data(), a.head_dim,
+                            ValueTile(j), j % 16);
     }
   }
-  uint8_t* Tile(size_t j) { return reinterpret_cast<uint8_t*>(&ktiles[j / 16 * TileWords()]); }
-  uint8_t* ValueRow(size_t j) { return reinterpret_cast<uint8_t*>(&vrows[j * Words()]); }
+  uint8_t* Tile(size_t j) { return reinterpret_cast<uint8_t*>(&ktiles[j / 16 * KeyWords()]); }
+  uint8_t* ValueTile(size_t j) {
+    return reinterpret_cast<uint8_t*>(&vtiles[j / 16 * ValueWords()]);
+  }
   // The keys (or values) as the kernel sees them.
   std::vector<float> Dequantized(bool keys) {
     std::vector<float> x(a.num_keys * a.head_dim);
     for (size_t j = 0; j < a.num_keys; ++j) {
       if (keys) simd::DequantizeKvKey(Tile(j), j % 16, a.head_dim, &x[j * a.head_dim]);
-      if (!keys) simd::DequantizeKvRow(ValueRow(j), a.head_dim, &x[j * a.head_dim]);
+      if (!keys) simd::DequantizeKvValue(ValueTile(j), j % 16, a.head_dim, &x[j * a.head_dim]);
     }
     return x;
   }
@@ -139,7 +142,7 @@ inline std::vector<float> Run(const Problem& p, Kernel kernel) {
   a.out = out + p.OutIndex(0, 0, 0);
   a.ldo = p.ldo();
   a.keys = reinterpret_cast<const uint8_t*>(p.ktiles.data());
-  a.values = reinterpret_cast<const uint8_t*>(p.vrows.data());
+  a.values = reinterpret_cast<const uint8_t*>(p.vtiles.data());
   kernel(a);
   return std::vector<float>(out, out + tail);
 }
@@ -374,6 +377,44 @@ void TestKvInt8MatchesFloatAttention() {
   }
 }
 
+// On AVX3 with VNNI: simd::detail::KvInt8ScoresVnni gives this target's
+// TileRangeScores bit for bit (the same integer sums, scaled by the same
+// operations), for 1..4 queries, head_dims around the quads and blocks, and
+// tiles holding NaN lanes.
+void TestKvInt8VnniScoresBits() {
+#if HWY_TARGET == HWY_AVX3
+  if (!simd::detail::CpuHasInt8Vnni()) return;
+  uint32_t seed = 0;
+  for (size_t hd : kv_int8_test::kHeadDims) {
+    for (size_t rows = 1; rows <= 4; ++rows) {
+      Problem p(hd, 40, rows, 1, 0);
+      p.Fill(++seed);
+      const size_t qbytes = simd::KvInt8QueryBytes(hd), quads = simd::KvInt8Quads(hd);
+      std::vector<uint32_t> queries(rows * qbytes / 4);
+      std::vector<float> qf(4 * quads * rows), vnni(rows * 48, -1.0f), mine(rows * 48, -1.0f);
+      uint8_t* q8 = reinterpret_cast<uint8_t*>(queries.data());
+      for (size_t r = 0; r < rows; ++r) {
+        simd::QuantizeKvQuery(&p.q[r * hd], hd, q8 + r * qbytes);
+        for (size_t c = 0; c < 4 * quads; ++c) {
+          qf[r * 4 * quads + c] =
+              static_cast<int8_t>(q8[r * qbytes + 4 * simd::KvInt8Blocks(hd) + c]);
+        }
+      }
+      const uint8_t* keys = reinterpret_cast<const uint8_t*>(p.ktiles.data());
+      simd::detail::KvInt8ScoresVnni(q8, rows, hd, keys, 0, 3, vnni.data(), 48);
+      TileRangeScores(q8, qf.data(), rows, hd, keys, 0, 3, mine.data(), 48);
+      for (size_t r = 0; r < rows; ++r) {
+        for (size_t j = 0; j < 40; ++j) {  // lanes past 40 hold NaN keys
+          EXPECT_EQ(std::memcmp(&vnni[r * 48 + j], &mine[r * 48 + j], 4), 0)
+              << hd << " " << rows << " " << r << " " << j << ": " << vnni[r * 48 + j] << " vs "
+              << mine[r * 48 + j];
+        }
+      }
+    }
+  }
+#endif
+}
+
 }  // namespace
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
@@ -390,6 +431,7 @@ HWY_EXPORT_AND_TEST_P(KvInt8Test, TestKvInt8NonFinite);
 HWY_EXPORT_AND_TEST_P(KvInt8Test, TestKvInt8ZeroHugeSubnormal);
 HWY_EXPORT_AND_TEST_P(KvInt8Test, TestKvInt8NoKeys);
 HWY_EXPORT_AND_TEST_P(KvInt8Test, TestKvInt8MatchesFloatAttention);
+HWY_EXPORT_AND_TEST_P(KvInt8Test, TestKvInt8VnniScoresBits);
 
 // The public, dispatching entry point on each target.
 TEST_P(KvInt8Test, DispatchedKvInt8Attention) {
@@ -399,21 +441,22 @@ TEST_P(KvInt8Test, DispatchedKvInt8Attention) {
   kv_int8_test::ExpectMatches(p, &simd::KvInt8Attention, "simd::KvInt8Attention");
 }
 
-// The AVX-512 VNNI scores (simd/kv_int8_vnni.cc) through the dispatched
-// kernel: against the reference on every head_dim x key count and every
-// group x tokens x mask, and bit for bit the AVX3 target's portable kernel
-// (the same integer sums, scaled by the same operations).
-TEST(KvInt8VnniTest, MatchesReferenceAndPortableBits) {
+// The AVX-512 VNNI kernels (simd/kv_int8_vnni.cc) through the dispatched
+// entry point, against the reference (as every target: 16-bit weights stay
+// within its tolerance) on every head_dim x key count and every group x
+// tokens x mask, in place or not, with NaN in the unused lanes of the first
+// and last tiles; and the VNNI scores bit for bit the AVX3 target's
+// (TestKvInt8VnniScoresBits).
+TEST(KvInt8VnniTest, MatchesReference) {
   if (!simd::detail::CpuHasInt8Vnni()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
-  struct VnniHook {
-    explicit VnniHook(bool on) { simd::SetInt8VnniEnabledForTest(on); }
-    ~VnniHook() { simd::SetInt8VnniEnabledForTest(true); }
-  };
   ASSERT_TRUE(simd::Int8VnniActive());
   uint32_t i = 0;
   std::vector<kv_int8_test::Problem> problems;
   for (size_t hd : kv_int8_test::kHeadDims) {
-    for (size_t nk : kv_int8_test::kNumKeys) problems.emplace_back(hd, nk, 1 + i++ % 5, 1, 1);
+    for (size_t nk : kv_int8_test::kNumKeys) {
+      problems.emplace_back(hd, nk, 1 + i % 5, 1, 1 + i % 6);
+      ++i;
+    }
   }
   for (size_t g : kv_int8_test::kGroups) {
     for (size_t t : kv_int8_test::kTokens) {
@@ -424,38 +467,55 @@ TEST(KvInt8VnniTest, MatchesReferenceAndPortableBits) {
     p.offset = i % 2;
     p.in_place = i % 3 == 0;
     p.Fill(i++);
-    const std::vector<float> vnni = kv_int8_test::ExpectMatches(p, &simd::KvInt8Attention, "VNNI");
-    VnniHook off(false);
-    const std::vector<float> portable = kv_int8_test::Run(p, &simd::KvInt8Attention);
-    EXPECT_EQ(std::memcmp(vnni.data(), portable.data(), 4 * vnni.size()), 0) << p.Describe();
+    kv_int8_test::ExpectMatches(p, &simd::KvInt8Attention, "VNNI");
   }
 }
 
-// The row layout (72 bytes at head_dim 64, <= 0.3 x float32; 4-byte
-// multiples). Per block: scale = max|x| / 127, max|x| maps to ±127, |dequant
-// - x| <= scale / 2 plus rounding; a zero block has scale 0 and values 0, a
-// block with NaN or -inf a NaN scale (NaN values). Padding bytes 0, nothing
-// written past the row. Blocks of magnitudes 1, 0, 1e-3, 1e30, 1e-40, 3e4.
-TEST(KvInt8FormatTest, QuantizeDequantize) {
-  EXPECT_EQ(simd::KvInt8RowBytes(64), 72u);
-  for (size_t hd = 1; hd <= 300; ++hd) {
-    const size_t used = 4 * simd::KvInt8Blocks(hd) + hd, bytes = simd::KvInt8RowBytes(hd);
-    EXPECT_TRUE(bytes % 4 == 0 && bytes >= used && bytes < used + 4) << hd;
+namespace kv_int8_test {
+
+// What a quantized query (QuantizeKvQuery: the format's numbers in order)
+// dequantizes to.
+std::vector<float> DequantizedQuery(const uint8_t* query, size_t hd) {
+  std::vector<float> y(hd);
+  const size_t blocks = simd::KvInt8Blocks(hd);
+  const int8_t* q = reinterpret_cast<const int8_t*>(query + 4 * blocks);
+  for (size_t i = 0; i < hd; ++i) {
+    float scale;
+    std::memcpy(&scale, query + i / 32 * 4, 4);
+    y[i] = scale * static_cast<float>(q[i]);
   }
+  return y;
+}
+
+}  // namespace kv_int8_test
+
+// The format's numbers, through QuantizeKvQuery (72 bytes at head_dim 64).
+// Per block: scale = max|x| / 127, max|x| maps to ±127, |dequant - x| <=
+// scale / 2 plus rounding; a zero block has scale 0 and values 0, a block
+// with NaN or -inf a NaN scale (NaN values, RoundQueryToKvInt8 too). Bytes
+// past head_dim 0 up to the quads' end, nothing written past. Blocks of
+// magnitudes 1, 0, 1e-3, 1e30, 1e-40, 3e4.
+TEST(KvInt8FormatTest, QuantizeDequantize) {
+  EXPECT_EQ(simd::KvInt8QueryBytes(64), 72u);
+  EXPECT_EQ(simd::KvInt8KeyTileBytes(64), 16u * 72u);
+  EXPECT_EQ(simd::KvInt8ValueTileBytes(64), 16u * 72u);
   const float magnitudes[] = {1.0f, 0.0f, 1e-3f, 1e30f, 1e-40f, 3e4f};
   std::mt19937 rng(9);
   std::normal_distribution<float> dist(0.0f, 1.0f);
   for (size_t hd : kv_int8_test::kHeadDims) {
-    const size_t blocks = simd::KvInt8Blocks(hd), bytes = simd::KvInt8RowBytes(hd);
+    const size_t blocks = simd::KvInt8Blocks(hd), bytes = simd::KvInt8QueryBytes(hd);
+    EXPECT_EQ(bytes, 4 * blocks + 4 * ((hd + 3) / 4));
     for (size_t trial = 0; trial < 8; ++trial) {
-      std::vector<float> x(hd), y(hd);
+      std::vector<float> x(hd);
       for (size_t i = 0; i < hd; ++i) x[i] = magnitudes[(i / 32 + trial) % 6] * dist(rng);
       const size_t bad = trial < 6 ? hd : trial * 37 % hd;  // trials 6, 7: one NaN / -inf
       if (bad < hd) x[bad] = trial == 6 ? kv_int8_test::kNaN : -kv_int8_test::kInf;
       std::vector<uint32_t> words(bytes / 4 + 2, 0xABABABABu);
       uint8_t* row = reinterpret_cast<uint8_t*>(words.data());
-      simd::QuantizeKvRow(x.data(), hd, row);
-      simd::DequantizeKvRow(row, hd, y.data());
+      simd::QuantizeKvQuery(x.data(), hd, row);
+      const std::vector<float> y = kv_int8_test::DequantizedQuery(row, hd);
+      std::vector<float> rounded = x;
+      simd::RoundQueryToKvInt8(rounded.data(), hd);
       for (size_t i = 4 * blocks + hd; i < bytes + 8; ++i) {
         EXPECT_EQ(row[i], i < bytes ? 0 : 0xAB) << hd << " byte " << i;
       }
@@ -469,87 +529,63 @@ TEST(KvInt8FormatTest, QuantizeDequantize) {
                              128.0 * std::numeric_limits<float>::denorm_min();
         const bool ok =
             bad >= begin && bad < end
-                ? std::isnan(scale) && std::isnan(y[i])
+                ? std::isnan(scale) && std::isnan(y[i]) && std::isnan(rounded[i])
                 : scale == amax / 127.0f && q[i] >= -127 &&
                       (amax > 0.0f ? std::fabs(x[i]) < amax || q[i] == (x[i] > 0 ? 127 : -127)
                                    : q[i] == 0) &&
-                      std::fabs(double(y[i]) - x[i]) <= 0.5 * scale + slack;
+                      std::fabs(double(y[i]) - x[i]) <= 0.5 * scale + slack && rounded[i] == y[i];
         EXPECT_TRUE(ok) << "hd=" << hd << " trial=" << trial << " i=" << i << ": " << x[i] << " -> "
-                        << int(q[i]) << " x " << scale << " -> " << y[i];
+                        << int(q[i]) << " x " << scale << " -> " << y[i] << ", " << rounded[i];
       }
     }
   }
 }
 
-// QuantizeKvKey writes QuantizeKvRow's numbers into one lane of a key tile
-// (scales block-major, values in quads of 4 dimensions x 16 lanes, zeros
-// past head_dim) and nothing else.
-TEST(KvInt8FormatTest, KeyTiles) {
+// QuantizeKvKey and QuantizeKvValue write the format's numbers (as
+// QuantizeKvQuery's) into one lane of a tile, at the layout's bytes (keys:
+// quads of 4 dimensions x 16 lanes, zeros past head_dim; values: groups of 4
+// lanes x head_dim), scales block-major, and nothing else.
+TEST(KvInt8FormatTest, KeyAndValueTiles) {
   std::mt19937 rng(10);
   std::normal_distribution<float> dist(0.0f, 1.0f);
   for (size_t hd : kv_int8_test::kHeadDims) {
-    const size_t blocks = simd::KvInt8Blocks(hd), bytes = simd::KvInt8KeyTileBytes(hd);
-    const size_t quads = (hd + 3) / 4;
-    EXPECT_EQ(bytes, 16 * (4 * blocks + 4 * quads));
-    std::vector<uint32_t> tile(bytes / 4 + 1, 0xABABABABu), row(simd::KvInt8RowBytes(hd) / 4);
-    uint8_t* t8 = reinterpret_cast<uint8_t*>(tile.data());
-    uint8_t* r8 = reinterpret_cast<uint8_t*>(row.data());
-    for (size_t lane : {0, 7, 15}) {  // lane 7: 1e30 values, lane 15: a NaN
-      std::vector<float> x(hd), from_row(hd), from_tile(hd);
-      for (float& e : x) e = dist(rng) * (lane == 7 ? 1e30f : 1.0f);
-      if (lane == 15) x[hd / 2] = kv_int8_test::kNaN;
-      simd::QuantizeKvRow(x.data(), hd, r8);
-      simd::QuantizeKvKey(x.data(), hd, t8, lane);
-      simd::DequantizeKvRow(r8, hd, from_row.data());
-      simd::DequantizeKvKey(t8, lane, hd, from_tile.data());
-      EXPECT_EQ(std::memcmp(from_row.data(), from_tile.data(), 4 * hd), 0) << hd << " " << lane;
-      // Dimension i of the lane: byte 64 * (i / 4) + 4 * lane + i % 4 of the quads.
-      const int8_t* values = reinterpret_cast<const int8_t*>(t8 + 64 * blocks);
-      for (size_t i = 0; i < 4 * quads; ++i) {
-        const int8_t want = i < hd ? reinterpret_cast<const int8_t*>(r8 + 4 * blocks)[i] : 0;
-        EXPECT_EQ(values[64 * (i / 4) + 4 * lane + i % 4], want) << hd << " " << lane << " " << i;
-      }
-    }
-    for (size_t i = 0; i <= bytes; ++i) {
-      const size_t lane = i / 4 % 16;
-      if (i == bytes || (lane != 0 && lane != 7 && lane != 15)) {
-        EXPECT_EQ(t8[i], 0xAB) << hd << " byte " << i;
-      }
-    }
-  }
-}
-
-// QuantizeKvQuery writes QuantizeKvRow's scales and values (then zeros up
-// to 4 * quads) and nothing else; RoundQueryToKvInt8 gives what they
-// dequantize to, NaN for a block holding NaN or inf.
-TEST(KvInt8FormatTest, Queries) {
-  std::mt19937 rng(11);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  for (size_t hd : kv_int8_test::kHeadDims) {
-    const size_t blocks = simd::KvInt8Blocks(hd), bytes = simd::KvInt8QueryBytes(hd);
-    EXPECT_EQ(bytes, 4 * blocks + 4 * ((hd + 3) / 4));
-    for (size_t trial = 0; trial < 3; ++trial) {
-      std::vector<float> x(hd), rounded(hd), from_row(hd);
-      for (float& e : x) e = dist(rng) * (trial == 1 ? 1e-30f : 1.0f);
-      if (trial == 2) x[hd - 1] = kv_int8_test::kInf;
-      std::vector<uint32_t> query(bytes / 4 + 1, 0xABABABABu), row(simd::KvInt8RowBytes(hd) / 4);
+    for (bool keys : {true, false}) {
+      const size_t blocks = simd::KvInt8Blocks(hd), quads = (hd + 3) / 4;
+      const size_t bytes = keys ? simd::KvInt8KeyTileBytes(hd) : simd::KvInt8ValueTileBytes(hd);
+      EXPECT_EQ(bytes, 16 * (4 * blocks + (keys ? 4 * quads : hd)));
+      std::vector<uint32_t> tile(bytes / 4 + 1, 0xABABABABu);
+      std::vector<uint32_t> query(simd::KvInt8QueryBytes(hd) / 4);
+      uint8_t* t8 = reinterpret_cast<uint8_t*>(tile.data());
       uint8_t* q8 = reinterpret_cast<uint8_t*>(query.data());
-      uint8_t* r8 = reinterpret_cast<uint8_t*>(row.data());
-      simd::QuantizeKvQuery(x.data(), hd, q8);
-      simd::QuantizeKvRow(x.data(), hd, r8);
-      EXPECT_EQ(std::memcmp(q8, r8, 4 * blocks + hd), 0) << hd;
-      for (size_t i = 4 * blocks + hd; i <= bytes; ++i) {
-        EXPECT_EQ(q8[i], i < bytes ? 0 : 0xAB) << hd << " byte " << i;
+      std::vector<bool> written(bytes + 4, false);
+      for (size_t lane : {0, 6, 7, 15}) {  // lane 7: 1e30 values, lane 15: a NaN
+        std::vector<float> x(hd), from_tile(hd);
+        for (float& e : x) e = dist(rng) * (lane == 7 ? 1e30f : 1.0f);
+        if (lane == 15) x[hd / 2] = kv_int8_test::kNaN;
+        simd::QuantizeKvQuery(x.data(), hd, q8);
+        if (keys) simd::QuantizeKvKey(x.data(), hd, t8, lane);
+        if (!keys) simd::QuantizeKvValue(x.data(), hd, t8, lane);
+        if (keys) simd::DequantizeKvKey(t8, lane, hd, from_tile.data());
+        if (!keys) simd::DequantizeKvValue(t8, lane, hd, from_tile.data());
+        const std::vector<float> want = kv_int8_test::DequantizedQuery(q8, hd);
+        EXPECT_EQ(std::memcmp(want.data(), from_tile.data(), 4 * hd), 0) << hd << " " << lane;
+        for (size_t b = 0; b < blocks; ++b) {
+          const size_t at = 4 * (b * 16 + lane);
+          EXPECT_EQ(std::memcmp(t8 + at, q8 + 4 * b, 4), 0) << hd << " " << lane << " " << b;
+          for (size_t i = 0; i < 4; ++i) written[at + i] = true;
+        }
+        const size_t values = 64 * blocks;
+        for (size_t i = 0; i < (keys ? 4 * quads : hd); ++i) {
+          const size_t at = values + (keys ? 64 * (i / 4) + 4 * lane + i % 4
+                                           : lane / 4 * 4 * hd + 4 * i + lane % 4);
+          const int8_t want_byte = i < hd ? static_cast<int8_t>(q8[4 * blocks + i]) : 0;
+          EXPECT_EQ(static_cast<int8_t>(t8[at]), want_byte) << hd << " " << lane << " " << i;
+          written[at] = true;
+        }
       }
-      rounded = x;
-      simd::RoundQueryToKvInt8(rounded.data(), hd);
-      simd::DequantizeKvRow(r8, hd, from_row.data());
-      for (size_t i = 0; i < hd; ++i) {
-        const bool same =
-            std::isnan(from_row[i]) ? std::isnan(rounded[i]) : from_row[i] == rounded[i];
-        EXPECT_TRUE(same) << hd << " " << i << ": " << rounded[i] << " vs " << from_row[i];
-        if (trial == 2 && i / 32 == (hd - 1) / 32) {
-          EXPECT_TRUE(std::isnan(rounded[i])) << hd << " " << i;
+      for (size_t i = 0; i <= bytes; ++i) {
+        if (!written[i]) {
+          EXPECT_EQ(t8[i], 0xAB) << hd << (keys ? " key" : " value") << " byte " << i;
         }
       }
     }
