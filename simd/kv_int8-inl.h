@@ -136,113 +136,113 @@ inline void TileRangeScores(const uint8_t* queries, const float* qf, size_t rows
   }
 }
 
-// w[r * 16 * B + b * 16 + lane] = p_r[16 * tile + lane] * vscale_b(lane) for
-// the tokens 16 * tile + lane in [begin, end), 0 for the others (whose
-// weights and scales may be anything, NaN included), for R <= 4 queries
-// (p_r = p0 + r * ldp).
+// w[r * ldw + j - 16 * tile_begin] = p_r[j] * vscale_b(j) for the tokens j
+// of the tiles [tile_begin, tile_end) that lie in [begin, end), 0 for the
+// others (whose weights and scales may be anything, NaN included), for R <=
+// 4 queries (p_r = p0 + r * ldp) and block b.
 template <size_t R>
-HWY_INLINE void TileWeights(const float* HWY_RESTRICT p0, size_t ldp, const uint8_t* tile,
-                            size_t tile_index, size_t blocks, size_t begin, size_t end,
-                            float* HWY_RESTRICT w) {
+HWY_INLINE void BlockWeights(const float* HWY_RESTRICT p0, size_t ldp, const uint8_t* values,
+                             size_t tile_bytes, size_t b, size_t begin, size_t end,
+                             float* HWY_RESTRICT w, size_t ldw) {
   const TileTag d;
   const hn::Rebind<int32_t, TileTag> di;
   const size_t N = hn::Lanes(d);
   constexpr size_t kTile = simd::kKvInt8TileTokens;
-  const float* HWY_RESTRICT scales = reinterpret_cast<const float*>(tile);
-  const size_t first = tile_index * kTile;
-  for (size_t lane = 0; lane < kTile; lane += N) {
-    const auto j = hn::Iota(di, static_cast<int32_t>(first + lane));
-    const auto visible =
-        hn::RebindMask(d, hn::And(hn::Not(hn::Lt(j, hn::Set(di, static_cast<int32_t>(begin)))),
-                                  hn::Lt(j, hn::Set(di, static_cast<int32_t>(end)))));
-    for (size_t r = 0; r < R; ++r) {
-      const auto p = hn::LoadU(d, p0 + r * ldp + first + lane);
-      for (size_t b = 0; b < blocks; ++b) {
-        const auto x = hn::Mul(p, hn::LoadU(d, scales + b * kTile + lane));
-        hn::StoreU(hn::IfThenElseZero(visible, x), d, w + (r * blocks + b) * kTile + lane);
+  const size_t tile_begin = begin / kTile;
+  // Iota once: it goes through memory on some targets.
+  const auto iota = hn::Iota(di, 0);
+  const auto lo = hn::Set(di, static_cast<int32_t>(begin));
+  const auto hi = hn::Set(di, static_cast<int32_t>(end));
+  for (size_t tile = tile_begin; tile * kTile < end; ++tile) {
+    const float* HWY_RESTRICT scales =
+        reinterpret_cast<const float*>(values + tile * tile_bytes) + b * kTile;
+    const size_t first = tile * kTile;
+    const bool whole = first >= begin && first + kTile <= end;
+    for (size_t lane = 0; lane < kTile; lane += N) {
+      const auto j = hn::Add(iota, hn::Set(di, static_cast<int32_t>(first + lane)));
+      const auto visible = hn::RebindMask(d, hn::And(hn::Not(hn::Lt(j, lo)), hn::Lt(j, hi)));
+      const auto s = hn::LoadU(d, scales + lane);
+      for (size_t r = 0; r < R; ++r) {
+        const auto x = hn::Mul(hn::LoadU(d, p0 + r * ldp + first + lane), s);
+        float* HWY_RESTRICT to = w + r * ldw + first - tile_begin * kTile + lane;
+        hn::StoreU(whole ? x : hn::IfThenElseZero(visible, x), d, to);
       }
-    }
-  }
-}
-
-// out_r[0, head_dim) += the 16 tokens of one value tile weighted by w (as
-// TileWeights writes it), for R <= 4 queries (out_r = out0 + r * head_dim).
-// Per vector of dimensions of a group of 4 tokens: one load of 32-bit lanes
-// (a dimension's 4 tokens each), each token's byte sign-extended by shifts
-// and converted once for the R queries; one query keeps four chains.
-template <size_t R>
-HWY_INLINE void TileValues(const float* HWY_RESTRICT w, size_t head_dim, const uint8_t* tile,
-                           float* HWY_RESTRICT out0) {
-  const TileTag d;
-  const hn::Rebind<int32_t, TileTag> di;
-  const size_t N = hn::Lanes(d);
-  constexpr size_t kTile = simd::kKvInt8TileTokens;
-  const size_t blocks = simd::KvInt8Blocks(head_dim);
-  const int32_t* HWY_RESTRICT groups = reinterpret_cast<const int32_t*>(tile + 4 * blocks * kTile);
-  const size_t ldw = blocks * kTile;
-  size_t c = 0;
-  for (; c + N <= head_dim; c += N) {  // N divides 32: one block
-    const float* HWY_RESTRICT wb = w + c / simd::kKvInt8Block * kTile;
-    auto a0 = hn::LoadU(d, out0 + c);
-    auto a1 = R > 1 ? hn::LoadU(d, out0 + head_dim + c) : hn::Zero(d);
-    auto a2 = R > 2 ? hn::LoadU(d, out0 + 2 * head_dim + c) : hn::Zero(d);
-    auto a3 = R > 3 ? hn::LoadU(d, out0 + 3 * head_dim + c) : hn::Zero(d);
-    for (size_t g = 0; g < kTile / 4; ++g) {
-      const auto x = hn::LoadU(di, groups + g * head_dim + c);
-      const auto v0 = hn::ConvertTo(d, hn::ShiftRight<24>(hn::ShiftLeft<24>(x)));
-      const auto v1 = hn::ConvertTo(d, hn::ShiftRight<24>(hn::ShiftLeft<16>(x)));
-      const auto v2 = hn::ConvertTo(d, hn::ShiftRight<24>(hn::ShiftLeft<8>(x)));
-      const auto v3 = hn::ConvertTo(d, hn::ShiftRight<24>(x));
-      const float* HWY_RESTRICT wg = wb + 4 * g;
-      if (R == 1) {
-        a0 = hn::MulAdd(hn::Set(d, wg[0]), v0, a0);
-        a1 = hn::MulAdd(hn::Set(d, wg[1]), v1, a1);
-        a2 = hn::MulAdd(hn::Set(d, wg[2]), v2, a2);
-        a3 = hn::MulAdd(hn::Set(d, wg[3]), v3, a3);
-        continue;
-      }
-      for (size_t k = 0; k < 4; ++k) {
-        const auto v = k == 0 ? v0 : k == 1 ? v1 : k == 2 ? v2 : v3;
-        a0 = hn::MulAdd(hn::Set(d, wg[k]), v, a0);
-        a1 = hn::MulAdd(hn::Set(d, wg[ldw + k]), v, a1);
-        if (R > 2) a2 = hn::MulAdd(hn::Set(d, wg[2 * ldw + k]), v, a2);
-        if (R > 3) a3 = hn::MulAdd(hn::Set(d, wg[3 * ldw + k]), v, a3);
-      }
-    }
-    if (R == 1) a0 = hn::Add(hn::Add(a0, a1), hn::Add(a2, a3));
-    hn::StoreU(a0, d, out0 + c);
-    if (R > 1) hn::StoreU(a1, d, out0 + head_dim + c);
-    if (R > 2) hn::StoreU(a2, d, out0 + 2 * head_dim + c);
-    if (R > 3) hn::StoreU(a3, d, out0 + 3 * head_dim + c);
-  }
-  const int8_t* HWY_RESTRICT bytes = reinterpret_cast<const int8_t*>(groups);
-  for (; c < head_dim; ++c) {
-    const float* HWY_RESTRICT wb = w + c / simd::kKvInt8Block * kTile;
-    for (size_t r = 0; r < R; ++r) {
-      float sum = out0[r * head_dim + c];
-      for (size_t lane = 0; lane < kTile; ++lane) {
-        const int8_t v = bytes[lane / 4 * 4 * head_dim + 4 * c + lane % 4];
-        sum += wb[r * ldw + lane] * static_cast<float>(v);
-      }
-      out0[r * head_dim + c] = sum;
     }
   }
 }
 
 // out_r[0, head_dim) = sum over the tokens j in [begin, end) of p_r[j] *
-// v_j, for R <= 4 queries; w: scratch of R * 16 * blocks floats.
+// v_j, for R <= 4 queries (out_r = out0 + r * head_dim); w: scratch of 4 *
+// (the tiles' tokens) floats. Per block, the weights of every tile first
+// (BlockWeights); then per vector of dimensions, the outputs stay in
+// registers over all the tiles: per group of 4 tokens, one load of 32-bit
+// lanes (a dimension's 4 tokens each), each token's byte sign-extended by
+// shifts and converted once for the R queries; one query keeps four chains.
 template <size_t R>
 HWY_INLINE void WeightedValues(const float* HWY_RESTRICT p0, size_t ldp, const uint8_t* values,
                                size_t begin, size_t end, size_t head_dim, float* HWY_RESTRICT out0,
                                float* HWY_RESTRICT w) {
+  const TileTag d;
+  const hn::Rebind<int32_t, TileTag> di;
+  const size_t N = hn::Lanes(d);
   constexpr size_t kTile = simd::kKvInt8TileTokens;
   const size_t blocks = simd::KvInt8Blocks(head_dim);
   const size_t tile_bytes = simd::KvInt8ValueTileBytes(head_dim);
-  std::fill(out0, out0 + R * head_dim, 0.0f);
-  for (size_t tile = begin / kTile; tile * kTile < end; ++tile) {
-    const uint8_t* t = values + tile * tile_bytes;
-    TileWeights<R>(p0, ldp, t, tile, blocks, begin, end, w);
-    TileValues<R>(w, head_dim, t, out0);
+  const size_t tile_begin = begin / kTile, tile_end = (end + kTile - 1) / kTile;
+  const size_t ldw = (tile_end - tile_begin) * kTile;
+  for (size_t b = 0; b < blocks; ++b) {
+    BlockWeights<R>(p0, ldp, values, tile_bytes, b, begin, end, w, ldw);
+    const size_t block_end = HWY_MIN(head_dim, (b + 1) * simd::kKvInt8Block);
+    size_t c = b * simd::kKvInt8Block;
+    for (; c + N <= block_end; c += N) {
+      auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
+      for (size_t tile = tile_begin; tile < tile_end; ++tile) {
+        const int32_t* HWY_RESTRICT groups =
+            reinterpret_cast<const int32_t*>(values + tile * tile_bytes + 4 * blocks * kTile);
+        const float* HWY_RESTRICT wt = w + (tile - tile_begin) * kTile;
+        for (size_t g = 0; g < kTile / 4; ++g) {
+          const auto x = hn::LoadU(di, groups + g * head_dim + c);
+          const auto v0 = hn::ConvertTo(d, hn::ShiftRight<24>(hn::ShiftLeft<24>(x)));
+          const auto v1 = hn::ConvertTo(d, hn::ShiftRight<24>(hn::ShiftLeft<16>(x)));
+          const auto v2 = hn::ConvertTo(d, hn::ShiftRight<24>(hn::ShiftLeft<8>(x)));
+          const auto v3 = hn::ConvertTo(d, hn::ShiftRight<24>(x));
+          const float* HWY_RESTRICT wg = wt + 4 * g;
+          if (R == 1) {  // one query: four chains
+            a0 = hn::MulAdd(hn::Set(d, wg[0]), v0, a0);
+            a1 = hn::MulAdd(hn::Set(d, wg[1]), v1, a1);
+            a2 = hn::MulAdd(hn::Set(d, wg[2]), v2, a2);
+            a3 = hn::MulAdd(hn::Set(d, wg[3]), v3, a3);
+            continue;
+          }
+          for (size_t k = 0; k < 4; ++k) {
+            const auto v = k == 0 ? v0 : k == 1 ? v1 : k == 2 ? v2 : v3;
+            a0 = hn::MulAdd(hn::Set(d, wg[k]), v, a0);
+            a1 = hn::MulAdd(hn::Set(d, wg[ldw + k]), v, a1);
+            if (R > 2) a2 = hn::MulAdd(hn::Set(d, wg[2 * ldw + k]), v, a2);
+            if (R > 3) a3 = hn::MulAdd(hn::Set(d, wg[3 * ldw + k]), v, a3);
+          }
+        }
+      }
+      if (R == 1) a0 = hn::Add(hn::Add(a0, a1), hn::Add(a2, a3));
+      hn::StoreU(a0, d, out0 + c);
+      if (R > 1) hn::StoreU(a1, d, out0 + head_dim + c);
+      if (R > 2) hn::StoreU(a2, d, out0 + 2 * head_dim + c);
+      if (R > 3) hn::StoreU(a3, d, out0 + 3 * head_dim + c);
+    }
+    for (; c < block_end; ++c) {  // the last dimensions, scalar
+      for (size_t r = 0; r < R; ++r) {
+        float sum = 0.0f;
+        for (size_t tile = tile_begin; tile < tile_end; ++tile) {
+          const int8_t* HWY_RESTRICT bytes =
+              reinterpret_cast<const int8_t*>(values + tile * tile_bytes + 4 * blocks * kTile);
+          const float* HWY_RESTRICT wt = w + r * ldw + (tile - tile_begin) * kTile;
+          for (size_t lane = 0; lane < kTile; ++lane) {
+            sum += wt[lane] * static_cast<float>(bytes[lane / 4 * 4 * head_dim + 4 * c + lane % 4]);
+          }
+        }
+        out0[r * head_dim + c] = sum;
+      }
+    }
   }
 }
 
@@ -258,12 +258,11 @@ inline void KvInt8AttentionKernel(const simd::KvInt8AttentionArgs& a,
   constexpr size_t kTile = simd::kKvInt8TileTokens;
   const size_t lds = (a.num_keys + kTile - 1) / kTile * kTile;
   const size_t qbytes = simd::KvInt8QueryBytes(hd), qf_stride = 4 * simd::KvInt8Quads(hd);
-  const size_t blocks = simd::KvInt8Blocks(hd);
   // [scores: rows x lds][quantized queries: rows x qbytes][their values as
-  // floats: 4 x qf_stride][tile weights: 4 x 16 x blocks, or VNNI's for
-  // every tile]
+  // floats: 4 x qf_stride][weights of one block: 4 x (lds + 16), or VNNI's
+  // for every tile and block]
   const size_t weight_floats =
-      HWY_MAX(4 * kTile * blocks, simd::detail::KvInt8ValuesScratch(4, hd, lds / kTile + 1));
+      HWY_MAX(4 * (lds + kTile), simd::detail::KvInt8ValuesScratch(4, hd, lds / kTile + 1));
   float* const scores =
       simd::detail::ThreadScratch(simd::detail::ScratchSlot::kFlashAttention,
                                   rows * (lds + qbytes / 4) + 4 * qf_stride + weight_floats);

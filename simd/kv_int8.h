@@ -98,8 +98,8 @@ void RoundQueryToKvInt8(float* q, size_t head_dim);
 // read: their other lanes must be readable (any values, NaN scales too; they
 // never reach an output). Causal needs q_begin +
 // tokens <= num_keys. Scratch: this thread's kFlashAttention slot
-// (simd/thread_scratch.h), tokens * group * (num_keys + 16 + 2 * head_dim +
-// 8) + 4 * (5 * head_dim + 40) floats at most.
+// (simd/thread_scratch.h), tokens * group * (num_keys + head_dim + 18) + 4 *
+// (head_dim + 3) + 4 * ceil(head_dim / 32) * (num_keys + 32) floats at most.
 struct KvInt8AttentionArgs {
   const float* q = nullptr;
   size_t ldq = 0;
