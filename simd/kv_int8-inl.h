@@ -262,7 +262,7 @@ inline void KvInt8AttentionKernel(const simd::KvInt8AttentionArgs& a,
   // floats: 4 x qf_stride][weights of one block: 4 x (lds + 16), or VNNI's
   // for every tile and block]
   const size_t weight_floats =
-      HWY_MAX(4 * (lds + kTile), simd::detail::KvInt8ValuesScratch(4, hd, lds / kTile + 1));
+      HWY_MAX(4 * (lds + kTile), simd::detail::KvInt8ValuesScratch(4, lds / kTile + 1));
   float* const scores =
       simd::detail::ThreadScratch(simd::detail::ScratchSlot::kFlashAttention,
                                   rows * (lds + qbytes / 4) + 4 * qf_stride + weight_floats);

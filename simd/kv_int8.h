@@ -127,10 +127,11 @@ struct KvInt8AttentionArgs {
 // cache is made. Tuned on AVX-512 (Zen 4) for head_dim 64 and groups of 1
 // and 4.
 //
-// With VNNI the values are weighted by integer dot products too: per tile
-// and block, the 16 weights p_j * vscale_j are rounded to 16 bits relative
-// to the largest of them (each weight's error at most 2^-17 of that
-// largest one, about 1e-6 of the output's scale for diffuse attention),
+// With VNNI the values are weighted by integer dot products too: per query
+// and block, the weights p_j * vscale_j are rounded to 16 bits relative to
+// the largest of them (each weight's error at most 2^-17 of that largest
+// one: about 1e-5 of the output for diffuse attention, 1e-4 when one token
+// takes most of the weight, well below the int8 values' own rounding),
 // split into two bytes and multiplied by the int8 values with vpdpbusd.
 void KvInt8Attention(const KvInt8AttentionArgs& args);
 
@@ -160,18 +161,17 @@ void KvInt8ScoresVnni(const uint8_t* queries, size_t rows, size_t head_dim, cons
 // v_j for `rows` (1..4) queries (p_r = p + r * ldp, out_r = out + r *
 // head_dim), the value tiles at `values`; p_r is read over the whole tiles
 // of [begin, end), its entries outside that range may be anything. Scratch:
-// KvInt8ValuesScratch(rows, head_dim, tiles of [begin, end)) floats.
+// KvInt8ValuesScratch(rows, tiles of [begin, end)) floats.
 using KvInt8ValuesFn = void (*)(const float* p, size_t ldp, size_t rows, size_t head_dim,
                                 const uint8_t* values, size_t begin, size_t end, float* out,
                                 float* scratch);
 
-// 9 floats (the rounded weights and their factor) per query, tile and block.
-inline size_t KvInt8ValuesScratch(size_t rows, size_t head_dim, size_t tiles) {
-  return 9 * rows * KvInt8Blocks(head_dim) * tiles;
-}
+// 8 floats (32 bytes: one block's weights rounded to 16 bits) per query and
+// tile.
+inline size_t KvInt8ValuesScratch(size_t rows, size_t tiles) { return 8 * rows * tiles; }
 
 // The AVX-512 VNNI weighted values (simd/kv_int8_vnni.cc): weights rounded
-// to 16 bits per tile and block (KvInt8Attention), vpdpbusd on the value
+// to 16 bits per query and block (KvInt8Attention), vpdpbusd on the value
 // groups. As KvInt8ScoresVnni, only called when Int8VnniActive().
 void KvInt8ValuesVnni(const float* p, size_t ldp, size_t rows, size_t head_dim,
                       const uint8_t* values, size_t begin, size_t end, float* out, float* scratch);

@@ -129,31 +129,11 @@ __mmask16 FirstLanes(size_t n) {
   return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
 }
 
-// One tile and block of one query's weights rounded to 16 bits: the low and
-// high bytes of token k at lo[k], hi[k]; the tile's sums times `factor`.
-struct RoundedWeights {
-  uint8_t lo[16], hi[16];
-  float factor;
-};
-
-// The weights p[16 * tile + k] * vscale[k] of one query, tile and block, 0
-// outside `visible`, rounded relative to the largest: u = round(w * 65535 /
-// largest), factor = largest / 65535; NaN if a visible weight is NaN (a
-// non-finite value block: the block's outputs become NaN, as the float
-// kernel's would).
-ATTN_KV_VNNI_INLINE void RoundWeights(const float* p, const float* vscale, __mmask16 visible,
-                                      RoundedWeights* out) {
-  const __m512 w = _mm512_maskz_mul_ps(visible, _mm512_loadu_ps(p), _mm512_loadu_ps(vscale));
-  const __mmask16 nan = _mm512_cmp_ps_mask(w, w, _CMP_UNORD_Q);
-  const __m512 clean = _mm512_maskz_mov_ps(static_cast<__mmask16>(~nan), w);
-  const float largest = _mm512_reduce_max_ps(clean);
-  const float inv = largest > 0.0f ? 65535.0f / largest : 0.0f;
-  const __m512i u = _mm512_cvtps_epi32(_mm512_mul_ps(clean, _mm512_set1_ps(inv)));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(out->lo),
-                   _mm512_cvtepi32_epi8(_mm512_and_si512(u, _mm512_set1_epi32(0xFF))));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(out->hi),
-                   _mm512_cvtepi32_epi8(_mm512_srli_epi32(u, 8)));
-  out->factor = nan != 0 ? __builtin_nanf("") : largest / 65535.0f;
+// The visible lanes of `tile`: tokens in [begin, end).
+ATTN_KV_VNNI_INLINE __mmask16 VisibleLanes(size_t tile, size_t begin, size_t end) {
+  const size_t first = tile * kKvInt8TileTokens;
+  return static_cast<__mmask16>(FirstLanes(end - first) &
+                                ~FirstLanes(begin > first ? begin - first : 0));
 }
 
 // The 4 bytes of tokens 4g .. 4g+3 in every 32-bit lane.
@@ -163,69 +143,113 @@ ATTN_KV_VNNI_INLINE __m512i Broadcast4(const uint8_t* bytes, size_t g) {
   return _mm512_set1_epi32(four);
 }
 
-// The weighted values of R (1..4) queries: KvInt8ValuesVnni. First every
-// tile's weights are rounded (independent iterations, into `rounded`), then
-// per block of 32 dimensions (two vectors) the outputs stay in registers
-// over all the tiles: each vector of dimensions takes 4 loads (one per
-// group of 4 tokens) and 8 vpdpbusd per query (low and high bytes), summed
-// exactly in int32 and added in float with the tile's factor.
+// Tiles whose int32 sums may be added before they are converted: each adds
+// at most 16 * 65535 * 127 in magnitude, 16 of them stay below 2^31.
+constexpr size_t kTilesPerChunk = 16;
+
+// The weighted values of R (1..4) queries: KvInt8ValuesVnni. Per block of
+// 32 dimensions (two vectors) and query: (1) the largest weight p_j *
+// vscale_j over the visible tokens (NaN if one is NaN: a non-finite value
+// block, whose outputs become NaN as the float kernel's would); (2) every
+// weight rounded to u = round(w * 65535 / largest), 16 bits, its low and
+// high bytes stored per tile in `bytes`; (3) per vector of dimensions, 4
+// loads per tile (one per group of 4 tokens) and 8 vpdpbusd per query, the
+// int32 sums exact over up to 16 tiles, then converted and added in float;
+// the outputs times largest / 65535.
 template <size_t R>
 ATTN_KV_VNNI_TARGET void Values(const float* p0, size_t ldp, size_t head_dim, const uint8_t* values,
-                                size_t begin, size_t end, float* out, RoundedWeights* rounded) {
+                                size_t begin, size_t end, float* out, uint8_t* bytes) {
   constexpr size_t kTile = kKvInt8TileTokens;
   const size_t blocks = KvInt8Blocks(head_dim), tile_bytes = KvInt8ValueTileBytes(head_dim);
   const size_t tile_begin = begin / kTile, tile_end = (end + kTile - 1) / kTile;
-  const size_t per_tile = R * blocks;  // rounded[(tile - tile_begin) * per_tile + r * blocks + b]
-  for (size_t tile = tile_begin; tile < tile_end; ++tile) {
-    const size_t first = tile * kTile;
-    const __mmask16 visible = static_cast<__mmask16>(
-        FirstLanes(end - first) & ~FirstLanes(begin > first ? begin - first : 0));
-    const float* vscale = reinterpret_cast<const float*>(values + tile * tile_bytes);
-    RoundedWeights* w = rounded + (tile - tile_begin) * per_tile;
+  const float* p[R];
+  for (size_t r = 0; r < R; ++r) p[r] = p0 + r * ldp;
+  // bytes + ((tile - tile_begin) * R + r) * 32: the low, then the high bytes.
+  for (size_t b = 0; b < blocks; ++b) {
+    __m512 largest_lanes[R];
+    __mmask16 nan[R];
     for (size_t r = 0; r < R; ++r) {
-      for (size_t b = 0; b < blocks; ++b) {
-        RoundWeights(p0 + r * ldp + first, vscale + b * kTile, visible, w + r * blocks + b);
+      largest_lanes[r] = _mm512_setzero_ps();
+      nan[r] = 0;
+    }
+    for (size_t tile = tile_begin; tile < tile_end; ++tile) {
+      const __mmask16 visible = VisibleLanes(tile, begin, end);
+      const __m512 s =
+          _mm512_loadu_ps(reinterpret_cast<const float*>(values + tile * tile_bytes) + b * kTile);
+      for (size_t r = 0; r < R; ++r) {
+        const __m512 w = _mm512_maskz_mul_ps(visible, _mm512_loadu_ps(p[r] + tile * kTile), s);
+        nan[r] = static_cast<__mmask16>(nan[r] | _mm512_cmp_ps_mask(w, w, _CMP_UNORD_Q));
+        largest_lanes[r] = _mm512_max_ps(w, largest_lanes[r]);  // a NaN w keeps the max
       }
     }
-  }
-  for (size_t b = 0; b < blocks; ++b) {
+    // Below 2^-100 (subnormal value scales), 65535 / largest would overflow:
+    // the weights are first scaled by 2^64 (exactly), the outputs by 2^-64.
+    __m512 boost[R], inv[R];
+    float factor[R], unboost[R];
+    for (size_t r = 0; r < R; ++r) {
+      float largest = _mm512_reduce_max_ps(largest_lanes[r]);
+      const bool tiny = largest < 0x1p-100f;
+      boost[r] = _mm512_set1_ps(tiny ? 0x1p64f : 1.0f);
+      unboost[r] = tiny ? 0x1p-64f : 1.0f;
+      largest *= tiny ? 0x1p64f : 1.0f;
+      inv[r] = _mm512_set1_ps(largest > 0.0f ? 65535.0f / largest : 0.0f);
+      factor[r] = nan[r] != 0 ? __builtin_nanf("") : largest / 65535.0f;
+    }
+    for (size_t tile = tile_begin; tile < tile_end; ++tile) {
+      const __mmask16 visible = VisibleLanes(tile, begin, end);
+      const __m512 s =
+          _mm512_loadu_ps(reinterpret_cast<const float*>(values + tile * tile_bytes) + b * kTile);
+      for (size_t r = 0; r < R; ++r) {
+        const __m512 w = _mm512_maskz_mul_ps(visible, _mm512_loadu_ps(p[r] + tile * kTile), s);
+        // u <= 65535 (w <= largest); a NaN w gives garbage bytes, and the
+        // NaN factor the block's outputs.
+        const __m512i u = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_mul_ps(w, boost[r]), inv[r]));
+        uint8_t* to = bytes + ((tile - tile_begin) * R + r) * 32;
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(to),
+                         _mm512_cvtepi32_epi8(_mm512_and_si512(u, _mm512_set1_epi32(0xFF))));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(to + 16),
+                         _mm512_cvtepi32_epi8(_mm512_srli_epi32(u, 8)));
+      }
+    }
     const size_t c0 = b * kKvInt8Block;
     const size_t n = std::min(kKvInt8Block, head_dim - c0);
     const __mmask16 lanes0 = FirstLanes(n), lanes1 = FirstLanes(n > 16 ? n - 16 : 0);
     __m512 acc0[R], acc1[R];
     for (size_t r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
-    for (size_t tile = tile_begin; tile < tile_end; ++tile) {
-      const RoundedWeights* w = rounded + (tile - tile_begin) * per_tile + b;
-      const uint8_t* groups = values + tile * tile_bytes + 4 * blocks * kTile + 4 * c0;
+    for (size_t chunk = tile_begin; chunk < tile_end; chunk += kTilesPerChunk) {
       __m512i lo0[R], hi0[R], lo1[R], hi1[R];
       for (size_t r = 0; r < R; ++r) {
         lo0[r] = hi0[r] = lo1[r] = hi1[r] = _mm512_setzero_si512();
       }
-      for (size_t g = 0; g < kTile / 4; ++g) {
-        const uint8_t* x = groups + 4 * g * head_dim;
-        const __m512i x0 = _mm512_maskz_loadu_epi32(lanes0, x);
-        const __m512i x1 = _mm512_maskz_loadu_epi32(lanes1, x + 64);
-        for (size_t r = 0; r < R; ++r) {
-          const __m512i wl = Broadcast4(w[r * blocks].lo, g);
-          const __m512i wh = Broadcast4(w[r * blocks].hi, g);
-          lo0[r] = Dpbusd(lo0[r], wl, x0);
-          hi0[r] = Dpbusd(hi0[r], wh, x0);
-          lo1[r] = Dpbusd(lo1[r], wl, x1);
-          hi1[r] = Dpbusd(hi1[r], wh, x1);
+      for (size_t tile = chunk; tile < std::min(tile_end, chunk + kTilesPerChunk); ++tile) {
+        const uint8_t* groups = values + tile * tile_bytes + 4 * blocks * kTile + 4 * c0;
+        const uint8_t* w = bytes + (tile - tile_begin) * R * 32;
+        for (size_t g = 0; g < kTile / 4; ++g) {
+          const uint8_t* x = groups + 4 * g * head_dim;
+          const __m512i x0 = _mm512_maskz_loadu_epi32(lanes0, x);
+          const __m512i x1 = _mm512_maskz_loadu_epi32(lanes1, x + 64);
+          for (size_t r = 0; r < R; ++r) {
+            const __m512i wl = Broadcast4(w + r * 32, g), wh = Broadcast4(w + r * 32 + 16, g);
+            lo0[r] = Dpbusd(lo0[r], wl, x0);
+            hi0[r] = Dpbusd(hi0[r], wh, x0);
+            lo1[r] = Dpbusd(lo1[r], wl, x1);
+            hi1[r] = Dpbusd(hi1[r], wh, x1);
+          }
         }
       }
       for (size_t r = 0; r < R; ++r) {
-        // |sum| <= 16 * 65535 * 127 < 2^31: exact in int32.
-        const __m512 f = _mm512_set1_ps(w[r * blocks].factor);
         const __m512i s0 = _mm512_add_epi32(_mm512_slli_epi32(hi0[r], 8), lo0[r]);
         const __m512i s1 = _mm512_add_epi32(_mm512_slli_epi32(hi1[r], 8), lo1[r]);
-        acc0[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), f, acc0[r]);
-        acc1[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), f, acc1[r]);
+        acc0[r] = _mm512_add_ps(acc0[r], _mm512_cvtepi32_ps(s0));
+        acc1[r] = _mm512_add_ps(acc1[r], _mm512_cvtepi32_ps(s1));
       }
     }
     for (size_t r = 0; r < R; ++r) {
-      _mm512_mask_storeu_ps(out + r * head_dim + c0, lanes0, acc0[r]);
-      _mm512_mask_storeu_ps(out + r * head_dim + c0 + 16, lanes1, acc1[r]);
+      const __m512 f = _mm512_set1_ps(factor[r]), u = _mm512_set1_ps(unboost[r]);
+      _mm512_mask_storeu_ps(out + r * head_dim + c0, lanes0,
+                            _mm512_mul_ps(_mm512_mul_ps(acc0[r], f), u));
+      _mm512_mask_storeu_ps(out + r * head_dim + c0 + 16, lanes1,
+                            _mm512_mul_ps(_mm512_mul_ps(acc1[r], f), u));
     }
   }
 }
@@ -235,9 +259,7 @@ ATTN_KV_VNNI_TARGET void Values(const float* p0, size_t ldp, size_t head_dim, co
 ATTN_KV_VNNI_TARGET void KvInt8ValuesVnni(const float* p, size_t ldp, size_t rows, size_t head_dim,
                                           const uint8_t* values, size_t begin, size_t end,
                                           float* out, float* scratch) {
-  static_assert(sizeof(RoundedWeights) == 36 && alignof(RoundedWeights) <= alignof(float),
-                "RoundedWeights: 9 floats");
-  RoundedWeights* rounded = reinterpret_cast<RoundedWeights*>(scratch);
+  uint8_t* rounded = reinterpret_cast<uint8_t*>(scratch);
   switch (rows) {
     case 1:
       return Values<1>(p, ldp, head_dim, values, begin, end, out, rounded);
