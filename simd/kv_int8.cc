@@ -1,5 +1,5 @@
-// Dispatch wrapper, row quantization and the scalar reference for
-// simd/kv_int8.h. The attention kernel is in simd/kv_int8-inl.h; this file is
+// Dispatch wrappers, the quantization (per target) and the scalar reference
+// for simd/kv_int8.h. The attention kernel is in simd/kv_int8-inl.h; this file is
 // compiled once per Highway target.
 
 #include "simd/kv_int8.h"
@@ -25,6 +25,61 @@ void KvInt8AttentionT(const simd::KvInt8AttentionArgs& args, bool vnni) {
   }
 }
 
+// The quantization of simd/kv_int8.h for x[0, n): block b's scale to
+// scales[b], value i to q[i]. Per block: amax = max|x|, scale = amax / 127,
+// q = round-to-nearest-even((x * boost) * (127 / (amax * boost))) clamped to
+// ±127, boost = 2^64 when amax < 2^-100 (so that 127 / amax stays finite),
+// else 1; a block holding NaN or ±inf gets a NaN scale and zeros. Whole
+// vectors where a block holds a multiple of the vector length, else the
+// same operations one value at a time.
+void QuantizeKvBlocksT(const float* HWY_RESTRICT x, size_t n, float* HWY_RESTRICT scales,
+                       int8_t* HWY_RESTRICT q) {
+  const hn::CappedTag<float, 16> d;
+  const hn::Rebind<int32_t, decltype(d)> di;
+  const hn::Rebind<int16_t, decltype(d)> d16;
+  const hn::Rebind<int8_t, decltype(d)> d8;
+  const size_t N = hn::Lanes(d);
+  constexpr float kTiny = 0x1p-100f, kBoost = 0x1p64f;
+  for (size_t begin = 0, b = 0; begin < n; begin += simd::kKvInt8Block, ++b) {
+    const size_t end = HWY_MIN(n, begin + simd::kKvInt8Block);
+    if ((end - begin) % N == 0) {
+      auto amax_lanes = hn::Zero(d);
+      auto bad = hn::Zero(d);  // 0 where finite: x - x is NaN for NaN and ±inf
+      for (size_t i = begin; i < end; i += N) {
+        const auto v = hn::LoadU(d, x + i);
+        amax_lanes = hn::Max(amax_lanes, hn::Abs(v));
+        bad = hn::Add(bad, hn::Sub(v, v));
+      }
+      const float amax = hn::GetLane(hn::MaxOfLanes(d, amax_lanes));
+      const bool finite = hn::AllTrue(d, hn::Eq(bad, hn::Zero(d)));
+      scales[b] = finite ? amax / 127.0f : std::numeric_limits<float>::quiet_NaN();
+      const float boost = amax < kTiny ? kBoost : 1.0f;
+      const float inv = finite && amax > 0.0f ? 127.0f / (amax * boost) : 0.0f;
+      const auto vboost = hn::Set(d, boost), vinv = hn::Set(d, inv);
+      const auto lo = hn::Set(di, -127), hi = hn::Set(di, 127);
+      for (size_t i = begin; i < end; i += N) {
+        const auto v = hn::Mul(hn::Mul(hn::LoadU(d, x + i), vboost), vinv);
+        const auto r = hn::Min(hi, hn::Max(lo, hn::NearestInt(finite ? v : hn::Zero(d))));
+        hn::StoreU(hn::DemoteTo(d8, hn::DemoteTo(d16, r)), d8, q + i);
+      }
+      continue;
+    }
+    float amax = 0.0f;
+    bool finite = true;
+    for (size_t i = begin; i < end; ++i) {
+      finite &= std::isfinite(x[i]);
+      amax = std::max(amax, std::fabs(x[i]));
+    }
+    scales[b] = finite ? amax / 127.0f : std::numeric_limits<float>::quiet_NaN();
+    const float boost = amax < kTiny ? kBoost : 1.0f;
+    const float inv = finite && amax > 0.0f ? 127.0f / (amax * boost) : 0.0f;
+    for (size_t i = begin; i < end; ++i) {
+      const float v = finite ? x[i] * boost * inv : 0.0f;
+      q[i] = static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, std::nearbyint(v))));
+    }
+  }
+}
+
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
 }  // namespace attn
@@ -41,6 +96,7 @@ namespace attn {
 namespace simd {
 
 HWY_EXPORT(KvInt8AttentionT);
+HWY_EXPORT(QuantizeKvBlocksT);
 
 void KvInt8Attention(const KvInt8AttentionArgs& args) {
   if (args.tokens == 0 || args.group == 0 || args.head_dim == 0) return;
@@ -49,38 +105,25 @@ void KvInt8Attention(const KvInt8AttentionArgs& args) {
 
 namespace {
 
-// The quantization of simd/kv_int8.h: block b's scale to scales[b * scale_stride],
-// value i to values[index(i)].
-template <class Index>
-void Quantize(const float* x, size_t head_dim, float* scales, size_t scale_stride, int8_t* values,
-              const Index& index) {
-  const size_t blocks = KvInt8Blocks(head_dim);
-  for (size_t b = 0; b < blocks; ++b) {
-    const size_t begin = b * kKvInt8Block, end = std::min(head_dim, begin + kKvInt8Block);
-    float amax = 0.0f;
-    bool finite = true;
-    for (size_t i = begin; i < end; ++i) {
-      finite &= std::isfinite(x[i]);
-      amax = std::max(amax, std::fabs(x[i]));
-    }
-    // amax / 127 rounds the scale; q = x * 127 / amax in double (one
-    // division per block: a token's keys, values and queries are quantized
-    // on every decoding step) stays within [-127, 127] up to rounding, and
-    // the clamp keeps it in int8's symmetric range.
-    const float scale = finite ? amax / 127.0f : std::numeric_limits<float>::quiet_NaN();
-    const double inv = finite && amax > 0.0f ? 127.0 / static_cast<double>(amax) : 0.0;
-    scales[b * scale_stride] = scale;
-    for (size_t i = begin; i < end; ++i) {
-      // Round to nearest even: |q| <= 127 (plus rounding), far below 2^51,
-      // where adding and subtracting 1.5 * 2^52 rounds exactly like nearbyint
-      // in the default rounding mode (this file is built with
-      // -ffp-contract=off and without -ffast-math, so the sum stays).
-      const double magic = 6755399441055744.0;
-      const double q =
-          std::min(127.0, std::max(-127.0, (static_cast<double>(x[i]) * inv + magic) - magic));
-      values[index(i)] = static_cast<int8_t>(q);
-    }
+// Quantizes x[0, head_dim) (QuantizeKvBlocksT) and hands block b's scale and
+// the values to store(scales, values).
+template <class Store>
+void Quantize(const float* x, size_t head_dim, const Store& store) {
+  constexpr size_t kStack = 512;
+  float scales_stack[kStack / kKvInt8Block];
+  int8_t values_stack[kStack];
+  std::vector<float> scales_heap;
+  std::vector<int8_t> values_heap;
+  float* scales = scales_stack;
+  int8_t* values = values_stack;
+  if (head_dim > kStack) {
+    scales_heap.resize(KvInt8Blocks(head_dim));
+    values_heap.resize(head_dim);
+    scales = scales_heap.data();
+    values = values_heap.data();
   }
+  HWY_DYNAMIC_DISPATCH(QuantizeKvBlocksT)(x, head_dim, scales, values);
+  store(scales, values);
 }
 
 // Byte i of a key of lane `lane` in the quads of a key tile.
@@ -93,12 +136,24 @@ size_t ValueByte(size_t i, size_t lane, size_t head_dim) {
 
 }  // namespace
 
+// Block b's scale to tile + 4 * (b * 16 + lane).
+void StoreTileScales(const float* scales, size_t blocks, uint8_t* tile, size_t lane) {
+  for (size_t b = 0; b < blocks; ++b) {
+    std::memcpy(tile + 4 * (b * kKvInt8TileTokens + lane), &scales[b], sizeof(float));
+  }
+}
+
 void QuantizeKvKey(const float* x, size_t head_dim, uint8_t* tile, size_t lane) {
-  const size_t blocks = KvInt8Blocks(head_dim);
-  int8_t* values = reinterpret_cast<int8_t*>(tile + 4 * blocks * kKvInt8TileTokens);
-  Quantize(x, head_dim, reinterpret_cast<float*>(tile) + lane, kKvInt8TileTokens, values,
-           [lane](size_t i) { return KeyByte(i, lane); });
-  for (size_t i = head_dim; i < 4 * KvInt8Quads(head_dim); ++i) values[KeyByte(i, lane)] = 0;
+  const size_t blocks = KvInt8Blocks(head_dim), quads = KvInt8Quads(head_dim);
+  Quantize(x, head_dim, [&](const float* scales, const int8_t* q) {
+    StoreTileScales(scales, blocks, tile, lane);
+    uint8_t* values = tile + 4 * blocks * kKvInt8TileTokens;
+    for (size_t c = 0; c < quads; ++c) {
+      uint8_t four[4] = {0, 0, 0, 0};
+      std::memcpy(four, q + 4 * c, std::min<size_t>(4, head_dim - 4 * c));
+      std::memcpy(values + KeyByte(4 * c, lane), four, 4);
+    }
+  });
 }
 
 void DequantizeKvKey(const uint8_t* tile, size_t lane, size_t head_dim, float* out) {
@@ -113,9 +168,11 @@ void DequantizeKvKey(const uint8_t* tile, size_t lane, size_t head_dim, float* o
 
 void QuantizeKvValue(const float* x, size_t head_dim, uint8_t* tile, size_t lane) {
   const size_t blocks = KvInt8Blocks(head_dim);
-  int8_t* values = reinterpret_cast<int8_t*>(tile + 4 * blocks * kKvInt8TileTokens);
-  Quantize(x, head_dim, reinterpret_cast<float*>(tile) + lane, kKvInt8TileTokens, values,
-           [lane, head_dim](size_t i) { return ValueByte(i, lane, head_dim); });
+  Quantize(x, head_dim, [&](const float* scales, const int8_t* q) {
+    StoreTileScales(scales, blocks, tile, lane);
+    int8_t* values = reinterpret_cast<int8_t*>(tile + 4 * blocks * kKvInt8TileTokens);
+    for (size_t i = 0; i < head_dim; ++i) values[ValueByte(i, lane, head_dim)] = q[i];
+  });
 }
 
 void DequantizeKvValue(const uint8_t* tile, size_t lane, size_t head_dim, float* out) {
@@ -130,19 +187,18 @@ void DequantizeKvValue(const uint8_t* tile, size_t lane, size_t head_dim, float*
 
 void QuantizeKvQuery(const float* q, size_t head_dim, uint8_t* query) {
   const size_t blocks = KvInt8Blocks(head_dim);
+  // Straight into the query: scales first, then the values (4-byte aligned).
   int8_t* values = reinterpret_cast<int8_t*>(query + 4 * blocks);
-  Quantize(q, head_dim, reinterpret_cast<float*>(query), 1, values, [](size_t i) { return i; });
+  HWY_DYNAMIC_DISPATCH(QuantizeKvBlocksT)(q, head_dim, reinterpret_cast<float*>(query), values);
   for (size_t i = head_dim; i < 4 * KvInt8Quads(head_dim); ++i) values[i] = 0;
 }
 
 void RoundQueryToKvInt8(float* q, size_t head_dim) {
-  float scales[1];
-  int8_t values[kKvInt8Block];
-  for (size_t begin = 0; begin < head_dim; begin += kKvInt8Block) {
-    const size_t n = std::min(kKvInt8Block, head_dim - begin);
-    Quantize(q + begin, n, scales, 1, values, [](size_t i) { return i; });
-    for (size_t i = 0; i < n; ++i) q[begin + i] = scales[0] * static_cast<float>(values[i]);
-  }
+  Quantize(q, head_dim, [&](const float* scales, const int8_t* values) {
+    for (size_t i = 0; i < head_dim; ++i) {
+      q[i] = scales[i / kKvInt8Block] * static_cast<float>(values[i]);
+    }
+  });
 }
 
 void KvInt8AttentionReference(const KvInt8AttentionArgs& a) {

@@ -2,8 +2,9 @@
 //
 // Values: symmetric int8 in blocks of 32 (the last block may be shorter),
 // one float32 scale per block, quantized as scale = max|x| / 127, q =
-// round-to-nearest-even(x * 127 / max|x|) (in double; 0 when max|x| is 0);
-// value i of a block dequantizes to scale * q_i. A block holding NaN or ±inf gets a NaN
+// round-to-nearest-even(x * (127 / max|x|)) in float32 (0 when max|x| is 0;
+// below 2^-100, x and max|x| are first scaled by 2^64); value i of a block
+// dequantizes to scale * q_i. A block holding NaN or ±inf gets a NaN
 // scale, so all of it dequantizes to NaN: the token still poisons exactly
 // the rows that attend to it, as a non-finite float32 key or value does (the
 // float path gives NaN or ±inf there, this one NaN).
