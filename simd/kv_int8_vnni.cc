@@ -216,32 +216,41 @@ ATTN_KV_VNNI_TARGET void Values(const float* p0, size_t ldp, size_t head_dim, co
     const __mmask16 lanes0 = FirstLanes(n), lanes1 = FirstLanes(n > 16 ? n - 16 : 0);
     __m512 acc0[R], acc1[R];
     for (size_t r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
+    // A lone query splits each sum over even and odd groups of tokens: 8
+    // chains cover vpdpbusd's latency.
+    constexpr size_t kSplit = R == 1 ? 2 : 1;
+    const size_t group_bytes = 4 * head_dim;
     for (size_t chunk = tile_begin; chunk < tile_end; chunk += kTilesPerChunk) {
-      __m512i lo0[R], hi0[R], lo1[R], hi1[R];
+      __m512i lo0[R][kSplit], hi0[R][kSplit], lo1[R][kSplit], hi1[R][kSplit];
       for (size_t r = 0; r < R; ++r) {
-        lo0[r] = hi0[r] = lo1[r] = hi1[r] = _mm512_setzero_si512();
+        for (size_t k = 0; k < kSplit; ++k) {
+          lo0[r][k] = hi0[r][k] = lo1[r][k] = hi1[r][k] = _mm512_setzero_si512();
+        }
       }
-      for (size_t tile = chunk; tile < std::min(tile_end, chunk + kTilesPerChunk); ++tile) {
-        const uint8_t* groups = values + tile * tile_bytes + 4 * blocks * kTile + 4 * c0;
-        const uint8_t* w = bytes + (tile - tile_begin) * R * 32;
+      const size_t chunk_end = std::min(tile_end, chunk + kTilesPerChunk);
+      const uint8_t* x = values + chunk * tile_bytes + 4 * blocks * kTile + 4 * c0;
+      const uint8_t* w = bytes + (chunk - tile_begin) * R * 32;
+      for (size_t tile = chunk; tile < chunk_end; ++tile, x += tile_bytes, w += R * 32) {
         for (size_t g = 0; g < kTile / 4; ++g) {
-          const uint8_t* x = groups + 4 * g * head_dim;
-          const __m512i x0 = _mm512_maskz_loadu_epi32(lanes0, x);
-          const __m512i x1 = _mm512_maskz_loadu_epi32(lanes1, x + 64);
+          const size_t k = g % kSplit;
+          const __m512i x0 = _mm512_maskz_loadu_epi32(lanes0, x + g * group_bytes);
+          const __m512i x1 = _mm512_maskz_loadu_epi32(lanes1, x + g * group_bytes + 64);
           for (size_t r = 0; r < R; ++r) {
             const __m512i wl = Broadcast4(w + r * 32, g), wh = Broadcast4(w + r * 32 + 16, g);
-            lo0[r] = Dpbusd(lo0[r], wl, x0);
-            hi0[r] = Dpbusd(hi0[r], wh, x0);
-            lo1[r] = Dpbusd(lo1[r], wl, x1);
-            hi1[r] = Dpbusd(hi1[r], wh, x1);
+            lo0[r][k] = Dpbusd(lo0[r][k], wl, x0);
+            hi0[r][k] = Dpbusd(hi0[r][k], wh, x0);
+            lo1[r][k] = Dpbusd(lo1[r][k], wl, x1);
+            hi1[r][k] = Dpbusd(hi1[r][k], wh, x1);
           }
         }
       }
       for (size_t r = 0; r < R; ++r) {
-        const __m512i s0 = _mm512_add_epi32(_mm512_slli_epi32(hi0[r], 8), lo0[r]);
-        const __m512i s1 = _mm512_add_epi32(_mm512_slli_epi32(hi1[r], 8), lo1[r]);
-        acc0[r] = _mm512_add_ps(acc0[r], _mm512_cvtepi32_ps(s0));
-        acc1[r] = _mm512_add_ps(acc1[r], _mm512_cvtepi32_ps(s1));
+        for (size_t k = 0; k < kSplit; ++k) {
+          const __m512i s0 = _mm512_add_epi32(_mm512_slli_epi32(hi0[r][k], 8), lo0[r][k]);
+          const __m512i s1 = _mm512_add_epi32(_mm512_slli_epi32(hi1[r][k], 8), lo1[r][k]);
+          acc0[r] = _mm512_add_ps(acc0[r], _mm512_cvtepi32_ps(s0));
+          acc1[r] = _mm512_add_ps(acc1[r], _mm512_cvtepi32_ps(s1));
+        }
       }
     }
     for (size_t r = 0; r < R; ++r) {
