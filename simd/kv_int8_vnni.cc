@@ -1,9 +1,8 @@
 // The int8 KV cache's scores on AVX-512 VNNI (simd::detail::KvInt8ScoresVnni,
 // simd/kv_int8.h), used by simd::KvInt8Attention when Int8VnniActive().
-// Highway 1.0.3 has no 8-bit dot product, so this kernel uses intrinsics,
-// compiled for AVX-512 F/BW/VL/VNNI by target attributes (the rest of the
-// binary stays baseline x86-64), as simd/matmul_int8_vnni.cc does. Compiled
-// on x86-64 only; elsewhere the entry point is a stub that is never reached.
+// Intrinsics compiled by target attributes, as simd/matmul_int8_vnni.cc
+// (simd/vnni.h); elsewhere than x86-64 the entry points are stubs that are
+// never reached.
 //
 // One quad of a key tile (16 keys x 4 dimensions, 64 bytes) is one
 // vpdpbusd operand. vpdpbusd multiplies unsigned by signed bytes, so the
@@ -23,44 +22,20 @@
 #include <algorithm>
 
 #include "simd/kv_int8.h"
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define ATTN_KV_INT8_HAVE_VNNI 1
-#include <immintrin.h>
-#else
-#define ATTN_KV_INT8_HAVE_VNNI 0
-#endif
+#include "simd/vnni.h"
 
 namespace attn {
 namespace simd {
 namespace detail {
 
-#if ATTN_KV_INT8_HAVE_VNNI
+#if ATTN_HAVE_VNNI
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
-#define ATTN_KV_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
-#define ATTN_KV_VNNI_INLINE ATTN_KV_VNNI_TARGET __attribute__((always_inline)) inline
+ATTN_VNNI_DIAGNOSTICS_PUSH
 
 namespace {
 
-// acc + vpdpbusd(a (u8), b (s8)); as inline asm, which GCC 12 keeps in
-// registers (simd/matmul_int8_vnni.cc).
-ATTN_KV_VNNI_INLINE __m512i Dpbusd(__m512i acc, __m512i a, __m512i b) {
-#if defined(__GNUC__) && !defined(__clang__)
-  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
-  return acc;
-#else
-  return _mm512_dpbusd_epi32(acc, a, b);
-#endif
-}
-
 // The query's 4 bytes of quad c, in every 32-bit lane.
-ATTN_KV_VNNI_INLINE __m512i QueryQuad(const int8_t* q8, size_t c) {
+ATTN_VNNI_INLINE __m512i QueryQuad(const int8_t* q8, size_t c) {
   int32_t four;
   memcpy(&four, q8 + 4 * c, sizeof(four));
   return _mm512_set1_epi32(four);
@@ -68,8 +43,8 @@ ATTN_KV_VNNI_INLINE __m512i QueryQuad(const int8_t* q8, size_t c) {
 
 // R (1..4) queries against the tiles [tile_begin, tile_end).
 template <size_t R>
-ATTN_KV_VNNI_TARGET void Scores(const uint8_t* queries, size_t head_dim, const uint8_t* keys,
-                                size_t tile_begin, size_t tile_end, float* scores, size_t lds) {
+ATTN_VNNI_TARGET void Scores(const uint8_t* queries, size_t head_dim, const uint8_t* keys,
+                             size_t tile_begin, size_t tile_end, float* scores, size_t lds) {
   constexpr size_t kTile = kKvInt8TileTokens;
   constexpr size_t kQuadsPerBlock = kKvInt8Block / 4;
   const size_t blocks = KvInt8Blocks(head_dim), quads = KvInt8Quads(head_dim);
@@ -130,14 +105,21 @@ __mmask16 FirstLanes(size_t n) {
 }
 
 // The visible lanes of `tile`: tokens in [begin, end).
-ATTN_KV_VNNI_INLINE __mmask16 VisibleLanes(size_t tile, size_t begin, size_t end) {
+ATTN_VNNI_INLINE __mmask16 VisibleLanes(size_t tile, size_t begin, size_t end) {
   const size_t first = tile * kKvInt8TileTokens;
   return static_cast<__mmask16>(FirstLanes(end - first) &
                                 ~FirstLanes(begin > first ? begin - first : 0));
 }
 
+// The 16 tokens' scales of block b of a value tile.
+ATTN_VNNI_INLINE __m512 BlockScales(const uint8_t* values, size_t tile, size_t tile_bytes,
+                                    size_t b) {
+  return _mm512_loadu_ps(reinterpret_cast<const float*>(values + tile * tile_bytes) +
+                         b * kKvInt8TileTokens);
+}
+
 // The 4 bytes of tokens 4g .. 4g+3 in every 32-bit lane.
-ATTN_KV_VNNI_INLINE __m512i Broadcast4(const uint8_t* bytes, size_t g) {
+ATTN_VNNI_INLINE __m512i Broadcast4(const uint8_t* bytes, size_t g) {
   int32_t four;
   memcpy(&four, bytes + 4 * g, sizeof(four));
   return _mm512_set1_epi32(four);
@@ -157,8 +139,8 @@ constexpr size_t kTilesPerChunk = 16;
 // int32 sums exact over up to 16 tiles, then converted and added in float;
 // the outputs times largest / 65535.
 template <size_t R>
-ATTN_KV_VNNI_TARGET void Values(const float* p0, size_t ldp, size_t head_dim, const uint8_t* values,
-                                size_t begin, size_t end, float* out, uint8_t* bytes) {
+ATTN_VNNI_TARGET void Values(const float* p0, size_t ldp, size_t head_dim, const uint8_t* values,
+                             size_t begin, size_t end, float* out, uint8_t* bytes) {
   constexpr size_t kTile = kKvInt8TileTokens;
   const size_t blocks = KvInt8Blocks(head_dim), tile_bytes = KvInt8ValueTileBytes(head_dim);
   const size_t tile_begin = begin / kTile, tile_end = (end + kTile - 1) / kTile;
@@ -174,8 +156,7 @@ ATTN_KV_VNNI_TARGET void Values(const float* p0, size_t ldp, size_t head_dim, co
     }
     for (size_t tile = tile_begin; tile < tile_end; ++tile) {
       const __mmask16 visible = VisibleLanes(tile, begin, end);
-      const __m512 s =
-          _mm512_loadu_ps(reinterpret_cast<const float*>(values + tile * tile_bytes) + b * kTile);
+      const __m512 s = BlockScales(values, tile, tile_bytes, b);
       for (size_t r = 0; r < R; ++r) {
         const __m512 w = _mm512_maskz_mul_ps(visible, _mm512_loadu_ps(p[r] + tile * kTile), s);
         nan[r] = static_cast<__mmask16>(nan[r] | _mm512_cmp_ps_mask(w, w, _CMP_UNORD_Q));
@@ -197,8 +178,7 @@ ATTN_KV_VNNI_TARGET void Values(const float* p0, size_t ldp, size_t head_dim, co
     }
     for (size_t tile = tile_begin; tile < tile_end; ++tile) {
       const __mmask16 visible = VisibleLanes(tile, begin, end);
-      const __m512 s =
-          _mm512_loadu_ps(reinterpret_cast<const float*>(values + tile * tile_bytes) + b * kTile);
+      const __m512 s = BlockScales(values, tile, tile_bytes, b);
       for (size_t r = 0; r < R; ++r) {
         const __m512 w = _mm512_maskz_mul_ps(visible, _mm512_loadu_ps(p[r] + tile * kTile), s);
         // u <= 65535 (w <= largest); a NaN w gives garbage bytes, and the
@@ -265,9 +245,9 @@ ATTN_KV_VNNI_TARGET void Values(const float* p0, size_t ldp, size_t head_dim, co
 
 }  // namespace
 
-ATTN_KV_VNNI_TARGET void KvInt8ValuesVnni(const float* p, size_t ldp, size_t rows, size_t head_dim,
-                                          const uint8_t* values, size_t begin, size_t end,
-                                          float* out, float* scratch) {
+ATTN_VNNI_TARGET void KvInt8ValuesVnni(const float* p, size_t ldp, size_t rows, size_t head_dim,
+                                       const uint8_t* values, size_t begin, size_t end, float* out,
+                                       float* scratch) {
   uint8_t* rounded = reinterpret_cast<uint8_t*>(scratch);
   switch (rows) {
     case 1:
@@ -281,9 +261,9 @@ ATTN_KV_VNNI_TARGET void KvInt8ValuesVnni(const float* p, size_t ldp, size_t row
   }
 }
 
-ATTN_KV_VNNI_TARGET void KvInt8ScoresVnni(const uint8_t* queries, size_t rows, size_t head_dim,
-                                          const uint8_t* keys, size_t tile_begin, size_t tile_end,
-                                          float* scores, size_t lds) {
+ATTN_VNNI_TARGET void KvInt8ScoresVnni(const uint8_t* queries, size_t rows, size_t head_dim,
+                                       const uint8_t* keys, size_t tile_begin, size_t tile_end,
+                                       float* scores, size_t lds) {
   switch (rows) {
     case 1:
       return Scores<1>(queries, head_dim, keys, tile_begin, tile_end, scores, lds);
@@ -296,11 +276,9 @@ ATTN_KV_VNNI_TARGET void KvInt8ScoresVnni(const uint8_t* queries, size_t rows, s
   }
 }
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+ATTN_VNNI_DIAGNOSTICS_POP
 
-#else  // !ATTN_KV_INT8_HAVE_VNNI
+#else  // !ATTN_HAVE_VNNI
 
 void KvInt8ScoresVnni(const uint8_t*, size_t, size_t, const uint8_t*, size_t, size_t, float*,
                       size_t) {}
@@ -308,7 +286,7 @@ void KvInt8ScoresVnni(const uint8_t*, size_t, size_t, const uint8_t*, size_t, si
 void KvInt8ValuesVnni(const float*, size_t, size_t, size_t, const uint8_t*, size_t, size_t, float*,
                       float*) {}
 
-#endif  // ATTN_KV_INT8_HAVE_VNNI
+#endif  // ATTN_HAVE_VNNI
 
 }  // namespace detail
 }  // namespace simd

@@ -44,13 +44,7 @@
 
 #include "simd/matmul_int8.h"
 #include "simd/matmul_int8_internal.h"
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define ATTN_INT8_HAVE_VNNI 1
-#include <immintrin.h>
-#else
-#define ATTN_INT8_HAVE_VNNI 0
-#endif
+#include "simd/vnni.h"
 
 namespace attn {
 namespace simd {
@@ -83,7 +77,7 @@ Int8Layout VnniInt8Layout() {
   return layout;
 }
 
-#if ATTN_INT8_HAVE_VNNI
+#if ATTN_HAVE_VNNI
 
 bool CpuHasInt8Vnni() {
   static const bool has = [] {
@@ -94,17 +88,7 @@ bool CpuHasInt8Vnni() {
   return has;
 }
 
-// GCC 12's AVX-512 conversion intrinsics pass _mm*_undefined_*() (a
-// self-initialized variable) as the unused merge source, which
-// -Wmaybe-uninitialized reports once inlined; Highway silences the same.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
-#define ATTN_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
-#define ATTN_VNNI_INLINE ATTN_VNNI_TARGET __attribute__((always_inline)) inline
+ATTN_VNNI_DIAGNOSTICS_PUSH
 
 namespace {
 
@@ -132,18 +116,6 @@ ATTN_VNNI_INLINE __m512 MulAddExact(__m512 s, __m512 x, __m512 b) {
       _mm512_cvtps_pd(Upper256(s)), _mm512_cvtps_pd(Upper256(x)), _mm512_cvtps_pd(Upper256(b))));
   return _mm512_castpd_ps(
       _mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
-}
-
-// acc + vpdpbusd(a (u8), b (s8)). GCC 12 keeps the accumulators of
-// _mm512_dpbusd_epi32 in a loop in memory (a copy and a stack store per
-// instruction); the same instruction as inline asm stays in registers.
-ATTN_VNNI_INLINE __m512i Dpbusd(__m512i acc, __m512i a, __m512i b) {
-#if defined(__GNUC__) && !defined(__clang__)
-  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
-  return acc;
-#else
-  return _mm512_dpbusd_epi32(acc, a, b);
-#endif
 }
 
 // acc += one group of 4 k: kRows broadcasts of the packed A (4 bytes per
@@ -266,18 +238,16 @@ void MatMulInt8Vnni(const uint8_t* aq, size_t ldaq, const float* a_scale, const 
          const Int8TileOut& o) { Tile<rows, vecs>(ap, bp, groups, o); });
 }
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+ATTN_VNNI_DIAGNOSTICS_POP
 
-#else  // !ATTN_INT8_HAVE_VNNI
+#else  // !ATTN_HAVE_VNNI
 
 bool CpuHasInt8Vnni() { return false; }
 
 void MatMulInt8Vnni(const uint8_t*, size_t, const float*, const int32_t*, size_t,
                     const QuantizedMatrix&, float*, size_t, size_t, size_t, const float*) {}
 
-#endif  // ATTN_INT8_HAVE_VNNI
+#endif  // ATTN_HAVE_VNNI
 
 }  // namespace detail
 }  // namespace simd
