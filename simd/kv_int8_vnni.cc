@@ -1,5 +1,6 @@
-// The int8 KV cache's scores on AVX-512 VNNI (simd::detail::KvInt8ScoresVnni,
-// simd/kv_int8.h), used by simd::KvInt8Attention when Int8VnniActive().
+// The int8 KV cache's scores and weighted values on AVX-512 VNNI
+// (simd::detail::KvInt8ScoresVnni and KvInt8ValuesVnni, simd/kv_int8.h),
+// used by simd::KvInt8Attention when Int8VnniActive().
 // Intrinsics compiled by target attributes, as simd/matmul_int8_vnni.cc
 // (simd/vnni.h); elsewhere than x86-64 the entry points are stubs that are
 // never reached.
@@ -12,8 +13,9 @@
 // which leaves the exact integer sum of the portable kernels, converted and
 // multiplied by the same scales: the scores are the AVX3 target's, bit for
 // bit. Per tile and block, up to four query heads (a group) share each key
-// load. Tuned on Zen 4 (vpdpbusd zmm at one per cycle, latency 4) for
-// head_dim 64: a lone query splits each block over two accumulators.
+// load. The values: see Values below. Tuned on Zen 4 (vpdpbusd zmm at one
+// per cycle, latency 4) for head_dim 64 and groups of 1 and 4: a lone query
+// splits its sums over twice the accumulators.
 
 #include <stddef.h>
 #include <stdint.h>
@@ -41,6 +43,9 @@ ATTN_VNNI_INLINE __m512i QueryQuad(const int8_t* q8, size_t c) {
   return _mm512_set1_epi32(four);
 }
 
+// Blocks whose query corrections (128 * sum q) are computed at once.
+constexpr size_t kBlocksAtOnce = 16;
+
 // R (1..4) queries against the tiles [tile_begin, tile_end).
 template <size_t R>
 ATTN_VNNI_TARGET void Scores(const uint8_t* queries, size_t head_dim, const uint8_t* keys,
@@ -56,46 +61,56 @@ ATTN_VNNI_TARGET void Scores(const uint8_t* queries, size_t head_dim, const uint
     q8[r] = reinterpret_cast<const int8_t*>(queries + r * qbytes + 4 * blocks);
   }
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-  for (size_t tile = tile_begin; tile < tile_end; ++tile) {
-    const uint8_t* k = keys + tile * tile_bytes;
-    const float* kscale = reinterpret_cast<const float*>(k);
-    const uint8_t* kq = k + 4 * blocks * kTile;
-    __m512 t[R];
-    for (size_t r = 0; r < R; ++r) t[r] = _mm512_setzero_ps();
-    for (size_t b = 0; b < blocks; ++b) {
-      const size_t end = std::min(quads, (b + 1) * kQuadsPerBlock);
-      __m512i acc[R], acc2 = _mm512_setzero_si512();
-      int32_t qsum[R];
-      for (size_t r = 0; r < R; ++r) {
-        acc[r] = _mm512_setzero_si512();
-        qsum[r] = 0;
-      }
-      size_t c = b * kQuadsPerBlock;
-      if (R == 1) {  // two chains for a lone query
-        for (; c + 2 <= end; c += 2) {
-          const __m512i k0 = _mm512_xor_si512(_mm512_loadu_si512(kq + c * 64), flip);
-          const __m512i k1 = _mm512_xor_si512(_mm512_loadu_si512(kq + c * 64 + 64), flip);
-          acc[0] = Dpbusd(acc[0], k0, QueryQuad(q8[0], c));
-          acc2 = Dpbusd(acc2, k1, QueryQuad(q8[0], c + 1));
+  // Blocks [b0, b1) at a time (all of them up to head_dim 512): each tile's
+  // scores are stored after the first group of blocks, added after the others.
+  for (size_t b0 = 0; b0 < blocks; b0 += kBlocksAtOnce) {
+    const size_t b1 = std::min(blocks, b0 + kBlocksAtOnce);
+    __m512i correction[R][kBlocksAtOnce];
+    for (size_t r = 0; r < R; ++r) {
+      for (size_t b = b0; b < b1; ++b) {
+        int32_t sum = 0;
+        for (size_t i = b * kKvInt8Block; i < std::min(4 * quads, (b + 1) * kKvInt8Block); ++i) {
+          sum += q8[r][i];
         }
-      }
-      for (; c < end; ++c) {
-        const __m512i kv = _mm512_xor_si512(_mm512_loadu_si512(kq + c * 64), flip);
-        for (size_t r = 0; r < R; ++r) acc[r] = Dpbusd(acc[r], kv, QueryQuad(q8[r], c));
-      }
-      for (size_t r = 0; r < R; ++r) {
-        for (size_t i = b * kKvInt8Block; i < end * 4; ++i) qsum[r] += q8[r][i];
-      }
-      const __m512 ks = _mm512_loadu_ps(kscale + b * kTile);
-      for (size_t r = 0; r < R; ++r) {
-        __m512i sum = acc[r];
-        if (R == 1) sum = _mm512_add_epi32(sum, acc2);
-        sum = _mm512_sub_epi32(sum, _mm512_set1_epi32(128 * qsum[r]));
-        t[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum),
-                               _mm512_mul_ps(ks, _mm512_set1_ps(qscale[r][b])), t[r]);
+        correction[r][b - b0] = _mm512_set1_epi32(128 * sum);
       }
     }
-    for (size_t r = 0; r < R; ++r) _mm512_storeu_ps(scores + r * lds + tile * kTile, t[r]);
+    for (size_t tile = tile_begin; tile < tile_end; ++tile) {
+      const uint8_t* k = keys + tile * tile_bytes;
+      const float* kscale = reinterpret_cast<const float*>(k);
+      const uint8_t* kq = k + 4 * blocks * kTile;
+      __m512 t[R];
+      for (size_t r = 0; r < R; ++r) {
+        t[r] = b0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(scores + r * lds + tile * kTile);
+      }
+      for (size_t b = b0; b < b1; ++b) {
+        const size_t end = std::min(quads, (b + 1) * kQuadsPerBlock);
+        __m512i acc[R], acc2 = _mm512_setzero_si512();
+        for (size_t r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
+        size_t c = b * kQuadsPerBlock;
+        if (R == 1) {  // two chains for a lone query
+          for (; c + 2 <= end; c += 2) {
+            const __m512i k0 = _mm512_xor_si512(_mm512_loadu_si512(kq + c * 64), flip);
+            const __m512i k1 = _mm512_xor_si512(_mm512_loadu_si512(kq + c * 64 + 64), flip);
+            acc[0] = Dpbusd(acc[0], k0, QueryQuad(q8[0], c));
+            acc2 = Dpbusd(acc2, k1, QueryQuad(q8[0], c + 1));
+          }
+        }
+        for (; c < end; ++c) {
+          const __m512i kv = _mm512_xor_si512(_mm512_loadu_si512(kq + c * 64), flip);
+          for (size_t r = 0; r < R; ++r) acc[r] = Dpbusd(acc[r], kv, QueryQuad(q8[r], c));
+        }
+        const __m512 ks = _mm512_loadu_ps(kscale + b * kTile);
+        for (size_t r = 0; r < R; ++r) {
+          __m512i sum = acc[r];
+          if (R == 1) sum = _mm512_add_epi32(sum, acc2);
+          sum = _mm512_sub_epi32(sum, correction[r][b - b0]);
+          t[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum),
+                                 _mm512_mul_ps(ks, _mm512_set1_ps(qscale[r][b])), t[r]);
+        }
+      }
+      for (size_t r = 0; r < R; ++r) _mm512_storeu_ps(scores + r * lds + tile * kTile, t[r]);
+    }
   }
 }
 

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <random>
 #include <string>
@@ -232,13 +233,17 @@ void TestKvInt8MatchesFloatAttention() {
 
 // On AVX3 with VNNI: simd::detail::KvInt8ScoresVnni gives this target's
 // TileRangeScores bit for bit (the same integer sums, scaled by the same
-// operations), for 1..4 queries, head_dims around the quads and blocks, and
-// tiles holding NaN lanes.
+// operations), for 1..4 queries, head_dims around the quads and blocks and
+// past 16 blocks, and tiles holding NaN lanes.
 void TestKvInt8VnniScoresBits() {
 #if HWY_TARGET == HWY_AVX3
   if (!simd::detail::CpuHasInt8Vnni()) return;
   uint32_t seed = 0;
-  for (size_t hd : kv_int8_test::kHeadDims) {
+  std::vector<size_t> head_dims(std::begin(kv_int8_test::kHeadDims),
+                                std::end(kv_int8_test::kHeadDims));
+  head_dims.push_back(520);   // 17 blocks: two groups of corrections
+  head_dims.push_back(1027);  // 33 blocks, the last one 3 values
+  for (size_t hd : head_dims) {
     for (size_t rows = 1; rows <= 4; ++rows) {
       Problem p(hd, 40, rows, 1, 0);
       p.Fill(++seed);
