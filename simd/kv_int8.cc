@@ -148,10 +148,12 @@ void QuantizeKvKey(const float* x, size_t head_dim, uint8_t* tile, size_t lane) 
   Quantize(x, head_dim, [&](const float* scales, const int8_t* q) {
     StoreTileScales(scales, blocks, tile, lane);
     uint8_t* values = tile + 4 * blocks * kKvInt8TileTokens;
-    for (size_t c = 0; c < quads; ++c) {
+    const size_t full = head_dim / 4;
+    for (size_t c = 0; c < full; ++c) std::memcpy(values + KeyByte(4 * c, lane), q + 4 * c, 4);
+    if (full < quads) {  // the last quad, zero-padded
       uint8_t four[4] = {0, 0, 0, 0};
-      std::memcpy(four, q + 4 * c, std::min<size_t>(4, head_dim - 4 * c));
-      std::memcpy(values + KeyByte(4 * c, lane), four, 4);
+      std::memcpy(four, q + 4 * full, head_dim - 4 * full);
+      std::memcpy(values + KeyByte(4 * full, lane), four, 4);
     }
   });
 }
