@@ -171,19 +171,70 @@ HWY_INLINE void BlockWeights(const float* HWY_RESTRICT p0, size_t ldp, const uin
   }
 }
 
+// R2 (1 or 2) queries' sums over the tiles [tile_begin, tile_end) for the N
+// dimensions from c: per group of 4 tokens, N bytes at a time (N / 4
+// dimensions x 4 tokens) sign-extended and converted once, times the 4
+// tokens' weights repeated (LoadDup128); four vectors of lanes (dimension,
+// token) per query, whose groups of 4 lanes are summed at the end.
+template <size_t R2>
+HWY_INLINE void GroupValues(const float* HWY_RESTRICT w, size_t ldw, const uint8_t* values,
+                            size_t tile_bytes, size_t tile_begin, size_t tile_end, size_t offset,
+                            size_t head_dim, float* HWY_RESTRICT out0) {
+  const TileTag d;
+  const hn::Rebind<int32_t, TileTag> di;
+  const hn::Rebind<int8_t, TileTag> d8;
+  const size_t N = hn::Lanes(d);
+  constexpr size_t kTile = simd::kKvInt8TileTokens;
+  auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
+  auto b0 = hn::Zero(d), b1 = hn::Zero(d), b2 = hn::Zero(d), b3 = hn::Zero(d);
+  for (size_t tile = tile_begin; tile < tile_end; ++tile) {
+    const int8_t* HWY_RESTRICT x =
+        reinterpret_cast<const int8_t*>(values + tile * tile_bytes + offset);
+    const float* HWY_RESTRICT wt = w + (tile - tile_begin) * kTile;
+    for (size_t g = 0; g < kTile / 4; ++g, x += 4 * head_dim) {
+      const auto x0 = hn::ConvertTo(d, hn::PromoteTo(di, hn::LoadU(d8, x)));
+      const auto x1 = hn::ConvertTo(d, hn::PromoteTo(di, hn::LoadU(d8, x + N)));
+      const auto x2 = hn::ConvertTo(d, hn::PromoteTo(di, hn::LoadU(d8, x + 2 * N)));
+      const auto x3 = hn::ConvertTo(d, hn::PromoteTo(di, hn::LoadU(d8, x + 3 * N)));
+      const auto w0 = hn::LoadDup128(d, wt + 4 * g);
+      a0 = hn::MulAdd(w0, x0, a0);
+      a1 = hn::MulAdd(w0, x1, a1);
+      a2 = hn::MulAdd(w0, x2, a2);
+      a3 = hn::MulAdd(w0, x3, a3);
+      if (R2 > 1) {
+        const auto w1 = hn::LoadDup128(d, wt + ldw + 4 * g);
+        b0 = hn::MulAdd(w1, x0, b0);
+        b1 = hn::MulAdd(w1, x1, b1);
+        b2 = hn::MulAdd(w1, x2, b2);
+        b3 = hn::MulAdd(w1, x3, b3);
+      }
+    }
+  }
+  HWY_ALIGN float lanes[4 * simd::kKvInt8TileTokens];
+  for (size_t r = 0; r < R2; ++r) {
+    hn::Store(r == 0 ? a0 : b0, d, lanes);
+    hn::Store(r == 0 ? a1 : b1, d, lanes + N);
+    hn::Store(r == 0 ? a2 : b2, d, lanes + 2 * N);
+    hn::Store(r == 0 ? a3 : b3, d, lanes + 3 * N);
+    for (size_t i = 0; i < N; ++i) {
+      const float* l = lanes + 4 * i;
+      out0[r * head_dim + i] = (l[0] + l[1]) + (l[2] + l[3]);
+    }
+  }
+}
+
 // out_r[0, head_dim) = sum over the tokens j in [begin, end) of p_r[j] *
 // v_j, for R <= 4 queries (out_r = out0 + r * head_dim); w: scratch of 4 *
-// (the tiles' tokens) floats. Per block, the weights of every tile first
-// (BlockWeights); then per vector of dimensions, the outputs stay in
-// registers over all the tiles: per group of 4 tokens, one load of 32-bit
-// lanes (a dimension's 4 tokens each), each token's byte sign-extended by
-// shifts and converted once for the R queries; one query keeps four chains.
+// (the tiles' tokens) floats, 16-byte aligned. Per block, the weights of
+// every tile first (BlockWeights); then per N dimensions, the sums stay in
+// registers over all the tiles (GroupValues, two queries at a time). The
+// dimensions past the last whole N of a block, and every dimension on
+// targets of fewer than 4 lanes, one at a time.
 template <size_t R>
 HWY_INLINE void WeightedValues(const float* HWY_RESTRICT p0, size_t ldp, const uint8_t* values,
                                size_t begin, size_t end, size_t head_dim, float* HWY_RESTRICT out0,
                                float* HWY_RESTRICT w) {
   const TileTag d;
-  const hn::Rebind<int32_t, TileTag> di;
   const size_t N = hn::Lanes(d);
   constexpr size_t kTile = simd::kKvInt8TileTokens;
   const size_t blocks = simd::KvInt8Blocks(head_dim);
@@ -194,40 +245,17 @@ HWY_INLINE void WeightedValues(const float* HWY_RESTRICT p0, size_t ldp, const u
     BlockWeights<R>(p0, ldp, values, tile_bytes, b, begin, end, w, ldw);
     const size_t block_end = HWY_MIN(head_dim, (b + 1) * simd::kKvInt8Block);
     size_t c = b * simd::kKvInt8Block;
-    for (; c + N <= block_end; c += N) {
-      auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
-      for (size_t tile = tile_begin; tile < tile_end; ++tile) {
-        const int32_t* HWY_RESTRICT groups =
-            reinterpret_cast<const int32_t*>(values + tile * tile_bytes + 4 * blocks * kTile);
-        const float* HWY_RESTRICT wt = w + (tile - tile_begin) * kTile;
-        for (size_t g = 0; g < kTile / 4; ++g) {
-          const auto x = hn::LoadU(di, groups + g * head_dim + c);
-          const auto v0 = hn::ConvertTo(d, hn::ShiftRight<24>(hn::ShiftLeft<24>(x)));
-          const auto v1 = hn::ConvertTo(d, hn::ShiftRight<24>(hn::ShiftLeft<16>(x)));
-          const auto v2 = hn::ConvertTo(d, hn::ShiftRight<24>(hn::ShiftLeft<8>(x)));
-          const auto v3 = hn::ConvertTo(d, hn::ShiftRight<24>(x));
-          const float* HWY_RESTRICT wg = wt + 4 * g;
-          if (R == 1) {  // one query: four chains
-            a0 = hn::MulAdd(hn::Set(d, wg[0]), v0, a0);
-            a1 = hn::MulAdd(hn::Set(d, wg[1]), v1, a1);
-            a2 = hn::MulAdd(hn::Set(d, wg[2]), v2, a2);
-            a3 = hn::MulAdd(hn::Set(d, wg[3]), v3, a3);
-            continue;
-          }
-          for (size_t k = 0; k < 4; ++k) {
-            const auto v = k == 0 ? v0 : k == 1 ? v1 : k == 2 ? v2 : v3;
-            a0 = hn::MulAdd(hn::Set(d, wg[k]), v, a0);
-            a1 = hn::MulAdd(hn::Set(d, wg[ldw + k]), v, a1);
-            if (R > 2) a2 = hn::MulAdd(hn::Set(d, wg[2 * ldw + k]), v, a2);
-            if (R > 3) a3 = hn::MulAdd(hn::Set(d, wg[3 * ldw + k]), v, a3);
-          }
+    for (; N >= 4 && c + N <= block_end; c += N) {
+      const size_t offset = 4 * blocks * kTile + 4 * c;
+      for (size_t r = 0; r < R; r += 2) {
+        if (r + 1 < R) {
+          GroupValues<2>(w + r * ldw, ldw, values, tile_bytes, tile_begin, tile_end, offset,
+                         head_dim, out0 + r * head_dim + c);
+        } else {
+          GroupValues<1>(w + r * ldw, ldw, values, tile_bytes, tile_begin, tile_end, offset,
+                         head_dim, out0 + r * head_dim + c);
         }
       }
-      if (R == 1) a0 = hn::Add(hn::Add(a0, a1), hn::Add(a2, a3));
-      hn::StoreU(a0, d, out0 + c);
-      if (R > 1) hn::StoreU(a1, d, out0 + head_dim + c);
-      if (R > 2) hn::StoreU(a2, d, out0 + 2 * head_dim + c);
-      if (R > 3) hn::StoreU(a3, d, out0 + 3 * head_dim + c);
     }
     for (; c < block_end; ++c) {  // the last dimensions, scalar
       for (size_t r = 0; r < R; ++r) {
@@ -265,10 +293,11 @@ inline void KvInt8AttentionKernel(const simd::KvInt8AttentionArgs& a,
       HWY_MAX(4 * (lds + kTile), simd::detail::KvInt8ValuesScratch(4, lds / kTile + 1));
   float* const scores =
       simd::detail::ThreadScratch(simd::detail::ScratchSlot::kFlashAttention,
-                                  rows * (lds + qbytes / 4) + 4 * qf_stride + weight_floats);
+                                  rows * (lds + qbytes / 4) + 4 * qf_stride + 16 + weight_floats);
   uint8_t* const queries = reinterpret_cast<uint8_t*>(scores + rows * lds);
   float* const qf = scores + rows * (lds + qbytes / 4);
-  float* const weights = qf + 4 * qf_stride;
+  // 64-byte aligned (the scratch is): LoadDup128 of 4 weights.
+  float* const weights = scores + (rows * (lds + qbytes / 4) + 4 * qf_stride + 15) / 16 * 16;
   // Every query is quantized (and its scores computed) before any output is
   // written: out may be q.
   for (size_t t = 0; t < a.tokens; ++t) {
