@@ -139,4 +139,26 @@ TEST(KvInt8FormatTest, KeyAndValueTiles) {
   }
 }
 
+// Ties round to even, on the scalar path (a 3-value block) and the vector
+// one (a whole 32-value block): with max|x| = 127 the scale is 1.
+TEST(KvInt8FormatTest, RoundsHalfToEven) {
+  for (size_t hd : {size_t{3}, size_t{32}}) {
+    std::vector<float> x(hd, 0.0f);
+    x[0] = 127.0f;
+    x[1] = 0.5f;
+    x[2] = -2.5f;
+    if (hd > 3) x[3] = 1.5f;
+    std::vector<uint32_t> query(simd::KvInt8QueryBytes(hd) / 4);
+    uint8_t* q8 = reinterpret_cast<uint8_t*>(query.data());
+    simd::QuantizeKvQuery(x.data(), hd, q8);
+    const int8_t* q = reinterpret_cast<const int8_t*>(q8 + 4);
+    EXPECT_EQ(q[0], 127) << hd;
+    EXPECT_EQ(q[1], 0) << hd;
+    EXPECT_EQ(q[2], -2) << hd;
+    if (hd > 3) {
+      EXPECT_EQ(q[3], 2) << hd;
+    }
+  }
+}
+
 }  // namespace attn

@@ -185,6 +185,45 @@ void TestKvInt8ZeroHugeSubnormal() {
   }
 }
 
+// Extremes of the VNNI values' rounding, on every target: 300 keys of
+// uniform weight and values of 127 (each 16-tile int32 sum near 2^31);
+// spread weights over values all 1 (a truncating rather than rounding
+// conversion biases them beyond 1e-4); value scales times weights between
+// 2^-126 and 2^-100 (65535 / largest would overflow without the boost); a
+// non-finite value just before a window's first token (weight 0, it must not
+// reach the output).
+void TestKvInt8Extremes() {
+  {
+    Problem p(32, 300, 2, 1, 0);
+    p.Fill(11);
+    std::fill(p.k.begin(), p.k.end(), 0.0f);
+    std::fill(p.v.begin(), p.v.end(), 1.0f);
+    p.Quantize();
+    Check(p, "uniform weights, values 127", true);
+  }
+  {
+    Problem p(64, 257, 4, 1, 0);
+    p.Fill(12);
+    for (float& x : p.q) x *= 2.0f;
+    std::fill(p.v.begin(), p.v.end(), 1.0f);
+    p.Quantize();
+    Check(p, "spread weights, values 1", true);
+  }
+  for (float magnitude : {1e-36f, 1e-35f, 1e-34f}) {
+    Problem p(48, 33, 2, 5, 1);
+    p.Fill(13, magnitude);
+    Check(p, "tiny value scales", true);
+  }
+  {
+    Problem p(40, 32, 2, 1, 4);
+    p.a.window = 15;  // the token at 31 sees 17..31
+    p.Fill(14);
+    p.v[16 * 40 + 3] = kv_int8_test::kInf;
+    p.Quantize();
+    Check(p, "inf before the window", true);
+  }
+}
+
 // Non-causal over no key at all: NaN rows, as the reference (a softmax with
 // no valid column).
 void TestKvInt8NoKeys() {
@@ -288,6 +327,7 @@ HWY_EXPORT_AND_TEST_P(KvInt8Test, TestKvInt8LargeLogits);
 HWY_EXPORT_AND_TEST_P(KvInt8Test, TestKvInt8NonFinite);
 HWY_EXPORT_AND_TEST_P(KvInt8Test, TestKvInt8ZeroHugeSubnormal);
 HWY_EXPORT_AND_TEST_P(KvInt8Test, TestKvInt8NoKeys);
+HWY_EXPORT_AND_TEST_P(KvInt8Test, TestKvInt8Extremes);
 HWY_EXPORT_AND_TEST_P(KvInt8Test, TestKvInt8MatchesFloatAttention);
 HWY_EXPORT_AND_TEST_P(KvInt8Test, TestKvInt8VnniScoresBits);
 
