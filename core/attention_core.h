@@ -97,7 +97,7 @@ void attention(const AttentionProblem& problem);
 // The keys or values of an int8 KV cache (simd/kv_int8.h's tiles): (batch b,
 // key/value head h) starts at data + b * batch_stride + h * head_stride
 // (bytes), its tiles of 16 tokens one after another.
-struct Int8Rows {
+struct Int8Tiles {
   const uint8_t* data = nullptr;
   size_t batch_stride = 0, head_stride = 0;
 };
@@ -107,8 +107,8 @@ struct Int8Rows {
 // x chunk of query tokens), each task running simd::KvInt8Attention for the
 // query heads of its key/value head. Needs q and out with head_stride ==
 // head_dim (the modules' QKV rows); no weights, dropout or materialize.
-void attention_int8_cache(const AttentionProblem& problem, const Int8Rows& keys,
-                          const Int8Rows& values);
+void attention_int8_cache(const AttentionProblem& problem, const Int8Tiles& keys,
+                          const Int8Tiles& values);
 
 }  // namespace detail
 }  // namespace attn

@@ -138,8 +138,8 @@ void KVCache::attend(const detail::AttentionProblem& problem) const {
   if (type_ == KVCacheType::kInt8) {
     const size_t key_head = static_cast<size_t>(tiles()) * key_tile_bytes();
     const size_t value_head = static_cast<size_t>(tiles()) * value_tile_bytes();
-    const detail::Int8Rows k{int8_keys(0, 0), heads * key_head, key_head};
-    const detail::Int8Rows v{int8_values(0, 0), heads * value_head, value_head};
+    const detail::Int8Tiles k{int8_keys(0, 0), heads * key_head, key_head};
+    const detail::Int8Tiles v{int8_values(0, 0), heads * value_head, value_head};
     detail::attention_int8_cache(p, k, v);
     return;
   }

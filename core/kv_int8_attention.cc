@@ -37,8 +37,8 @@ namespace {
 constexpr size_t kChunkRows = 64;
 
 // The prompt path (see the top of this file).
-void attention_int8_prompt(const AttentionProblem& p, const Int8Rows& keys,
-                           const Int8Rows& values) {
+void attention_int8_prompt(const AttentionProblem& p, const Int8Tiles& keys,
+                           const Int8Tiles& values) {
   const size_t group = p.heads / p.kv_heads, hd = p.head_dim;
   const size_t n = p.causal ? std::min(p.num_keys, p.q_begin + p.tokens) : p.num_keys;
   const size_t key_tile = simd::KvInt8KeyTileBytes(hd), value_tile = simd::KvInt8ValueTileBytes(hd);
@@ -91,8 +91,8 @@ void attention_int8_prompt(const AttentionProblem& p, const Int8Rows& keys,
 
 }  // namespace
 
-void attention_int8_cache(const AttentionProblem& problem, const Int8Rows& keys,
-                          const Int8Rows& values) {
+void attention_int8_cache(const AttentionProblem& problem, const Int8Tiles& keys,
+                          const Int8Tiles& values) {
   AttentionProblem p = problem;
   if (p.num_keys == 0) p.num_keys = p.tokens;
   if (p.kv_heads == 0) p.kv_heads = p.heads;

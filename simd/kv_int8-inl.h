@@ -181,8 +181,6 @@ HWY_INLINE void GroupValues(const float* HWY_RESTRICT w, size_t ldw, const uint8
                             size_t tile_bytes, size_t tile_begin, size_t tile_end, size_t offset,
                             size_t head_dim, float* HWY_RESTRICT out0) {
   const TileTag d;
-  const hn::Rebind<int32_t, TileTag> di;
-  const hn::Rebind<int8_t, TileTag> d8;
   const size_t N = hn::Lanes(d);
   constexpr size_t kTile = simd::kKvInt8TileTokens;
   auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
@@ -192,10 +190,10 @@ HWY_INLINE void GroupValues(const float* HWY_RESTRICT w, size_t ldw, const uint8
         reinterpret_cast<const int8_t*>(values + tile * tile_bytes + offset);
     const float* HWY_RESTRICT wt = w + (tile - tile_begin) * kTile;
     for (size_t g = 0; g < kTile / 4; ++g, x += 4 * head_dim) {
-      const auto x0 = hn::ConvertTo(d, hn::PromoteTo(di, hn::LoadU(d8, x)));
-      const auto x1 = hn::ConvertTo(d, hn::PromoteTo(di, hn::LoadU(d8, x + N)));
-      const auto x2 = hn::ConvertTo(d, hn::PromoteTo(di, hn::LoadU(d8, x + 2 * N)));
-      const auto x3 = hn::ConvertTo(d, hn::PromoteTo(di, hn::LoadU(d8, x + 3 * N)));
+      const auto x0 = LoadInt8AsFloat(d, x);
+      const auto x1 = LoadInt8AsFloat(d, x + N);
+      const auto x2 = LoadInt8AsFloat(d, x + 2 * N);
+      const auto x3 = LoadInt8AsFloat(d, x + 3 * N);
       const auto w0 = hn::LoadDup128(d, wt + 4 * g);
       a0 = hn::MulAdd(w0, x0, a0);
       a1 = hn::MulAdd(w0, x1, a1);

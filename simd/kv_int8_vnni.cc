@@ -36,10 +36,11 @@ ATTN_VNNI_DIAGNOSTICS_PUSH
 
 namespace {
 
-// The query's 4 bytes of quad c, in every 32-bit lane.
-ATTN_VNNI_INLINE __m512i QueryQuad(const int8_t* q8, size_t c) {
+// Bytes 4i .. 4i+3 at p (a query's quad i, or the weights of tokens 4i ..
+// 4i+3), in every 32-bit lane.
+ATTN_VNNI_INLINE __m512i Broadcast4(const void* p, size_t i) {
   int32_t four;
-  memcpy(&four, q8 + 4 * c, sizeof(four));
+  memcpy(&four, static_cast<const uint8_t*>(p) + 4 * i, sizeof(four));
   return _mm512_set1_epi32(four);
 }
 
@@ -92,13 +93,13 @@ ATTN_VNNI_TARGET void Scores(const uint8_t* queries, size_t head_dim, const uint
           for (; c + 2 <= end; c += 2) {
             const __m512i k0 = _mm512_xor_si512(_mm512_loadu_si512(kq + c * 64), flip);
             const __m512i k1 = _mm512_xor_si512(_mm512_loadu_si512(kq + c * 64 + 64), flip);
-            acc[0] = Dpbusd(acc[0], k0, QueryQuad(q8[0], c));
-            acc2 = Dpbusd(acc2, k1, QueryQuad(q8[0], c + 1));
+            acc[0] = Dpbusd(acc[0], k0, Broadcast4(q8[0], c));
+            acc2 = Dpbusd(acc2, k1, Broadcast4(q8[0], c + 1));
           }
         }
         for (; c < end; ++c) {
           const __m512i kv = _mm512_xor_si512(_mm512_loadu_si512(kq + c * 64), flip);
-          for (size_t r = 0; r < R; ++r) acc[r] = Dpbusd(acc[r], kv, QueryQuad(q8[r], c));
+          for (size_t r = 0; r < R; ++r) acc[r] = Dpbusd(acc[r], kv, Broadcast4(q8[r], c));
         }
         const __m512 ks = _mm512_loadu_ps(kscale + b * kTile);
         for (size_t r = 0; r < R; ++r) {
@@ -131,13 +132,6 @@ ATTN_VNNI_INLINE __m512 BlockScales(const uint8_t* values, size_t tile, size_t t
                                     size_t b) {
   return _mm512_loadu_ps(reinterpret_cast<const float*>(values + tile * tile_bytes) +
                          b * kKvInt8TileTokens);
-}
-
-// The 4 bytes of tokens 4g .. 4g+3 in every 32-bit lane.
-ATTN_VNNI_INLINE __m512i Broadcast4(const uint8_t* bytes, size_t g) {
-  int32_t four;
-  memcpy(&four, bytes + 4 * g, sizeof(four));
-  return _mm512_set1_epi32(four);
 }
 
 // Tiles whose int32 sums may be added before they are converted: each adds
