@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "simd/flash_attention.h"
 #include "simd/softmax-inl.h"
@@ -69,68 +70,151 @@ HWY_INLINE float DecodeDot1(const float* HWY_RESTRICT q, const float* HWY_RESTRI
   return hn::GetLane(hn::SumOfLanes(d, a)) + t;
 }
 
-// out_r[0, head_dim) = sum over j in [begin, end) of p_r[j] * v_j for R <= 4
-// query rows of one position (p_r = p0 + r * ldp, out_r = OutRow(r0 + r)):
-// R = 1 keeps four vectors of columns in registers; R > 1 one vector of
-// columns for the R rows, each V row loaded once for them.
-template <size_t R>
-HWY_INLINE void DecodeWeightedValues(const float* HWY_RESTRICT p0, size_t ldp,
-                                     const float* HWY_RESTRICT v, size_t ldv, size_t begin,
-                                     size_t end, size_t head_dim, float* const* out) {
+// V rows prefetched ahead of the row being weighted (rows of several query
+// rows only: with one, the hardware prefetcher keeps up with its 4 FMAs a
+// vector better without the extra instructions).
+constexpr size_t kDecodePrefetchRows = 32;
+// Vector registers of this target: 16 on x86 below AVX-512, 32 elsewhere
+// (AVX-512, NEON, SVE). Bounds the accumulators DecodeValueColumns keeps.
+#if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
+constexpr size_t kDecodeVectorRegisters = 16;
+#else
+constexpr size_t kDecodeVectorRegisters = 32;
+#endif
+
+// Keys per block: a block of K (or V) rows fills about 16 KiB, so the rows
+// read for one query row stay in L1 for the others of its call, and a
+// position's V rows are read from memory once whatever head_dim is. A
+// multiple of 4 (DecodeDot4's step), at least 16.
+inline size_t DecodeKeyBlock(size_t head_dim) {
+  const size_t keys = (size_t{16} << 10) / (sizeof(float) * std::max<size_t>(head_dim, 1));
+  return std::max<size_t>(16, keys / 4 * 4);
+}
+
+// out_r[c, c + C * N) (+)= sum over j in [begin, end) of p_r[j] * v_j[c, ...)
+// for R <= 4 query rows of one position (p_r = p[r], out_r = out[r]): R * C
+// accumulators (starting from out_r when accumulate, else zero), each V row
+// loaded once for the R rows. Each lane sums over j in order, so a lane's
+// result does not depend on R, C or how [begin, end) is split into calls.
+template <size_t R, size_t C>
+HWY_INLINE void DecodeValueColumns(const float* const* p, const float* HWY_RESTRICT v, size_t ldv,
+                                   size_t begin, size_t end, size_t prefetch_end, size_t c,
+                                   float* const* out, bool accumulate) {
+  static_assert(R >= 1 && R <= 4 && (C == 1 || C == 2 || C == 4), "R rows, C vectors");
   const hn::ScalableTag<float> d;
   const size_t N = hn::Lanes(d);
-  const float* HWY_RESTRICT p1 = p0 + ldp;
-  const float* HWY_RESTRICT p2 = p1 + ldp;
-  const float* HWY_RESTRICT p3 = p2 + ldp;
-  size_t c = 0;
-  if (R == 1) {
-    for (; c + 4 * N <= head_dim; c += 4 * N) {
-      auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
-      for (size_t j = begin; j < end; ++j) {
-        const float* row = v + j * ldv + c;
-        const auto pj = hn::Set(d, p0[j]);
-        a0 = hn::MulAdd(pj, hn::LoadU(d, row), a0);
-        a1 = hn::MulAdd(pj, hn::LoadU(d, row + N), a1);
-        a2 = hn::MulAdd(pj, hn::LoadU(d, row + 2 * N), a2);
-        a3 = hn::MulAdd(pj, hn::LoadU(d, row + 3 * N), a3);
+  const auto zero = hn::Zero(d);
+  auto init = [&](size_t r, size_t x) {
+    return accumulate ? hn::LoadU(d, out[r] + c + x * N) : hn::Zero(d);
+  };
+  auto a00 = init(0, 0), a01 = C > 1 ? init(0, 1) : zero, a02 = C > 2 ? init(0, 2) : zero,
+       a03 = C > 3 ? init(0, 3) : zero;
+  auto a10 = R > 1 ? init(1, 0) : zero, a11 = R > 1 && C > 1 ? init(1, 1) : zero,
+       a12 = R > 1 && C > 2 ? init(1, 2) : zero, a13 = R > 1 && C > 3 ? init(1, 3) : zero;
+  auto a20 = R > 2 ? init(2, 0) : zero, a21 = R > 2 && C > 1 ? init(2, 1) : zero,
+       a22 = R > 2 && C > 2 ? init(2, 2) : zero, a23 = R > 2 && C > 3 ? init(2, 3) : zero;
+  auto a30 = R > 3 ? init(3, 0) : zero, a31 = R > 3 && C > 1 ? init(3, 1) : zero,
+       a32 = R > 3 && C > 2 ? init(3, 2) : zero, a33 = R > 3 && C > 3 ? init(3, 3) : zero;
+  for (size_t j = begin; j < end; ++j) {
+    const float* HWY_RESTRICT row = v + j * ldv + c;
+    if (R > 1 && j + kDecodePrefetchRows < prefetch_end) {
+      for (size_t x = 0; x < C * N; x += 64 / sizeof(float)) {
+        hwy::Prefetch(row + kDecodePrefetchRows * ldv + x);
       }
-      hn::StoreU(a0, d, out[0] + c);
-      hn::StoreU(a1, d, out[0] + c + N);
-      hn::StoreU(a2, d, out[0] + c + 2 * N);
-      hn::StoreU(a3, d, out[0] + c + 3 * N);
+    }
+    const auto v0 = hn::LoadU(d, row);
+    const auto v1 = C > 1 ? hn::LoadU(d, row + N) : zero;
+    const auto v2 = C > 2 ? hn::LoadU(d, row + 2 * N) : zero;
+    const auto v3 = C > 3 ? hn::LoadU(d, row + 3 * N) : zero;
+    const auto w0 = hn::Set(d, p[0][j]);
+    a00 = hn::MulAdd(w0, v0, a00);
+    if (C > 1) a01 = hn::MulAdd(w0, v1, a01);
+    if (C > 2) a02 = hn::MulAdd(w0, v2, a02);
+    if (C > 3) a03 = hn::MulAdd(w0, v3, a03);
+    if (R > 1) {
+      const auto w1 = hn::Set(d, p[1][j]);
+      a10 = hn::MulAdd(w1, v0, a10);
+      if (C > 1) a11 = hn::MulAdd(w1, v1, a11);
+      if (C > 2) a12 = hn::MulAdd(w1, v2, a12);
+      if (C > 3) a13 = hn::MulAdd(w1, v3, a13);
+    }
+    if (R > 2) {
+      const auto w2 = hn::Set(d, p[2][j]);
+      a20 = hn::MulAdd(w2, v0, a20);
+      if (C > 1) a21 = hn::MulAdd(w2, v1, a21);
+      if (C > 2) a22 = hn::MulAdd(w2, v2, a22);
+      if (C > 3) a23 = hn::MulAdd(w2, v3, a23);
+    }
+    if (R > 3) {
+      const auto w3 = hn::Set(d, p[3][j]);
+      a30 = hn::MulAdd(w3, v0, a30);
+      if (C > 1) a31 = hn::MulAdd(w3, v1, a31);
+      if (C > 2) a32 = hn::MulAdd(w3, v2, a32);
+      if (C > 3) a33 = hn::MulAdd(w3, v3, a33);
     }
   }
+  auto store = [&](decltype(zero) a, size_t r, size_t x) { hn::StoreU(a, d, out[r] + c + x * N); };
+  store(a00, 0, 0);
+  if (C > 1) store(a01, 0, 1);
+  if (C > 2) store(a02, 0, 2);
+  if (C > 3) store(a03, 0, 3);
+  if (R > 1) {
+    store(a10, 1, 0);
+    if (C > 1) store(a11, 1, 1);
+    if (C > 2) store(a12, 1, 2);
+    if (C > 3) store(a13, 1, 3);
+  }
+  if (R > 2) {
+    store(a20, 2, 0);
+    if (C > 1) store(a21, 2, 1);
+    if (C > 2) store(a22, 2, 2);
+    if (C > 3) store(a23, 2, 3);
+  }
+  if (R > 3) {
+    store(a30, 3, 0);
+    if (C > 1) store(a31, 3, 1);
+    if (C > 2) store(a32, 3, 2);
+    if (C > 3) store(a33, 3, 3);
+  }
+}
+
+// out_r[0, head_dim) (+)= sum over j in [begin, end) of p_r[j] * v_j for the
+// R <= 4 rows of one position: C vectors of columns at a time (as many as the
+// registers hold), then one, then scalar columns.
+template <size_t R>
+HWY_INLINE void DecodeWeightedValues(const float* const* p, const float* HWY_RESTRICT v, size_t ldv,
+                                     size_t begin, size_t end, size_t prefetch_end, size_t head_dim,
+                                     float* const* out, bool accumulate) {
+  const hn::ScalableTag<float> d;
+  const size_t N = hn::Lanes(d);
+  constexpr size_t C = R * 4 + 5 <= kDecodeVectorRegisters ? 4 : 2;
+  size_t c = 0;
+  for (; c + C * N <= head_dim; c += C * N) {
+    DecodeValueColumns<R, C>(p, v, ldv, begin, end, prefetch_end, c, out, accumulate);
+  }
   for (; c + N <= head_dim; c += N) {
-    auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
-    for (size_t j = begin; j < end; ++j) {
-      const auto row = hn::LoadU(d, v + j * ldv + c);
-      a0 = hn::MulAdd(hn::Set(d, p0[j]), row, a0);
-      if (R > 1) a1 = hn::MulAdd(hn::Set(d, p1[j]), row, a1);
-      if (R > 2) a2 = hn::MulAdd(hn::Set(d, p2[j]), row, a2);
-      if (R > 3) a3 = hn::MulAdd(hn::Set(d, p3[j]), row, a3);
-    }
-    hn::StoreU(a0, d, out[0] + c);
-    if (R > 1) hn::StoreU(a1, d, out[1] + c);
-    if (R > 2) hn::StoreU(a2, d, out[2] + c);
-    if (R > 3) hn::StoreU(a3, d, out[3] + c);
+    DecodeValueColumns<R, 1>(p, v, ldv, begin, end, prefetch_end, c, out, accumulate);
   }
   for (; c < head_dim; ++c) {
     for (size_t r = 0; r < R; ++r) {
-      const float* p = p0 + r * ldp;
-      float sum = 0.0f;
-      for (size_t j = begin; j < end; ++j) sum += p[j] * v[j * ldv + c];
+      float sum = accumulate ? out[r][c] : 0.0f;
+      for (size_t j = begin; j < end; ++j) sum += p[r][j] * v[j * ldv + c];
       out[r][c] = sum;
     }
   }
 }
 
-// simd::DecodeAttention for this target, without argument checks.
+// simd::DecodeAttention for this target, without argument checks. Keys are
+// taken in blocks of DecodeKeyBlock (aligned to multiples of it, the same
+// for every row): each block's scores for every row of the call, then, per
+// position, each block's weighted values for its rows.
 inline void DecodeAttentionKernel(const simd::FlashAttentionArgs& a) {
   const size_t rows = a.num_queries, hd = a.head_dim;
   if (rows == 0 || hd == 0) return;
   const hn::ScalableTag<float> d;
   const size_t N = hn::Lanes(d);
   const size_t lds = a.num_keys;
+  const size_t block = DecodeKeyBlock(hd);
   // Scores (rows x num_keys), then the scaled queries (rows x head_dim).
   float* const scores =
       simd::detail::ThreadScratch(simd::detail::ScratchSlot::kFlashAttention, rows * (lds + hd));
@@ -144,16 +228,29 @@ inline void DecodeAttentionKernel(const simd::FlashAttentionArgs& a) {
     }
     for (; c < hd; ++c) dst[c] = a.scale * q[c];
   }
+  // Visible keys are non-decreasing in the row: rows 0 and rows - 1 bound them.
+  const size_t first = simd::FirstVisibleKey(a, 0), last = simd::VisibleKeys(a, rows - 1);
+  for (size_t j0 = first / block * block; j0 < last; j0 += block) {
+    for (size_t i = 0; i < rows; ++i) {
+      const size_t begin = std::max(simd::FirstVisibleKey(a, i), j0);
+      const size_t end = std::min(simd::VisibleKeys(a, i), j0 + block);
+      const float* q = queries + i * hd;
+      float* s = scores + i * lds;
+      size_t j = begin;
+      if (i == 0 && rows > 1) {
+        for (size_t x = j0 + block; x < std::min(j0 + 2 * block, last); ++x) {
+          for (size_t c = 0; c < hd; c += 64 / sizeof(float)) hwy::Prefetch(a.k + x * a.ldk + c);
+        }
+      }
+      for (; j + 4 <= end; j += 4) DecodeDot4(q, a.k + j * a.ldk, a.ldk, hd, s + j);
+      for (; j < end; ++j) s[j] = DecodeDot1(q, a.k + j * a.ldk, hd);
+    }
+  }
   for (size_t i = 0; i < rows; ++i) {
     const size_t begin = simd::FirstVisibleKey(a, i), end = simd::VisibleKeys(a, i);
-    const float* q = queries + i * hd;
-    float* s = scores + i * lds;
-    size_t j = begin;
-    for (; j + 4 <= end; j += 4) DecodeDot4(q, a.k + j * a.ldk, a.ldk, hd, s + j);
-    for (; j < end; ++j) s[j] = DecodeDot1(q, a.k + j * a.ldk, hd);
     if (begin == end) continue;
     simd::SoftmaxArgs softmax;
-    softmax.in = softmax.out = s;
+    softmax.in = softmax.out = scores + i * lds;
     softmax.ld_in = softmax.ld_out = lds;
     softmax.rows = 1;
     softmax.cols = end;
@@ -169,16 +266,34 @@ inline void DecodeAttentionKernel(const simd::FlashAttentionArgs& a) {
     const size_t left_in_position = group - i % group;
     const size_t r = std::min<size_t>({size_t{4}, left_in_position, rows - i});
     float* out[4];
-    for (size_t x = 0; x < r; ++x) out[x] = simd::OutRow(a, i + x);
+    const float* p[4];
+    for (size_t x = 0; x < r; ++x) {
+      out[x] = simd::OutRow(a, i + x);
+      p[x] = scores + (i + x) * lds;
+    }
     if (begin == end) {  // no visible key: NaN, the softmax of nothing
       for (size_t x = 0; x < r; ++x) {
         std::fill(out[x], out[x] + hd, std::numeric_limits<float>::quiet_NaN());
       }
-    } else if (r == 4) {
-      DecodeWeightedValues<4>(scores + i * lds, lds, a.v, a.ldv, begin, end, hd, out);
-    } else {
-      for (size_t x = 0; x < r; ++x) {
-        DecodeWeightedValues<1>(scores + (i + x) * lds, lds, a.v, a.ldv, begin, end, hd, out + x);
+      i += r;
+      continue;
+    }
+    for (size_t j0 = begin / block * block; j0 < end; j0 += block) {
+      const size_t b = std::max(begin, j0), e = std::min(end, j0 + block);
+      const bool accumulate = b != begin;
+      switch (r) {
+        case 4:
+          DecodeWeightedValues<4>(p, a.v, a.ldv, b, e, end, hd, out, accumulate);
+          break;
+        case 3:
+          DecodeWeightedValues<3>(p, a.v, a.ldv, b, e, end, hd, out, accumulate);
+          break;
+        case 2:
+          DecodeWeightedValues<2>(p, a.v, a.ldv, b, e, end, hd, out, accumulate);
+          break;
+        default:
+          DecodeWeightedValues<1>(p, a.v, a.ldv, b, e, end, hd, out, accumulate);
+          break;
       }
     }
     i += r;

@@ -8,14 +8,19 @@
 //
 // The flash kernel packs K transposed and V for each call, which pays for
 // itself over a block of queries; for one query it is a copy of the whole
-// cache per step. This kernel reads each K and V row where it is: per query
-// row (scaled once, copied to scratch first, so out may be q), the scores of
-// four keys at a time (four independent dot products, then a sum of lanes
-// each), simd::MaskedSoftmax's kernel over the visible scores, then the V
-// rows weighted into up to four query heads of one position at a time (one
-// query: four vectors of columns in registers). Scratch: this thread's
-// kFlashAttention slot, num_queries * (num_keys + head_dim) floats. Each
-// row's result is bitwise the same whichever other rows share its call.
+// cache per step. This kernel reads each K and V row where it is, in blocks
+// of keys of about 16 KiB: per query row (scaled once, copied to scratch
+// first, so out may be q), the scores of four keys at a time (four
+// independent dot products, then a sum of lanes each), every row of the call
+// on one block before the next block (the block stays in L1 for the rows
+// after the first: a group's query heads read K from memory once), then
+// simd::MaskedSoftmax's kernel over the visible scores, then the V rows
+// weighted into up to four query heads of one position at a time, all their
+// columns in registers on targets with 32 vector registers (each V row read
+// once per position, whole). Rows of several query heads prefetch the next
+// K block and the V rows ahead. Scratch: this thread's kFlashAttention slot,
+// num_queries * (num_keys + head_dim) floats. Each row's result is bitwise
+// the same whichever other rows share its call.
 // Tuned on AVX-512 (Zen 4) for head_dim 64, groups of 1 and 4.
 #pragma once
 

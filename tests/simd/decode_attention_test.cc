@@ -265,6 +265,26 @@ void TestDecodeGroupsAndMasks() {
   }
 }
 
+// Keys over several of the kernel's key blocks (DecodeKeyBlock), with
+// windows that start inside a block and span one or more boundaries, every
+// group size and 1..3 positions (the V rows weighted block by block,
+// accumulating in the output, and the next block's prefetches).
+void TestDecodeKeyBlocks() {
+  uint32_t i = 3000;
+  for (size_t hd : {size_t{8}, size_t{64}, size_t{130}}) {
+    const size_t block = DecodeKeyBlock(hd), nk = 3 * block + 5;
+    for (size_t window : {size_t{0}, block - 1, block + 3, 2 * block + 7}) {
+      for (size_t group : decode_test::kGroups) {
+        Problem p(hd, nk, 1 + i % 3, group, window == 0 ? 1 : 4);
+        p.a.window = window;
+        if (group > 1 && i % 3 == 0) --p.a.num_queries;
+        Views(&p, i++);
+        Check(p, "key blocks");
+      }
+    }
+  }
+}
+
 // Per the contract: NaN or ±inf in a query, NaN or +inf score: NaN rows; a
 // -inf score has weight 0 (NaN when it is the row's only key); NaN in a
 // visible V row spreads to its column, even with weight 0; ±inf in V gives
@@ -414,6 +434,7 @@ namespace attn {
 HWY_BEFORE_TEST(DecodeAttentionTest);
 HWY_EXPORT_AND_TEST_P(DecodeAttentionTest, TestDecodeShapes);
 HWY_EXPORT_AND_TEST_P(DecodeAttentionTest, TestDecodeGroupsAndMasks);
+HWY_EXPORT_AND_TEST_P(DecodeAttentionTest, TestDecodeKeyBlocks);
 HWY_EXPORT_AND_TEST_P(DecodeAttentionTest, TestDecodeSpecialValues);
 HWY_EXPORT_AND_TEST_P(DecodeAttentionTest, TestDecodeLargeLogits);
 HWY_EXPORT_AND_TEST_P(DecodeAttentionTest, TestDecodeRowIndependence);
