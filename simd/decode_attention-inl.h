@@ -27,8 +27,44 @@ namespace HWY_NAMESPACE {
 
 namespace hn = hwy::HWY_NAMESPACE;
 
+#if !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
+// The sum of v's 128-bit blocks, as one block (fixed-size vectors).
+template <class D>
+HWY_INLINE hn::Vec<hn::Full128<float>> DecodeSumOfBlocks(D d, hn::Vec<D> v) {
+  if constexpr (hn::MaxLanes(D()) > 4) {
+    const hn::Half<D> dh;
+    return DecodeSumOfBlocks(dh, hn::Add(hn::LowerHalf(dh, v), hn::UpperHalf(dh, v)));
+  } else {
+    (void)d;
+    return v;
+  }
+}
+#endif
+
+// s[0..3] = the sums of lanes of a0..a3. With fixed-size vectors of whole
+// 128-bit blocks: a 4x4 transpose-and-add within each block (two rounds of
+// interleaving), then the blocks added: about a third of the instructions of
+// four SumOfLanes. Elsewhere (SVE, SCALAR), SumOfLanes each.
+template <class D, class V>
+HWY_INLINE void DecodeSumOfLanes4(D d, V a0, V a1, V a2, V a3, float* HWY_RESTRICT s) {
+#if !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
+  const auto s01 = hn::Add(hn::InterleaveLower(d, a0, a1), hn::InterleaveUpper(d, a0, a1));
+  const auto s23 = hn::Add(hn::InterleaveLower(d, a2, a3), hn::InterleaveUpper(d, a2, a3));
+  const hn::Repartition<uint64_t, D> d64;
+  const auto w01 = hn::BitCast(d64, s01), w23 = hn::BitCast(d64, s23);
+  const auto t = hn::Add(hn::BitCast(d, hn::InterleaveLower(d64, w01, w23)),
+                         hn::BitCast(d, hn::InterleaveUpper(d64, w01, w23)));
+  hn::StoreU(DecodeSumOfBlocks(d, t), hn::Full128<float>(), s);
+#else
+  s[0] = hn::GetLane(hn::SumOfLanes(d, a0));
+  s[1] = hn::GetLane(hn::SumOfLanes(d, a1));
+  s[2] = hn::GetLane(hn::SumOfLanes(d, a2));
+  s[3] = hn::GetLane(hn::SumOfLanes(d, a3));
+#endif
+}
+
 // s[0..3] = q · k_j for the four rows k0, k0 + ldk, ...: four independent
-// chains over whole vectors, a scalar tail, then a sum of lanes each.
+// chains over whole vectors, their sums of lanes, plus a scalar tail each.
 HWY_INLINE void DecodeDot4(const float* HWY_RESTRICT q, const float* HWY_RESTRICT k0, size_t ldk,
                            size_t head_dim, float* HWY_RESTRICT s) {
   const hn::ScalableTag<float> d;
@@ -52,10 +88,70 @@ HWY_INLINE void DecodeDot4(const float* HWY_RESTRICT q, const float* HWY_RESTRIC
     t2 += q[i] * k2[i];
     t3 += q[i] * k3[i];
   }
-  s[0] = hn::GetLane(hn::SumOfLanes(d, a0)) + t0;
-  s[1] = hn::GetLane(hn::SumOfLanes(d, a1)) + t1;
-  s[2] = hn::GetLane(hn::SumOfLanes(d, a2)) + t2;
-  s[3] = hn::GetLane(hn::SumOfLanes(d, a3)) + t3;
+  DecodeSumOfLanes4(d, a0, a1, a2, a3, s);
+  s[0] += t0;
+  s[1] += t1;
+  s[2] += t2;
+  s[3] += t3;
+}
+
+// s[r][j + x] = q_r · k_x for four query rows q_r = q + r * head_dim (rows of
+// one position) and the four keys k_x = k0 + x * ldk: the same chains, sums
+// and tails as DecodeDot4 (bitwise the same scores), with each K vector loaded
+// once for the four rows. 16 accumulators: targets with 32 registers.
+HWY_INLINE void DecodeDot4x4(const float* HWY_RESTRICT q, const float* HWY_RESTRICT k0, size_t ldk,
+                             size_t head_dim, float* const* s, size_t j) {
+  const hn::ScalableTag<float> d;
+  const size_t N = hn::Lanes(d);
+  const float* HWY_RESTRICT k1 = k0 + ldk;
+  const float* HWY_RESTRICT k2 = k1 + ldk;
+  const float* HWY_RESTRICT k3 = k2 + ldk;
+  const float* HWY_RESTRICT q0 = q;
+  const float* HWY_RESTRICT q1 = q0 + head_dim;
+  const float* HWY_RESTRICT q2 = q1 + head_dim;
+  const float* HWY_RESTRICT q3 = q2 + head_dim;
+  auto a00 = hn::Zero(d), a01 = hn::Zero(d), a02 = hn::Zero(d), a03 = hn::Zero(d);
+  auto a10 = hn::Zero(d), a11 = hn::Zero(d), a12 = hn::Zero(d), a13 = hn::Zero(d);
+  auto a20 = hn::Zero(d), a21 = hn::Zero(d), a22 = hn::Zero(d), a23 = hn::Zero(d);
+  auto a30 = hn::Zero(d), a31 = hn::Zero(d), a32 = hn::Zero(d), a33 = hn::Zero(d);
+  size_t i = 0;
+  for (; i + N <= head_dim; i += N) {
+    const auto v0 = hn::LoadU(d, k0 + i), v1 = hn::LoadU(d, k1 + i);
+    const auto v2 = hn::LoadU(d, k2 + i), v3 = hn::LoadU(d, k3 + i);
+    const auto w0 = hn::LoadU(d, q0 + i);
+    a00 = hn::MulAdd(w0, v0, a00);
+    a01 = hn::MulAdd(w0, v1, a01);
+    a02 = hn::MulAdd(w0, v2, a02);
+    a03 = hn::MulAdd(w0, v3, a03);
+    const auto w1 = hn::LoadU(d, q1 + i);
+    a10 = hn::MulAdd(w1, v0, a10);
+    a11 = hn::MulAdd(w1, v1, a11);
+    a12 = hn::MulAdd(w1, v2, a12);
+    a13 = hn::MulAdd(w1, v3, a13);
+    const auto w2 = hn::LoadU(d, q2 + i);
+    a20 = hn::MulAdd(w2, v0, a20);
+    a21 = hn::MulAdd(w2, v1, a21);
+    a22 = hn::MulAdd(w2, v2, a22);
+    a23 = hn::MulAdd(w2, v3, a23);
+    const auto w3 = hn::LoadU(d, q3 + i);
+    a30 = hn::MulAdd(w3, v0, a30);
+    a31 = hn::MulAdd(w3, v1, a31);
+    a32 = hn::MulAdd(w3, v2, a32);
+    a33 = hn::MulAdd(w3, v3, a33);
+  }
+  DecodeSumOfLanes4(d, a00, a01, a02, a03, s[0] + j);
+  DecodeSumOfLanes4(d, a10, a11, a12, a13, s[1] + j);
+  DecodeSumOfLanes4(d, a20, a21, a22, a23, s[2] + j);
+  DecodeSumOfLanes4(d, a30, a31, a32, a33, s[3] + j);
+  const float* HWY_RESTRICT k[4] = {k0, k1, k2, k3};
+  const float* HWY_RESTRICT qr[4] = {q0, q1, q2, q3};
+  for (size_t r = 0; r < 4; ++r) {
+    float t[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (size_t c = i; c < head_dim; ++c) {
+      for (size_t x = 0; x < 4; ++x) t[x] += qr[r][c] * k[x][c];
+    }
+    for (size_t x = 0; x < 4; ++x) s[r][j + x] += t[x];
+  }
 }
 
 HWY_INLINE float DecodeDot1(const float* HWY_RESTRICT q, const float* HWY_RESTRICT k,
@@ -230,20 +326,35 @@ inline void DecodeAttentionKernel(const simd::FlashAttentionArgs& a) {
   }
   // Visible keys are non-decreasing in the row: rows 0 and rows - 1 bound them.
   const size_t first = simd::FirstVisibleKey(a, 0), last = simd::VisibleKeys(a, rows - 1);
+  // Rows of one position see the same keys: up to four share each K load.
+  const size_t group = a.group_size > 1 ? a.group_size : 1;
+  auto rows_of_position = [&](size_t i) {
+    return std::min<size_t>({size_t{4}, group - i % group, rows - i});
+  };
   for (size_t j0 = first / block * block; j0 < last; j0 += block) {
-    for (size_t i = 0; i < rows; ++i) {
+    if (rows > 1) {  // the next block, while the rows after the first work in L1
+      for (size_t x = j0 + block; x < std::min(j0 + 2 * block, last); ++x) {
+        for (size_t c = 0; c < hd; c += 64 / sizeof(float)) hwy::Prefetch(a.k + x * a.ldk + c);
+      }
+    }
+    for (size_t i = 0; i < rows;) {
+      const size_t r = rows_of_position(i);
       const size_t begin = std::max(simd::FirstVisibleKey(a, i), j0);
       const size_t end = std::min(simd::VisibleKeys(a, i), j0 + block);
-      const float* q = queries + i * hd;
-      float* s = scores + i * lds;
+      float* s[4];
+      for (size_t x = 0; x < r; ++x) s[x] = scores + (i + x) * lds;
       size_t j = begin;
-      if (i == 0 && rows > 1) {
-        for (size_t x = j0 + block; x < std::min(j0 + 2 * block, last); ++x) {
-          for (size_t c = 0; c < hd; c += 64 / sizeof(float)) hwy::Prefetch(a.k + x * a.ldk + c);
-        }
+      if (r == 4 && kDecodeVectorRegisters >= 32) {
+        for (; j + 4 <= end; j += 4)
+          DecodeDot4x4(queries + i * hd, a.k + j * a.ldk, a.ldk, hd, s, j);
       }
-      for (; j + 4 <= end; j += 4) DecodeDot4(q, a.k + j * a.ldk, a.ldk, hd, s + j);
-      for (; j < end; ++j) s[j] = DecodeDot1(q, a.k + j * a.ldk, hd);
+      for (size_t x = 0; x < r; ++x) {
+        const float* q = queries + (i + x) * hd;
+        size_t jx = j;
+        for (; jx + 4 <= end; jx += 4) DecodeDot4(q, a.k + jx * a.ldk, a.ldk, hd, s[x] + jx);
+        for (; jx < end; ++jx) s[x][jx] = DecodeDot1(q, a.k + jx * a.ldk, hd);
+      }
+      i += r;
     }
   }
   for (size_t i = 0; i < rows; ++i) {
@@ -259,12 +370,10 @@ inline void DecodeAttentionKernel(const simd::FlashAttentionArgs& a) {
     softmax.window = end - begin;
     MaskedSoftmaxKernel(softmax);  // this target's
   }
-  // Rows of one position see the same keys: up to four share each V row.
-  const size_t group = a.group_size > 1 ? a.group_size : 1;
+  // Up to four rows of one position share each V row.
   for (size_t i = 0; i < rows;) {
     const size_t begin = simd::FirstVisibleKey(a, i), end = simd::VisibleKeys(a, i);
-    const size_t left_in_position = group - i % group;
-    const size_t r = std::min<size_t>({size_t{4}, left_in_position, rows - i});
+    const size_t r = rows_of_position(i);
     float* out[4];
     const float* p[4];
     for (size_t x = 0; x < r; ++x) {
