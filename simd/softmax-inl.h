@@ -3,11 +3,13 @@
 //
 // Per row, three passes over the valid(r) columns only:
 //   pass 1: m = max_j s*x[j], and whether any s*x[j] is NaN
-//   pass 2: out[j] = exp(s*x[j] - m), sum += out[j]      (hwy Exp, 1 ULP)
+//   pass 2: out[j] = exp(s*x[j] - m) = 2^((s*x[j] - m) log2(e)),
+//           sum += out[j]     (simd/exp2-inl.h's Exp2Below128: relative error
+//           below 2e-7 plus the rounding of the exponent, 0 below 2^-126)
 //   pass 3: out[j] *= 1 / sum
 // then out[valid(r) .. cols) = 0. Masked columns are never read. A row with a
 // NaN, a +inf (m = +inf) or only -inf (m = -inf) among s*x becomes all NaN,
-// as in PyTorch (hwy Exp(NaN) is 0, so NaN is checked explicitly in pass 1).
+// as in PyTorch (NaN is checked explicitly in pass 1).
 // Row tails shorter than a vector go through an aligned stack buffer; nothing
 // outside [0, valid(r)) of the input row or [0, cols) of the output row is
 // touched. out may equal in: each pass reads element j before writing it.
@@ -24,8 +26,8 @@
 #include <algorithm>
 #include <limits>
 
-#include "hwy/contrib/math/math-inl.h"
 #include "hwy/highway.h"
+#include "simd/exp2-inl.h"
 #include "simd/softmax.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -47,6 +49,11 @@ HWY_INLINE VF LoadTailScaled(DF d, const float* HWY_RESTRICT p, size_t count, VF
   const VF y = hn::Mul(vscale, hn::Load(d, buf));
   return hn::IfThenElse(hn::FirstN(d, count), y,
                         hn::Set(d, -std::numeric_limits<float>::infinity()));
+}
+
+// exp(y - m) for y <= m (m the row's maximum, finite; y = -inf included).
+HWY_INLINE VF SoftmaxExp(DF d, VF y, VF vmax) {
+  return Exp2Below128(d, hn::Mul(hn::Sub(y, vmax), hn::Set(d, kLog2E)));
 }
 
 // Softmax of s * in[0, valid) into out[0, valid); valid >= 1.
@@ -90,21 +97,21 @@ HWY_INLINE void SoftmaxRow(const float* in, float* out, size_t valid, float scal
   VF sum1 = hn::Zero(d);
   i = 0;
   for (; i + 2 * N <= valid; i += 2 * N) {
-    const VF e0 = hn::Exp(d, hn::Sub(hn::Mul(vscale, hn::LoadU(d, in + i)), vmax));
-    const VF e1 = hn::Exp(d, hn::Sub(hn::Mul(vscale, hn::LoadU(d, in + i + N)), vmax));
+    const VF e0 = SoftmaxExp(d, hn::Mul(vscale, hn::LoadU(d, in + i)), vmax);
+    const VF e1 = SoftmaxExp(d, hn::Mul(vscale, hn::LoadU(d, in + i + N)), vmax);
     hn::StoreU(e0, d, out + i);
     hn::StoreU(e1, d, out + i + N);
     sum0 = hn::Add(sum0, e0);
     sum1 = hn::Add(sum1, e1);
   }
   for (; i + N <= valid; i += N) {
-    const VF e = hn::Exp(d, hn::Sub(hn::Mul(vscale, hn::LoadU(d, in + i)), vmax));
+    const VF e = SoftmaxExp(d, hn::Mul(vscale, hn::LoadU(d, in + i)), vmax);
     hn::StoreU(e, d, out + i);
     sum0 = hn::Add(sum0, e);
   }
   if (i < valid) {
     // Padding lanes are -inf, so exp gives 0 there.
-    const VF e = hn::Exp(d, hn::Sub(LoadTailScaled(d, in + i, valid - i, vscale), vmax));
+    const VF e = SoftmaxExp(d, LoadTailScaled(d, in + i, valid - i, vscale), vmax);
     HWY_ALIGN float buf[kMaxLanes];
     hn::Store(e, d, buf);
     for (size_t j = 0; j < valid - i; ++j) out[i + j] = buf[j];

@@ -547,7 +547,7 @@ void TestExp2Below128() {
   for (size_t i = 0; i < xs.size(); i += N) {
     std::copy(xs.begin() + static_cast<ptrdiff_t>(i), xs.begin() + static_cast<ptrdiff_t>(i + N),
               in.get());
-    hn::Store(flash_detail::Exp2Below128(d, hn::Load(d, in.get())), d, out.get());
+    hn::Store(Exp2Below128(d, hn::Load(d, in.get())), d, out.get());
     for (size_t lane = 0; lane < N; ++lane) {
       const float x = in[lane], got = out[lane];
       if (std::isnan(x)) {
