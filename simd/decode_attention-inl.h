@@ -64,7 +64,8 @@ HWY_INLINE void DecodeSumOfLanes4(D d, V a0, V a1, V a2, V a3, float* HWY_RESTRI
 }
 
 // s[0..3] = q · k_j for the four rows k0, k0 + ldk, ...: four independent
-// chains over whole vectors, their sums of lanes, plus a scalar tail each.
+// chains over whole vectors, their sums of lanes, plus a scalar tail each
+// (when head_dim is not a multiple of the vector length).
 HWY_INLINE void DecodeDot4(const float* HWY_RESTRICT q, const float* HWY_RESTRICT k0, size_t ldk,
                            size_t head_dim, float* HWY_RESTRICT s) {
   const hn::ScalableTag<float> d;
@@ -81,6 +82,8 @@ HWY_INLINE void DecodeDot4(const float* HWY_RESTRICT q, const float* HWY_RESTRIC
     a2 = hn::MulAdd(qv, hn::LoadU(d, k2 + i), a2);
     a3 = hn::MulAdd(qv, hn::LoadU(d, k3 + i), a3);
   }
+  DecodeSumOfLanes4(d, a0, a1, a2, a3, s);
+  if (i == head_dim) return;
   float t0 = 0.0f, t1 = 0.0f, t2 = 0.0f, t3 = 0.0f;
   for (; i < head_dim; ++i) {
     t0 += q[i] * k0[i];
@@ -88,7 +91,6 @@ HWY_INLINE void DecodeDot4(const float* HWY_RESTRICT q, const float* HWY_RESTRIC
     t2 += q[i] * k2[i];
     t3 += q[i] * k3[i];
   }
-  DecodeSumOfLanes4(d, a0, a1, a2, a3, s);
   s[0] += t0;
   s[1] += t1;
   s[2] += t2;
@@ -143,6 +145,7 @@ HWY_INLINE void DecodeDot4x4(const float* HWY_RESTRICT q, const float* HWY_RESTR
   DecodeSumOfLanes4(d, a10, a11, a12, a13, s[1] + j);
   DecodeSumOfLanes4(d, a20, a21, a22, a23, s[2] + j);
   DecodeSumOfLanes4(d, a30, a31, a32, a33, s[3] + j);
+  if (i == head_dim) return;
   const float* HWY_RESTRICT k[4] = {k0, k1, k2, k3};
   const float* HWY_RESTRICT qr[4] = {q0, q1, q2, q3};
   for (size_t r = 0; r < 4; ++r) {
