@@ -208,6 +208,17 @@ HWY_INLINE void GemmLoops(const float* HWY_RESTRICT a, size_t lda, float* HWY_RE
         const size_t pf_rows = last_pc ? next_rows : mr;
         const size_t pf_kc = last_pc ? std::min(kc_max, k) : std::min(kc_max, k - pc - kc);
         for (size_t p = jc; p < jc_end; ++p) {
+#if !HWY_HAVE_SCALABLE
+          // One row: four whole panels at a time (more independent chains).
+          if (m == 1 && p + 4 <= jc_end && p * kNR >= n_begin && (p + 4) * kNR <= n_end) {
+            const float* panels[4];
+            for (size_t q = 0; q < 4; ++q) panels[q] = block + (p + q - jc) * k * kNR + pc * kNR;
+            RowTimesFourPanels(a + pc, panels, kNR, kc, c + p * kNR,
+                               bias_now != nullptr ? bias_now + p * kNR : nullptr, scale, load_c);
+            p += 3;
+            continue;
+          }
+#endif
           const size_t col0 = p * kNR;
           const size_t lo = std::max(n_begin, col0) - col0;
           const size_t hi = std::min(n_end, col0 + kNR) - col0;

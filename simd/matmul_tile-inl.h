@@ -312,6 +312,41 @@ HWY_NOINLINE void MicroTile(const float* HWY_RESTRICT a, size_t lda,
   }
 }
 
+// One row of A (kc floats at a) times four whole panels of op(B) (panel q at
+// panels[q], kc rows at a stride of ldp floats) into C columns [q * kNR,
+// (q + 1) * kNR) of c (bias likewise, or nullptr): the GEMV shape (M = 1),
+// where MicroTile<1, kNV> has kNV independent chains per panel, too few to
+// hide the FMA latency or keep enough loads in flight. Each element is the
+// same sequence of MulAdd and the same StoreTile as in MicroTile<1, kNV>, so
+// the bits are the same.
+inline HWY_NOINLINE void RowTimesFourPanels(const float* HWY_RESTRICT a, const float* const* panels,
+                                            size_t ldp, size_t kc, float* HWY_RESTRICT c,
+                                            const float* HWY_RESTRICT bias, float scale,
+                                            bool load_c) {
+  const DF d;
+  VF acc[4][1][kNV];
+  for (size_t q = 0; q < 4; ++q) {
+    for (size_t j = 0; j < kNV; ++j) acc[q][0][j] = hn::Zero(d);
+  }
+  const float* HWY_RESTRICT p0 = panels[0];
+  const float* HWY_RESTRICT p1 = panels[1];
+  const float* HWY_RESTRICT p2 = panels[2];
+  const float* HWY_RESTRICT p3 = panels[3];
+  for (size_t k = 0; k < kc; ++k) {
+    const VF av = hn::Set(d, a[k]);
+    for (size_t j = 0; j < kNV; ++j) {
+      acc[0][0][j] = hn::MulAdd(av, hn::LoadU(d, p0 + k * ldp + j * kLanes), acc[0][0][j]);
+      acc[1][0][j] = hn::MulAdd(av, hn::LoadU(d, p1 + k * ldp + j * kLanes), acc[1][0][j]);
+      acc[2][0][j] = hn::MulAdd(av, hn::LoadU(d, p2 + k * ldp + j * kLanes), acc[2][0][j]);
+      acc[3][0][j] = hn::MulAdd(av, hn::LoadU(d, p3 + k * ldp + j * kLanes), acc[3][0][j]);
+    }
+  }
+  for (size_t q = 0; q < 4; ++q) {
+    StoreTile<1, kNV>(acc[q], c + q * kNR, 0, bias != nullptr ? bias + q * kNR : nullptr, scale,
+                      load_c);
+  }
+}
+
 #endif  // HWY_HAVE_SCALABLE
 
 }  // namespace matmul_detail

@@ -417,6 +417,48 @@ void TestMatMulPacked() {
   }
 }
 
+// One row at a time (M = 1: four whole panels per register tile where the
+// column range allows, MicroTile<1, ...> elsewhere) gives the bits of the
+// tiled rows, over several K blocks, panel groups and edges, with and
+// without bias, accumulation and scale, for whole and unaligned column
+// ranges (packed and unpacked B).
+void TestMatMulOneRowIsBitExact() {
+  for (int variant = 0; variant < 4; ++variant) {
+    Case cs;
+    cs.m = kMR + 2;
+    cs.n = 9 * kNR + 5;
+    cs.k = (variant & 1) ? 2 * kKC + 7 : 5;
+    cs.pad_c = 1;
+    cs.bias = variant & 2;
+    cs.accumulate = variant & 2;
+    cs.scale = (variant & 2) ? 0.75f : 1.0f;
+    const Problem pr(cs);
+    const Matrix whole = RunKernel(pr);
+    const simd::PackedMatrix packed = PackBKernel(pr.b.data(), pr.b.ld, false, cs.k, cs.n);
+    const float* bias = cs.bias ? pr.bias.data() : nullptr;
+    for (const size_t n_begin : {size_t{0}, kNR / 2 + 1}) {
+      Matrix rows = pr.c_init, unpacked = pr.c_init;
+      for (size_t i = 0; i < cs.m; ++i) {
+        float* c_row = rows.data() + i * rows.ld;
+        const float* a_row = pr.a.data() + i * pr.a.ld;
+        if (n_begin > 0) {  // the first columns through the whole-range call
+          MatMulPackedKernel(a_row, pr.a.ld, packed, c_row, rows.ld, 1, 0, n_begin, bias, cs.scale,
+                             cs.accumulate);
+        }
+        MatMulPackedKernel(a_row, pr.a.ld, packed, c_row, rows.ld, 1, n_begin, cs.n, bias, cs.scale,
+                           cs.accumulate);
+        simd::MatMulArgs args = pr.Args(&unpacked);
+        args.a = a_row;
+        args.c += i * args.ldc;
+        args.m = 1;
+        MatMulKernel(args);
+      }
+      EXPECT_TRUE(matmul_test::SameBits(whole, rows)) << "one row, packed " << cs.Name();
+      EXPECT_TRUE(matmul_test::SameBits(whole, unpacked)) << "one row " << cs.Name();
+    }
+  }
+}
+
 }  // namespace
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
@@ -434,6 +476,7 @@ HWY_EXPORT_AND_TEST_P(MatMulTest, TestMatMulEmpty);
 HWY_EXPORT_AND_TEST_P(MatMulTest, TestMatMulSplitsAreBitExact);
 HWY_EXPORT_AND_TEST_P(MatMulTest, TestMatMulDotPath);
 HWY_EXPORT_AND_TEST_P(MatMulTest, TestMatMulPacked);
+HWY_EXPORT_AND_TEST_P(MatMulTest, TestMatMulOneRowIsBitExact);
 
 // The public, dispatching entry points on each target (SetUp restricts the
 // supported targets to the parameter).
