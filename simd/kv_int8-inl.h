@@ -128,6 +128,10 @@ inline void TileRangeScores(const uint8_t* queries, const float* qf, size_t rows
   constexpr size_t kTile = simd::kKvInt8TileTokens;
   for (size_t tile = tile_begin; tile < tile_end; ++tile) {
     const uint8_t* k = keys + tile * tile_bytes;
+    if (tile + simd::detail::kKvInt8PrefetchTiles < tile_end) {
+      simd::detail::PrefetchKvInt8Tile(k + simd::detail::kKvInt8PrefetchTiles * tile_bytes,
+                                       tile_bytes);
+    }
     float* s = scores + tile * kTile;
     if (rows == 4) TileScores<4>(qf, qf_stride, qs, qs_stride, head_dim, k, s, lds);
     if (rows == 3) TileScores<3>(qf, qf_stride, qs, qs_stride, head_dim, k, s, lds);
@@ -154,6 +158,10 @@ HWY_INLINE void BlockWeights(const float* HWY_RESTRICT p0, size_t ldp, const uin
   const auto lo = hn::Set(di, static_cast<int32_t>(begin));
   const auto hi = hn::Set(di, static_cast<int32_t>(end));
   for (size_t tile = tile_begin; tile * kTile < end; ++tile) {
+    if (b == 0 && (tile + simd::detail::kKvInt8PrefetchTiles) * kTile < end) {
+      simd::detail::PrefetchKvInt8Tile(
+          values + (tile + simd::detail::kKvInt8PrefetchTiles) * tile_bytes, tile_bytes);
+    }
     const float* HWY_RESTRICT scales =
         reinterpret_cast<const float*>(values + tile * tile_bytes) + b * kTile;
     const size_t first = tile * kTile;

@@ -33,6 +33,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hwy/cache_control.h"
+
 namespace attn {
 namespace simd {
 
@@ -170,6 +172,20 @@ using KvInt8ValuesFn = void (*)(const float* p, size_t ldp, size_t rows, size_t 
 // 8 floats (32 bytes: one block's weights rounded to 16 bits) per query and
 // tile.
 inline size_t KvInt8ValuesScratch(size_t rows, size_t tiles) { return 8 * rows * tiles; }
+
+// The kernels' first pass over a range of key or value tiles (the scores;
+// the values' largest weights) prefetches the whole tile this many tiles
+// ahead of the one it reads: a decoding step finds the cache in DRAM, the
+// projections' weights having streamed through the caches since, and the
+// hardware prefetcher alone does not follow the values' block-strided
+// reads. Tuned on Zen 4 at head_dim 64 (4.5 KiB ahead): a Llama-3.2-1B
+// step's attention from DRAM 470 -> 270 us, from L2 118 -> 126 us.
+constexpr size_t kKvInt8PrefetchTiles = 4;
+
+// Prefetches the `bytes` bytes at `tile` (a whole tile) into the caches.
+inline void PrefetchKvInt8Tile(const uint8_t* tile, size_t bytes) {
+  for (size_t i = 0; i < bytes; i += 64) hwy::Prefetch(tile + i);
+}
 
 // The AVX-512 VNNI weighted values (simd/kv_int8_vnni.cc): weights rounded
 // to 16 bits per query and block (KvInt8Attention), vpdpbusd on the value

@@ -78,6 +78,9 @@ ATTN_VNNI_TARGET void Scores(const uint8_t* queries, size_t head_dim, const uint
     }
     for (size_t tile = tile_begin; tile < tile_end; ++tile) {
       const uint8_t* k = keys + tile * tile_bytes;
+      if (b0 == 0 && tile + kKvInt8PrefetchTiles < tile_end) {
+        PrefetchKvInt8Tile(k + kKvInt8PrefetchTiles * tile_bytes, tile_bytes);
+      }
       const float* kscale = reinterpret_cast<const float*>(k);
       const uint8_t* kq = k + 4 * blocks * kTile;
       __m512 t[R];
@@ -127,6 +130,14 @@ ATTN_VNNI_INLINE __mmask16 VisibleLanes(size_t tile, size_t begin, size_t end) {
                                 ~FirstLanes(begin > first ? begin - first : 0));
 }
 
+// VisibleLanes for a tile of [tile_begin, tile_end), the tiles of [begin,
+// end): all 16 lanes but in the first and the last.
+ATTN_VNNI_INLINE __mmask16 TileLanes(size_t tile, size_t tile_begin, size_t tile_end, size_t begin,
+                                     size_t end) {
+  return tile == tile_begin || tile + 1 == tile_end ? VisibleLanes(tile, begin, end)
+                                                    : static_cast<__mmask16>(0xFFFF);
+}
+
 // The 16 tokens' scales of block b of a value tile.
 ATTN_VNNI_INLINE __m512 BlockScales(const uint8_t* values, size_t tile, size_t tile_bytes,
                                     size_t b) {
@@ -157,19 +168,20 @@ ATTN_VNNI_TARGET void Values(const float* p0, size_t ldp, size_t head_dim, const
   for (size_t r = 0; r < R; ++r) p[r] = p0 + r * ldp;
   // bytes + ((tile - tile_begin) * R + r) * 32: the low, then the high bytes.
   for (size_t b = 0; b < blocks; ++b) {
-    __m512 largest_lanes[R];
-    __mmask16 nan[R];
-    for (size_t r = 0; r < R; ++r) {
-      largest_lanes[r] = _mm512_setzero_ps();
-      nan[r] = 0;
-    }
+    // The weights are >= 0 or NaN, so the largest is their largest bit
+    // pattern as an unsigned integer, a NaN of either sign above every
+    // number.
+    __m512i largest_bits[R];
+    for (size_t r = 0; r < R; ++r) largest_bits[r] = _mm512_setzero_si512();
     for (size_t tile = tile_begin; tile < tile_end; ++tile) {
-      const __mmask16 visible = VisibleLanes(tile, begin, end);
+      if (b == 0 && tile + kKvInt8PrefetchTiles < tile_end) {
+        PrefetchKvInt8Tile(values + (tile + kKvInt8PrefetchTiles) * tile_bytes, tile_bytes);
+      }
+      const __mmask16 visible = TileLanes(tile, tile_begin, tile_end, begin, end);
       const __m512 s = BlockScales(values, tile, tile_bytes, b);
       for (size_t r = 0; r < R; ++r) {
         const __m512 w = _mm512_maskz_mul_ps(visible, _mm512_loadu_ps(p[r] + tile * kTile), s);
-        nan[r] = static_cast<__mmask16>(nan[r] | _mm512_cmp_ps_mask(w, w, _CMP_UNORD_Q));
-        largest_lanes[r] = _mm512_max_ps(w, largest_lanes[r]);  // a NaN w keeps the max
+        largest_bits[r] = _mm512_max_epu32(largest_bits[r], _mm512_castps_si512(w));
       }
     }
     // Below 2^-100 (subnormal value scales), 65535 / largest would overflow:
@@ -177,16 +189,19 @@ ATTN_VNNI_TARGET void Values(const float* p0, size_t ldp, size_t head_dim, const
     __m512 boost[R], inv[R];
     float factor[R], unboost[R];
     for (size_t r = 0; r < R; ++r) {
-      float largest = _mm512_reduce_max_ps(largest_lanes[r]);
-      const bool tiny = largest < 0x1p-100f;
+      const uint32_t bits = _mm512_reduce_max_epu32(largest_bits[r]);
+      float largest;
+      memcpy(&largest, &bits, sizeof(largest));
+      const bool nan = bits > 0x7F800000u;
+      const bool tiny = !nan && largest < 0x1p-100f;
       boost[r] = _mm512_set1_ps(tiny ? 0x1p64f : 1.0f);
       unboost[r] = tiny ? 0x1p-64f : 1.0f;
       largest *= tiny ? 0x1p64f : 1.0f;
-      inv[r] = _mm512_set1_ps(largest > 0.0f ? 65535.0f / largest : 0.0f);
-      factor[r] = nan[r] != 0 ? __builtin_nanf("") : largest / 65535.0f;
+      inv[r] = _mm512_set1_ps(!nan && largest > 0.0f ? 65535.0f / largest : 0.0f);
+      factor[r] = nan ? __builtin_nanf("") : largest / 65535.0f;
     }
     for (size_t tile = tile_begin; tile < tile_end; ++tile) {
-      const __mmask16 visible = VisibleLanes(tile, begin, end);
+      const __mmask16 visible = TileLanes(tile, tile_begin, tile_end, begin, end);
       const __m512 s = BlockScales(values, tile, tile_bytes, b);
       for (size_t r = 0; r < R; ++r) {
         const __m512 w = _mm512_maskz_mul_ps(visible, _mm512_loadu_ps(p[r] + tile * kTile), s);
