@@ -173,13 +173,13 @@ using KvInt8ValuesFn = void (*)(const float* p, size_t ldp, size_t rows, size_t 
 // tile.
 inline size_t KvInt8ValuesScratch(size_t rows, size_t tiles) { return 8 * rows * tiles; }
 
-// The kernels' first pass over a range of key or value tiles (the scores;
-// the values' largest weights) prefetches the whole tile this many tiles
-// ahead of the one it reads: a decoding step finds the cache in DRAM, the
-// projections' weights having streamed through the caches since, and the
-// hardware prefetcher alone does not follow the values' block-strided
-// reads. Tuned on Zen 4 at head_dim 64 (4.5 KiB ahead): a Llama-3.2-1B
-// step's attention from DRAM 470 -> 270 us, from L2 118 -> 126 us.
+// The kernels prefetch the tiles they stream this many tiles ahead: a
+// decoding step finds the cache in DRAM, the projections' weights having
+// streamed through the caches since, and the hardware prefetcher alone does
+// not follow the values' block-strided reads. The scores prefetch whole key
+// tiles; the VNNI values prefetch the scales in their first pass and the
+// int8 values in the first block's sums, the portable ones whole tiles in
+// their first pass. Tuned on Zen 4 at head_dim 64 (4.5 KiB ahead).
 constexpr size_t kKvInt8PrefetchTiles = 4;
 
 // Prefetches the `bytes` bytes at `tile` (a whole tile) into the caches.

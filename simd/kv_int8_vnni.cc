@@ -152,17 +152,20 @@ constexpr size_t kTilesPerChunk = 16;
 // The weighted values of R (1..4) queries: KvInt8ValuesVnni. Per block of
 // 32 dimensions (two vectors) and query: (1) the largest weight p_j *
 // vscale_j over the visible tokens (NaN if one is NaN: a non-finite value
-// block, whose outputs become NaN as the float kernel's would); (2) every
+// block, whose outputs become NaN as the float kernel's would), the first
+// block's pass prefetching the tiles' scales ahead; (2) every
 // weight rounded to u = round(w * 65535 / largest), 16 bits, its low and
 // high bytes stored per tile in `bytes`; (3) per vector of dimensions, 4
 // loads per tile (one per group of 4 tokens) and 8 vpdpbusd per query, the
-// int32 sums exact over up to 16 tiles, then converted and added in float;
-// the outputs times largest / 65535.
+// int32 sums exact over up to 16 tiles, then converted and added in float
+// (the first block's sums prefetch the tiles' values ahead, so that their
+// loads overlap the vpdpbusd); the outputs times largest / 65535.
 template <size_t R>
 ATTN_VNNI_TARGET void Values(const float* p0, size_t ldp, size_t head_dim, const uint8_t* values,
                              size_t begin, size_t end, float* out, uint8_t* bytes) {
   constexpr size_t kTile = kKvInt8TileTokens;
   const size_t blocks = KvInt8Blocks(head_dim), tile_bytes = KvInt8ValueTileBytes(head_dim);
+  const size_t scale_bytes = 4 * blocks * kTile;
   const size_t tile_begin = begin / kTile, tile_end = (end + kTile - 1) / kTile;
   const float* p[R];
   for (size_t r = 0; r < R; ++r) p[r] = p0 + r * ldp;
@@ -175,7 +178,7 @@ ATTN_VNNI_TARGET void Values(const float* p0, size_t ldp, size_t head_dim, const
     for (size_t r = 0; r < R; ++r) largest_bits[r] = _mm512_setzero_si512();
     for (size_t tile = tile_begin; tile < tile_end; ++tile) {
       if (b == 0 && tile + kKvInt8PrefetchTiles < tile_end) {
-        PrefetchKvInt8Tile(values + (tile + kKvInt8PrefetchTiles) * tile_bytes, tile_bytes);
+        PrefetchKvInt8Tile(values + (tile + kKvInt8PrefetchTiles) * tile_bytes, scale_bytes);
       }
       const __mmask16 visible = TileLanes(tile, tile_begin, tile_end, begin, end);
       const __m512 s = BlockScales(values, tile, tile_bytes, b);
@@ -235,6 +238,10 @@ ATTN_VNNI_TARGET void Values(const float* p0, size_t ldp, size_t head_dim, const
       const uint8_t* x = values + chunk * tile_bytes + 4 * blocks * kTile + 4 * c0;
       const uint8_t* w = bytes + (chunk - tile_begin) * R * 32;
       for (size_t tile = chunk; tile < chunk_end; ++tile, x += tile_bytes, w += R * 32) {
+        if (b == 0 && tile + kKvInt8PrefetchTiles < tile_end) {
+          PrefetchKvInt8Tile(values + (tile + kKvInt8PrefetchTiles) * tile_bytes + scale_bytes,
+                             tile_bytes - scale_bytes);
+        }
         for (size_t g = 0; g < kTile / 4; ++g) {
           const size_t k = g % kSplit;
           const __m512i x0 = _mm512_maskz_loadu_epi32(lanes0, x + g * group_bytes);
