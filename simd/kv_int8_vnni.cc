@@ -44,11 +44,6 @@ ATTN_VNNI_INLINE __m512i Broadcast4(const void* p, size_t i) {
   return _mm512_set1_epi32(four);
 }
 
-// Prefetches the line at p.
-ATTN_VNNI_INLINE void Prefetch(const void* p) {
-  _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
-}
-
 // Blocks whose query corrections (128 * sum q) are computed at once.
 constexpr size_t kBlocksAtOnce = 16;
 
@@ -101,8 +96,8 @@ ATTN_VNNI_TARGET void Scores(const uint8_t* queries, size_t head_dim, const uint
         size_t c = b * kQuadsPerBlock;
         if (R == 1) {  // two chains for a lone query
           for (; c + 2 <= end; c += 2) {
-            Prefetch(kq_ahead + c * 64);
-            Prefetch(kq_ahead + c * 64 + 64);
+            hwy::Prefetch(kq_ahead + c * 64);
+            hwy::Prefetch(kq_ahead + c * 64 + 64);
             const __m512i k0 = _mm512_xor_si512(_mm512_loadu_si512(kq + c * 64), flip);
             const __m512i k1 = _mm512_xor_si512(_mm512_loadu_si512(kq + c * 64 + 64), flip);
             acc[0] = Dpbusd(acc[0], k0, Broadcast4(q8[0], c));
@@ -110,11 +105,11 @@ ATTN_VNNI_TARGET void Scores(const uint8_t* queries, size_t head_dim, const uint
           }
         }
         for (; c < end; ++c) {
-          Prefetch(kq_ahead + c * 64);
+          hwy::Prefetch(kq_ahead + c * 64);
           const __m512i kv = _mm512_xor_si512(_mm512_loadu_si512(kq + c * 64), flip);
           for (size_t r = 0; r < R; ++r) acc[r] = Dpbusd(acc[r], kv, Broadcast4(q8[r], c));
         }
-        Prefetch(ahead + b * 64);  // block b's 16 scales
+        hwy::Prefetch(ahead + b * 64);  // block b's 16 scales
         const __m512 ks = _mm512_loadu_ps(kscale + b * kTile);
         for (size_t r = 0; r < R; ++r) {
           __m512i sum = acc[r];

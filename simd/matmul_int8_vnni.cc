@@ -163,8 +163,11 @@ ATTN_VNNI_TARGET __attribute__((noinline)) void TileSums(const uint8_t* ap, cons
   size_t g = 0;
   for (; g + kSplit <= groups; g += kSplit) {
     if constexpr (kRows == 1) {
+      // An address, not a pointer: past the last panel it lies outside B
+      // (a prefetch there is harmless).
+      const uintptr_t ahead = reinterpret_cast<uintptr_t>(bp) + kRowPrefetchBytes;
       for (size_t x = 0; x < kSplit * kGroupBytes; x += 64) {
-        _mm_prefetch(reinterpret_cast<const char*>(bp + kRowPrefetchBytes + x), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(ahead + x), _MM_HINT_T0);
       }
     }
     GroupStep<kRows, kVecs>(ap, bp, acc);
