@@ -13,9 +13,10 @@
 // which leaves the exact integer sum of the portable kernels, converted and
 // multiplied by the same scales: the scores are the AVX3 target's, bit for
 // bit. Per tile and block, up to four query heads (a group) share each key
-// load. The values: see Values below. Tuned on Zen 4 (vpdpbusd zmm at one
-// per cycle, latency 4) for head_dim 64 and groups of 1 and 4: a lone query
-// splits its sums over twice the accumulators.
+// load. The values: see Values below. Tuned on an AMD EPYC with AVX-512
+// VNNI (about 8.3 G vpdpbusd zmm per second and core, two per cycle) for
+// head_dim 64 and groups of 1 and 4: a lone query splits its sums over twice
+// the accumulators.
 
 #include <stddef.h>
 #include <stdint.h>
