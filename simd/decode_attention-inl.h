@@ -28,9 +28,11 @@ namespace HWY_NAMESPACE {
 
 namespace hn = hwy::HWY_NAMESPACE;
 
-// V rows prefetched ahead of the row being weighted (rows of several query
-// rows only: with one, the hardware prefetcher keeps up with its 4 FMAs a
-// vector better without the extra instructions).
+// K and V rows prefetched ahead of the row being read, line by line with the
+// loads (K by groups of four rows, V by rows of several query rows: with one
+// row, the hardware prefetcher keeps up with its 4 FMAs a vector better
+// without the extra instructions). A burst of prefetches (a whole block at
+// once) holds the line-fill buffers and stalls the loads around it.
 constexpr size_t kDecodePrefetchRows = 32;
 // Vector registers of this target: 16 on x86 below AVX-512, 32 elsewhere
 // (AVX-512, NEON, SVE). Bounds the accumulators DecodeValueColumns keeps.
@@ -194,11 +196,6 @@ inline void DecodeAttentionKernel(const simd::FlashAttentionArgs& a) {
     return std::min<size_t>({size_t{4}, group - i % group, rows - i});
   };
   for (size_t j0 = first / block * block; j0 < last; j0 += block) {
-    if (rows > 1) {  // the next block, while the rows after the first work in L1
-      for (size_t x = j0 + block; x < std::min(j0 + 2 * block, last); ++x) {
-        for (size_t c = 0; c < hd; c += 64 / sizeof(float)) hwy::Prefetch(a.k + x * a.ldk + c);
-      }
-    }
     for (size_t i = 0; i < rows;) {
       const size_t r = rows_of_position(i);
       const size_t begin = std::max(simd::FirstVisibleKey(a, i), j0);
@@ -207,8 +204,17 @@ inline void DecodeAttentionKernel(const simd::FlashAttentionArgs& a) {
       for (size_t x = 0; x < r; ++x) s[x] = scores + (i + x) * lds;
       size_t j = begin;
       if (r == 4 && kDecodeVectorRegisters >= 32) {
-        for (; j + 4 <= end; j += 4)
+        for (; j + 4 <= end; j += 4) {
+          if (j + kDecodePrefetchRows + 4 <= last) {
+            const float* ahead = a.k + (j + kDecodePrefetchRows) * a.ldk;
+            for (size_t x = 0; x < 4; ++x) {
+              for (size_t c = 0; c < hd; c += 64 / sizeof(float)) {
+                hwy::Prefetch(ahead + x * a.ldk + c);
+              }
+            }
+          }
           DecodeDot4x4(queries + i * hd, a.k + j * a.ldk, a.ldk, hd, s, j);
+        }
       }
       for (size_t x = 0; x < r; ++x) {
         const float* q = queries + (i + x) * hd;
