@@ -169,9 +169,9 @@ using KvInt8ValuesFn = void (*)(const float* p, size_t ldp, size_t rows, size_t 
                                 const uint8_t* values, size_t begin, size_t end, float* out,
                                 float* scratch);
 
-// 8 floats (32 bytes: one block's weights rounded to 16 bits) per query and
-// tile.
-inline size_t KvInt8ValuesScratch(size_t rows, size_t tiles) { return 8 * rows * tiles; }
+// 16 floats (64 bytes: one block's weights rounded to 16 bits, split into
+// bytes) per query and tile.
+inline size_t KvInt8ValuesScratch(size_t rows, size_t tiles) { return 16 * rows * tiles; }
 
 // The kernels prefetch the tiles they stream this many tiles ahead: a
 // decoding step finds the cache in DRAM, the projections' weights having

@@ -176,7 +176,7 @@ ATTN_VNNI_TARGET void Values(const float* p0, size_t ldp, size_t head_dim, const
   const size_t tile_begin = begin / kTile, tile_end = (end + kTile - 1) / kTile;
   const float* p[R];
   for (size_t r = 0; r < R; ++r) p[r] = p0 + r * ldp;
-  // bytes + ((tile - tile_begin) * R + r) * 32: the low, then the high bytes.
+  // bytes + ((tile - tile_begin) * R + r) * 64: see `split` below.
   for (size_t b = 0; b < blocks; ++b) {
     // The weights are >= 0 or NaN, so the largest is their largest bit
     // pattern as an unsigned integer, a NaN of either sign above every
@@ -198,31 +198,35 @@ ATTN_VNNI_TARGET void Values(const float* p0, size_t ldp, size_t head_dim, const
     // the weights are first scaled by 2^64 (exactly), the outputs by 2^-64.
     __m512 boost[R], inv[R];
     float factor[R], unboost[R];
+    bool any_tiny = false;
     for (size_t r = 0; r < R; ++r) {
       const uint32_t bits = _mm512_reduce_max_epu32(largest_bits[r]);
       float largest;
       memcpy(&largest, &bits, sizeof(largest));
       const bool nan = bits > 0x7F800000u;
       const bool tiny = !nan && largest < 0x1p-100f;
+      any_tiny = any_tiny || tiny;
       boost[r] = _mm512_set1_ps(tiny ? 0x1p64f : 1.0f);
       unboost[r] = tiny ? 0x1p-64f : 1.0f;
       largest *= tiny ? 0x1p64f : 1.0f;
       inv[r] = _mm512_set1_ps(!nan && largest > 0.0f ? 65535.0f / largest : 0.0f);
       factor[r] = nan ? __builtin_nanf("") : largest / 65535.0f;
     }
+    // Per query and tile, 64 bytes: in 128-bit lane g, the low bytes of the
+    // weights of tokens 4g .. 4g+3, then their high bytes (one vpshufb).
+    const __m512i split = _mm512_broadcast_i32x4(
+        _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, -1, -1, -1, -1, -1, -1, -1, -1));
     for (size_t tile = tile_begin; tile < tile_end; ++tile) {
       const __mmask16 visible = TileLanes(tile, tile_begin, tile_end, begin, end);
       const __m512 s = BlockScales(values, tile, tile_bytes, b);
       for (size_t r = 0; r < R; ++r) {
-        const __m512 w = _mm512_maskz_mul_ps(visible, _mm512_loadu_ps(p[r] + tile * kTile), s);
+        __m512 w = _mm512_maskz_mul_ps(visible, _mm512_loadu_ps(p[r] + tile * kTile), s);
+        if (any_tiny) w = _mm512_mul_ps(w, boost[r]);  // exact
         // u <= 65535 (w <= largest); a NaN w gives garbage bytes, and the
         // NaN factor the block's outputs.
-        const __m512i u = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_mul_ps(w, boost[r]), inv[r]));
-        uint8_t* to = bytes + ((tile - tile_begin) * R + r) * 32;
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(to),
-                         _mm512_cvtepi32_epi8(_mm512_and_si512(u, _mm512_set1_epi32(0xFF))));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(to + 16),
-                         _mm512_cvtepi32_epi8(_mm512_srli_epi32(u, 8)));
+        const __m512i u = _mm512_cvtps_epi32(_mm512_mul_ps(w, inv[r]));
+        _mm512_storeu_si512(bytes + ((tile - tile_begin) * R + r) * 64,
+                            _mm512_shuffle_epi8(u, split));
       }
     }
     const size_t c0 = b * kKvInt8Block;
@@ -243,8 +247,8 @@ ATTN_VNNI_TARGET void Values(const float* p0, size_t ldp, size_t head_dim, const
       }
       const size_t chunk_end = std::min(tile_end, chunk + kTilesPerChunk);
       const uint8_t* x = values + chunk * tile_bytes + 4 * blocks * kTile + 4 * c0;
-      const uint8_t* w = bytes + (chunk - tile_begin) * R * 32;
-      for (size_t tile = chunk; tile < chunk_end; ++tile, x += tile_bytes, w += R * 32) {
+      const uint8_t* w = bytes + (chunk - tile_begin) * R * 64;
+      for (size_t tile = chunk; tile < chunk_end; ++tile, x += tile_bytes, w += R * 64) {
         if (b == 0 && tile + kKvInt8PrefetchTiles < tile_end) {
           PrefetchKvInt8Tile(values + (tile + kKvInt8PrefetchTiles) * tile_bytes + scale_bytes,
                              tile_bytes - scale_bytes);
@@ -254,7 +258,8 @@ ATTN_VNNI_TARGET void Values(const float* p0, size_t ldp, size_t head_dim, const
           const __m512i x0 = _mm512_maskz_loadu_epi32(lanes0, x + g * group_bytes);
           const __m512i x1 = _mm512_maskz_loadu_epi32(lanes1, x + g * group_bytes + 64);
           for (size_t r = 0; r < R; ++r) {
-            const __m512i wl = Broadcast4(w + r * 32, g), wh = Broadcast4(w + r * 32 + 16, g);
+            const __m512i wl = Broadcast4(w + r * 64, 4 * g),
+                          wh = Broadcast4(w + r * 64, 4 * g + 1);
             lo0[r][k] = Dpbusd(lo0[r][k], wl, x0);
             hi0[r][k] = Dpbusd(hi0[r][k], wh, x0);
             lo1[r][k] = Dpbusd(lo1[r][k], wl, x1);
