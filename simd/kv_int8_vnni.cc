@@ -12,11 +12,12 @@
 //   sum (k + 128) * q = sum k * q + 128 * sum q
 // which leaves the exact integer sum of the portable kernels, converted and
 // multiplied by the same scales: the scores are the AVX3 target's, bit for
-// bit. Per tile and block, up to four query heads (a group) share each key
-// load. The values: see Values below. Tuned on an AMD EPYC with AVX-512
-// VNNI (about 8.3 G vpdpbusd zmm per second and core, two per cycle) for
-// head_dim 64 and groups of 1 and 4: a lone query splits its sums over twice
-// the accumulators.
+// bit. Per tile, two blocks at a time, up to four query heads (a group)
+// share each key load. The values: see Values below. Tuned for head_dim 64
+// and groups of 1 and 4 on an AMD EPYC with AVX-512 VNNI (about 8.3 G
+// vpdpbusd zmm per second and core, two per cycle) and a Xeon (Emerald
+// Rapids: one per cycle, latency 5): one or two queries split their sums
+// over twice the accumulators.
 
 #include <stddef.h>
 #include <stdint.h>
@@ -48,6 +49,22 @@ ATTN_VNNI_INLINE __m512i Broadcast4(const void* p, size_t i) {
 // Blocks whose query corrections (128 * sum q) are computed at once.
 constexpr size_t kBlocksAtOnce = 16;
 
+// t[r] += (the sum of acc[r][...] - 128 * sum q_r) * kscale * qscale_r,b:
+// block b's scores of R queries, their integer sums split over S chains.
+template <size_t R, size_t S>
+ATTN_VNNI_INLINE void AddBlockScores(const __m512i (&acc)[R][S],
+                                     const __m512i (&correction)[R][kBlocksAtOnce], size_t slot,
+                                     __m512 kscale, const float* const (&qscale)[R], size_t b,
+                                     __m512 (&t)[R]) {
+  for (size_t r = 0; r < R; ++r) {
+    __m512i sum = acc[r][0];
+    for (size_t x = 1; x < S; ++x) sum = _mm512_add_epi32(sum, acc[r][x]);
+    sum = _mm512_sub_epi32(sum, correction[r][slot]);
+    t[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum),
+                           _mm512_mul_ps(kscale, _mm512_set1_ps(qscale[r][b])), t[r]);
+  }
+}
+
 // R (1..4) queries against the tiles [tile_begin, tile_end).
 template <size_t R>
 ATTN_VNNI_TARGET void Scores(const uint8_t* queries, size_t head_dim, const uint8_t* keys,
@@ -63,6 +80,7 @@ ATTN_VNNI_TARGET void Scores(const uint8_t* queries, size_t head_dim, const uint
     q8[r] = reinterpret_cast<const int8_t*>(queries + r * qbytes + 4 * blocks);
   }
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  constexpr size_t kSplit = R <= 2 ? 2 : 1;
   // Blocks [b0, b1) at a time (all of them up to head_dim 512): each tile's
   // scores are stored after the first group of blocks, added after the others.
   for (size_t b0 = 0; b0 < blocks; b0 += kBlocksAtOnce) {
@@ -90,34 +108,55 @@ ATTN_VNNI_TARGET void Scores(const uint8_t* queries, size_t head_dim, const uint
       for (size_t r = 0; r < R; ++r) {
         t[r] = b0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(scores + r * lds + tile * kTile);
       }
-      for (size_t b = b0; b < b1; ++b) {
-        const size_t end = std::min(quads, (b + 1) * kQuadsPerBlock);
-        __m512i acc[R], acc2 = _mm512_setzero_si512();
-        for (size_t r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
-        size_t c = b * kQuadsPerBlock;
-        if (R == 1) {  // two chains for a lone query
-          for (; c + 2 <= end; c += 2) {
-            hwy::Prefetch(kq_ahead + c * 64);
-            hwy::Prefetch(kq_ahead + c * 64 + 64);
-            const __m512i k0 = _mm512_xor_si512(_mm512_loadu_si512(kq + c * 64), flip);
-            const __m512i k1 = _mm512_xor_si512(_mm512_loadu_si512(kq + c * 64 + 64), flip);
-            acc[0] = Dpbusd(acc[0], k0, Broadcast4(q8[0], c));
-            acc2 = Dpbusd(acc2, k1, Broadcast4(q8[0], c + 1));
+      // Two blocks at a time, each query's sum of a block split over kSplit
+      // chains: 4 to 8 independent vpdpbusd chains; a block's chains of 8
+      // quads alone (R of them) leave the unit waiting on its latency.
+      for (size_t b = b0; b < b1; b += 2) {
+        const bool pair = b + 1 < b1;
+        const size_t first0 = b * kQuadsPerBlock, end0 = std::min(quads, first0 + kQuadsPerBlock);
+        const size_t first1 = pair ? first0 + kQuadsPerBlock : 0;
+        const size_t end1 = pair ? std::min(quads, first1 + kQuadsPerBlock) : 0;
+        __m512i acc0[R][kSplit], acc1[R][kSplit];
+        for (size_t r = 0; r < R; ++r) {
+          for (size_t x = 0; x < kSplit; ++x) acc0[r][x] = acc1[r][x] = _mm512_setzero_si512();
+        }
+        size_t c = 0;
+        for (; first1 + c + kSplit <= end1; c += kSplit) {  // both blocks
+          for (size_t x = 0; x < kSplit; ++x) {
+            const size_t c0 = first0 + c + x, c1 = first1 + c + x;
+            hwy::Prefetch(kq_ahead + c0 * 64);
+            hwy::Prefetch(kq_ahead + c1 * 64);
+            const __m512i k0 = _mm512_xor_si512(_mm512_loadu_si512(kq + c0 * 64), flip);
+            const __m512i k1 = _mm512_xor_si512(_mm512_loadu_si512(kq + c1 * 64), flip);
+            for (size_t r = 0; r < R; ++r) {
+              acc0[r][x] = Dpbusd(acc0[r][x], k0, Broadcast4(q8[r], c0));
+              acc1[r][x] = Dpbusd(acc1[r][x], k1, Broadcast4(q8[r], c1));
+            }
           }
         }
-        for (; c < end; ++c) {
-          hwy::Prefetch(kq_ahead + c * 64);
-          const __m512i kv = _mm512_xor_si512(_mm512_loadu_si512(kq + c * 64), flip);
-          for (size_t r = 0; r < R; ++r) acc[r] = Dpbusd(acc[r], kv, Broadcast4(q8[r], c));
+        for (; first1 + c < end1; ++c) {  // the second block's last quads
+          const size_t c0 = first0 + c, c1 = first1 + c;
+          hwy::Prefetch(kq_ahead + c0 * 64);
+          hwy::Prefetch(kq_ahead + c1 * 64);
+          const __m512i k0 = _mm512_xor_si512(_mm512_loadu_si512(kq + c0 * 64), flip);
+          const __m512i k1 = _mm512_xor_si512(_mm512_loadu_si512(kq + c1 * 64), flip);
+          for (size_t r = 0; r < R; ++r) {
+            acc0[r][0] = Dpbusd(acc0[r][0], k0, Broadcast4(q8[r], c0));
+            acc1[r][0] = Dpbusd(acc1[r][0], k1, Broadcast4(q8[r], c1));
+          }
         }
-        hwy::Prefetch(ahead + b * 64);  // block b's 16 scales
-        const __m512 ks = _mm512_loadu_ps(kscale + b * kTile);
-        for (size_t r = 0; r < R; ++r) {
-          __m512i sum = acc[r];
-          if (R == 1) sum = _mm512_add_epi32(sum, acc2);
-          sum = _mm512_sub_epi32(sum, correction[r][b - b0]);
-          t[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum),
-                                 _mm512_mul_ps(ks, _mm512_set1_ps(qscale[r][b])), t[r]);
+        for (; first0 + c < end0; ++c) {  // the first block alone
+          const size_t c0 = first0 + c;
+          hwy::Prefetch(kq_ahead + c0 * 64);
+          const __m512i k0 = _mm512_xor_si512(_mm512_loadu_si512(kq + c0 * 64), flip);
+          for (size_t r = 0; r < R; ++r) acc0[r][0] = Dpbusd(acc0[r][0], k0, Broadcast4(q8[r], c0));
+        }
+        hwy::Prefetch(ahead + b * 64);  // the blocks' 16 scales
+        AddBlockScores(acc0, correction, b - b0, _mm512_loadu_ps(kscale + b * kTile), qscale, b, t);
+        if (pair) {
+          hwy::Prefetch(ahead + b * 64 + 64);
+          AddBlockScores(acc1, correction, b + 1 - b0, _mm512_loadu_ps(kscale + (b + 1) * kTile),
+                         qscale, b + 1, t);
         }
       }
       for (size_t r = 0; r < R; ++r) _mm512_storeu_ps(scores + r * lds + tile * kTile, t[r]);
