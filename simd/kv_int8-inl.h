@@ -294,7 +294,7 @@ inline void KvInt8AttentionKernel(const simd::KvInt8AttentionArgs& a,
   const size_t qbytes = simd::KvInt8QueryBytes(hd), qf_stride = 4 * simd::KvInt8Quads(hd);
   // [scores: rows x lds][quantized queries: rows x qbytes][their values as
   // floats: 4 x qf_stride][weights of one block: 4 x (lds + 16), or VNNI's
-  // for every tile and block]
+  // rounded weights of one chunk of tiles]
   const size_t weight_floats =
       HWY_MAX(4 * (lds + kTile), simd::detail::KvInt8ValuesScratch(4, lds / kTile + 1));
   float* const scores =

@@ -169,9 +169,14 @@ using KvInt8ValuesFn = void (*)(const float* p, size_t ldp, size_t rows, size_t 
                                 const uint8_t* values, size_t begin, size_t end, float* out,
                                 float* scratch);
 
+// Tiles whose weights KvInt8ValuesVnni rounds at a time.
+constexpr size_t kKvInt8ValuesChunkTiles = 16;
+
 // 16 floats (64 bytes: one block's weights rounded to 16 bits, split into
-// bytes) per query and tile.
-inline size_t KvInt8ValuesScratch(size_t rows, size_t tiles) { return 16 * rows * tiles; }
+// bytes) per query and tile of a chunk.
+inline size_t KvInt8ValuesScratch(size_t rows, size_t tiles) {
+  return 16 * rows * (tiles < kKvInt8ValuesChunkTiles ? tiles : kKvInt8ValuesChunkTiles);
+}
 
 // The kernels prefetch the tiles they stream this many tiles ahead: a
 // decoding step finds the cache in DRAM, the projections' weights having

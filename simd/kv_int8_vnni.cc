@@ -193,19 +193,21 @@ ATTN_VNNI_INLINE __m512 BlockScales(const uint8_t* values, size_t tile, size_t t
 
 // Tiles whose int32 sums may be added before they are converted: each adds
 // at most 16 * 65535 * 127 in magnitude, 16 of them stay below 2^31.
-constexpr size_t kTilesPerChunk = 16;
+constexpr size_t kTilesPerChunk = kKvInt8ValuesChunkTiles;
+static_assert(kTilesPerChunk <= 16, "int32 sums of a chunk must stay below 2^31");
 
 // The weighted values of R (1..4) queries: KvInt8ValuesVnni. Per block of
 // 32 dimensions (two vectors) and query: (1) the largest weight p_j *
 // vscale_j over the visible tokens (NaN if one is NaN: a non-finite value
 // block, whose outputs become NaN as the float kernel's would), the first
-// block's pass prefetching the tiles' scales ahead; (2) every
-// weight rounded to u = round(w * 65535 / largest), 16 bits, its low and
-// high bytes stored per tile in `bytes`; (3) per vector of dimensions, 4
+// block's pass prefetching the tiles' scales ahead; then per chunk of 16
+// tiles (2) every weight rounded to u = round(w * 65535 / largest), 16
+// bits, its low and high bytes stored per tile in `bytes` (a chunk's: 4 KiB
+// for four queries, read back from L1), (3) per vector of dimensions, 4
 // loads per tile (one per group of 4 tokens) and 8 vpdpbusd per query, the
-// int32 sums exact over up to 16 tiles, then converted and added in float
-// (the first block's sums prefetch the tiles' values ahead, so that their
-// loads overlap the vpdpbusd); the outputs times largest / 65535.
+// int32 sums exact over the chunk, then converted and added in float (the
+// first block's sums prefetch the tiles' values ahead, so that their loads
+// overlap the vpdpbusd); the outputs times largest / 65535.
 template <size_t R>
 ATTN_VNNI_TARGET void Values(const float* p0, size_t ldp, size_t head_dim, const uint8_t* values,
                              size_t begin, size_t end, float* out, uint8_t* bytes) {
@@ -215,7 +217,7 @@ ATTN_VNNI_TARGET void Values(const float* p0, size_t ldp, size_t head_dim, const
   const size_t tile_begin = begin / kTile, tile_end = (end + kTile - 1) / kTile;
   const float* p[R];
   for (size_t r = 0; r < R; ++r) p[r] = p0 + r * ldp;
-  // bytes + ((tile - tile_begin) * R + r) * 64: see `split` below.
+  // bytes + ((tile - chunk) * R + r) * 64: see `split` below.
   for (size_t b = 0; b < blocks; ++b) {
     // The weights are >= 0 or NaN, so the largest is their largest bit
     // pattern as an unsigned integer, a NaN of either sign above every
@@ -255,19 +257,6 @@ ATTN_VNNI_TARGET void Values(const float* p0, size_t ldp, size_t head_dim, const
     // weights of tokens 4g .. 4g+3, then their high bytes (one vpshufb).
     const __m512i split = _mm512_broadcast_i32x4(
         _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, -1, -1, -1, -1, -1, -1, -1, -1));
-    for (size_t tile = tile_begin; tile < tile_end; ++tile) {
-      const __mmask16 visible = TileLanes(tile, tile_begin, tile_end, begin, end);
-      const __m512 s = BlockScales(values, tile, tile_bytes, b);
-      for (size_t r = 0; r < R; ++r) {
-        __m512 w = _mm512_maskz_mul_ps(visible, _mm512_loadu_ps(p[r] + tile * kTile), s);
-        if (any_tiny) w = _mm512_mul_ps(w, boost[r]);  // exact
-        // u <= 65535 (w <= largest); a NaN w gives garbage bytes, and the
-        // NaN factor the block's outputs.
-        const __m512i u = _mm512_cvtps_epi32(_mm512_mul_ps(w, inv[r]));
-        _mm512_storeu_si512(bytes + ((tile - tile_begin) * R + r) * 64,
-                            _mm512_shuffle_epi8(u, split));
-      }
-    }
     const size_t c0 = b * kKvInt8Block;
     const size_t n = std::min(kKvInt8Block, head_dim - c0);
     const __mmask16 lanes0 = FirstLanes(n), lanes1 = FirstLanes(n > 16 ? n - 16 : 0);
@@ -285,8 +274,21 @@ ATTN_VNNI_TARGET void Values(const float* p0, size_t ldp, size_t head_dim, const
         }
       }
       const size_t chunk_end = std::min(tile_end, chunk + kTilesPerChunk);
+      // The chunk's weights, rounded, into `bytes` (in L1 for its sums).
+      for (size_t tile = chunk; tile < chunk_end; ++tile) {
+        const __mmask16 visible = TileLanes(tile, tile_begin, tile_end, begin, end);
+        const __m512 s = BlockScales(values, tile, tile_bytes, b);
+        for (size_t r = 0; r < R; ++r) {
+          __m512 w = _mm512_maskz_mul_ps(visible, _mm512_loadu_ps(p[r] + tile * kTile), s);
+          if (any_tiny) w = _mm512_mul_ps(w, boost[r]);  // exact
+          // u <= 65535 (w <= largest); a NaN w gives garbage bytes, and the
+          // NaN factor the block's outputs.
+          const __m512i u = _mm512_cvtps_epi32(_mm512_mul_ps(w, inv[r]));
+          _mm512_storeu_si512(bytes + ((tile - chunk) * R + r) * 64, _mm512_shuffle_epi8(u, split));
+        }
+      }
       const uint8_t* x = values + chunk * tile_bytes + 4 * blocks * kTile + 4 * c0;
-      const uint8_t* w = bytes + (chunk - tile_begin) * R * 64;
+      const uint8_t* w = bytes;
       for (size_t tile = chunk; tile < chunk_end; ++tile, x += tile_bytes, w += R * 64) {
         if (b == 0 && tile + kKvInt8PrefetchTiles < tile_end) {
           PrefetchKvInt8Tile(values + (tile + kKvInt8PrefetchTiles) * tile_bytes + scale_bytes,
