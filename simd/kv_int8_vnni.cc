@@ -16,7 +16,7 @@
 // share each key load. The values: see Values below. Tuned for head_dim 64
 // and groups of 1 and 4 on an AMD EPYC with AVX-512 VNNI (about 8.3 G
 // vpdpbusd zmm per second and core, two per cycle) and a Xeon (Emerald
-// Rapids: one per cycle, latency 5): one or two queries split their sums
+// Rapids: one per cycle): one or two queries split their sums
 // over twice the accumulators.
 
 #include <stddef.h>
