@@ -18,9 +18,9 @@
 // weighted into up to four query heads of one position at a time, all their
 // columns in registers on targets with 32 vector registers (each V row read
 // once per position, whole). Groups of four query heads prefetch the K rows
-// ahead, rows of several query heads the V rows. Scratch: this thread's kFlashAttention slot,
-// num_queries * (num_keys + head_dim) floats. Each row's result is bitwise
-// the same whichever other rows share its call.
+// ahead, rows of several query heads the V rows. Scratch: this thread's
+// kFlashAttention slot, num_queries * (num_keys + head_dim) floats. Each
+// row's result is bitwise the same whichever other rows share its call.
 // Tuned on AVX-512 (Zen 4) for head_dim 64, groups of 1 and 4.
 #pragma once
 

@@ -49,6 +49,17 @@ ATTN_VNNI_INLINE __m512i Broadcast4(const void* p, size_t i) {
 // Blocks whose query corrections (128 * sum q) are computed at once.
 constexpr size_t kBlocksAtOnce = 16;
 
+// acc[r][x] += key quad c (its 64 bytes at kq + 64 c, flipped to u8) times
+// query r's quad c, for R queries; the same line of kq_ahead prefetched.
+template <size_t R, size_t S>
+ATTN_VNNI_INLINE void AddQuad(const uint8_t* kq, const uint8_t* kq_ahead, __m512i flip,
+                              const int8_t* const (&q8)[R], size_t c, size_t x,
+                              __m512i (&acc)[R][S]) {
+  hwy::Prefetch(kq_ahead + c * 64);
+  const __m512i k = _mm512_xor_si512(_mm512_loadu_si512(kq + c * 64), flip);
+  for (size_t r = 0; r < R; ++r) acc[r][x] = Dpbusd(acc[r][x], k, Broadcast4(q8[r], c));
+}
+
 // t[r] += (the sum of acc[r][...] - 128 * sum q_r) * kscale * qscale_r,b:
 // block b's scores of R queries, their integer sums split over S chains.
 template <size_t R, size_t S>
@@ -123,34 +134,15 @@ ATTN_VNNI_TARGET void Scores(const uint8_t* queries, size_t head_dim, const uint
         size_t c = 0;
         for (; first1 + c + kSplit <= end1; c += kSplit) {  // both blocks
           for (size_t x = 0; x < kSplit; ++x) {
-            const size_t c0 = first0 + c + x, c1 = first1 + c + x;
-            hwy::Prefetch(kq_ahead + c0 * 64);
-            hwy::Prefetch(kq_ahead + c1 * 64);
-            const __m512i k0 = _mm512_xor_si512(_mm512_loadu_si512(kq + c0 * 64), flip);
-            const __m512i k1 = _mm512_xor_si512(_mm512_loadu_si512(kq + c1 * 64), flip);
-            for (size_t r = 0; r < R; ++r) {
-              acc0[r][x] = Dpbusd(acc0[r][x], k0, Broadcast4(q8[r], c0));
-              acc1[r][x] = Dpbusd(acc1[r][x], k1, Broadcast4(q8[r], c1));
-            }
+            AddQuad(kq, kq_ahead, flip, q8, first0 + c + x, x, acc0);
+            AddQuad(kq, kq_ahead, flip, q8, first1 + c + x, x, acc1);
           }
         }
         for (; first1 + c < end1; ++c) {  // the second block's last quads
-          const size_t c0 = first0 + c, c1 = first1 + c;
-          hwy::Prefetch(kq_ahead + c0 * 64);
-          hwy::Prefetch(kq_ahead + c1 * 64);
-          const __m512i k0 = _mm512_xor_si512(_mm512_loadu_si512(kq + c0 * 64), flip);
-          const __m512i k1 = _mm512_xor_si512(_mm512_loadu_si512(kq + c1 * 64), flip);
-          for (size_t r = 0; r < R; ++r) {
-            acc0[r][0] = Dpbusd(acc0[r][0], k0, Broadcast4(q8[r], c0));
-            acc1[r][0] = Dpbusd(acc1[r][0], k1, Broadcast4(q8[r], c1));
-          }
+          AddQuad(kq, kq_ahead, flip, q8, first0 + c, 0, acc0);
+          AddQuad(kq, kq_ahead, flip, q8, first1 + c, 0, acc1);
         }
-        for (; first0 + c < end0; ++c) {  // the first block alone
-          const size_t c0 = first0 + c;
-          hwy::Prefetch(kq_ahead + c0 * 64);
-          const __m512i k0 = _mm512_xor_si512(_mm512_loadu_si512(kq + c0 * 64), flip);
-          for (size_t r = 0; r < R; ++r) acc0[r][0] = Dpbusd(acc0[r][0], k0, Broadcast4(q8[r], c0));
-        }
+        for (; first0 + c < end0; ++c) AddQuad(kq, kq_ahead, flip, q8, first0 + c, 0, acc0);
         hwy::Prefetch(ahead + b * 64);  // the blocks' 16 scales
         AddBlockScores(acc0, correction, b - b0, _mm512_loadu_ps(kscale + b * kTile), qscale, b, t);
         if (pair) {
