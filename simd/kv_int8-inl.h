@@ -280,6 +280,16 @@ HWY_INLINE void WeightedValues(const float* HWY_RESTRICT p0, size_t ldp, const u
   }
 }
 
+// x[0, n) *= factor.
+HWY_INLINE void ScaleRow(float* HWY_RESTRICT x, size_t n, float factor) {
+  const hn::ScalableTag<float> d;
+  const size_t N = hn::Lanes(d);
+  const auto f = hn::Set(d, factor);
+  size_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(hn::Mul(hn::LoadU(d, x + i), f), d, x + i);
+  for (; i < n; ++i) x[i] *= factor;
+}
+
 // simd::KvInt8Attention for this target, without argument checks; the
 // scores and the weighted values by `vnni_scores` and `vnni_values` where
 // given (simd::detail::KvInt8ScoresVnni, KvInt8ValuesVnni), else by this
@@ -293,17 +303,19 @@ inline void KvInt8AttentionKernel(const simd::KvInt8AttentionArgs& a,
   const size_t lds = (a.num_keys + kTile - 1) / kTile * kTile;
   const size_t qbytes = simd::KvInt8QueryBytes(hd), qf_stride = 4 * simd::KvInt8Quads(hd);
   // [scores: rows x lds][quantized queries: rows x qbytes][their values as
-  // floats: 4 x qf_stride][weights of one block: 4 x (lds + 16), or VNNI's
-  // rounded weights of one chunk of tiles]
+  // floats: 4 x qf_stride][1 / the rows' sums of exponentials: rows][weights
+  // of one block: 4 x (lds + 16), or VNNI's rounded weights of one chunk of
+  // tiles]
   const size_t weight_floats =
       HWY_MAX(4 * (lds + kTile), simd::detail::KvInt8ValuesScratch(4, lds / kTile + 1));
-  float* const scores =
-      simd::detail::ThreadScratch(simd::detail::ScratchSlot::kFlashAttention,
-                                  rows * (lds + qbytes / 4) + 4 * qf_stride + 16 + weight_floats);
+  float* const scores = simd::detail::ThreadScratch(
+      simd::detail::ScratchSlot::kFlashAttention,
+      rows * (lds + qbytes / 4 + 1) + 4 * qf_stride + 16 + weight_floats);
   uint8_t* const queries = reinterpret_cast<uint8_t*>(scores + rows * lds);
   float* const qf = scores + rows * (lds + qbytes / 4);
+  float* const inv_sums = qf + 4 * qf_stride;
   // 64-byte aligned (the scratch is): LoadDup128 of 4 weights.
-  float* const weights = scores + (rows * (lds + qbytes / 4) + 4 * qf_stride + 15) / 16 * 16;
+  float* const weights = scores + (rows * (lds + qbytes / 4 + 1) + 4 * qf_stride + 15) / 16 * 16;
   // Every query is quantized (and its scores computed) before any output is
   // written: out may be q.
   for (size_t t = 0; t < a.tokens; ++t) {
@@ -332,17 +344,11 @@ inline void KvInt8AttentionKernel(const simd::KvInt8AttentionArgs& a,
       }
       TileRangeScores(q, qf, r, hd, a.keys, tile_begin, tile_end, s, lds);
     }
+    // The exponentials only: each row's 1 / sum scales its outputs below.
+    if (begin == end) continue;
     for (size_t g = 0; g < a.group; ++g) {
-      simd::SoftmaxArgs softmax;
-      softmax.in = softmax.out = scores + (t * a.group + g) * lds;
-      softmax.ld_in = softmax.ld_out = lds;
-      softmax.rows = 1;
-      softmax.cols = end;
-      softmax.scale = a.scale;
-      softmax.causal = true;
-      softmax.causal_offset = end - 1;
-      softmax.window = end - begin;
-      MaskedSoftmaxKernel(softmax);  // this target's
+      float* s = scores + (t * a.group + g) * lds + begin;
+      inv_sums[t * a.group + g] = 1.0f / softmax_detail::SoftmaxExpRow(s, s, end - begin, a.scale);
     }
   }
   for (size_t t = 0; t < a.tokens; ++t) {
@@ -359,12 +365,18 @@ inline void KvInt8AttentionKernel(const simd::KvInt8AttentionArgs& a,
       float* out = a.out + t * a.ldo + g * hd;
       if (vnni_values != nullptr) {
         vnni_values(p, lds, r, hd, a.values, begin, end, out, weights);
-        continue;
+      } else if (r == 4) {
+        WeightedValues<4>(p, lds, a.values, begin, end, hd, out, weights);
+      } else if (r == 3) {
+        WeightedValues<3>(p, lds, a.values, begin, end, hd, out, weights);
+      } else if (r == 2) {
+        WeightedValues<2>(p, lds, a.values, begin, end, hd, out, weights);
+      } else {
+        WeightedValues<1>(p, lds, a.values, begin, end, hd, out, weights);
       }
-      if (r == 4) WeightedValues<4>(p, lds, a.values, begin, end, hd, out, weights);
-      if (r == 3) WeightedValues<3>(p, lds, a.values, begin, end, hd, out, weights);
-      if (r == 2) WeightedValues<2>(p, lds, a.values, begin, end, hd, out, weights);
-      if (r == 1) WeightedValues<1>(p, lds, a.values, begin, end, hd, out, weights);
+      for (size_t i = 0; i < r; ++i) {
+        ScaleRow(out + i * hd, hd, inv_sums[t * a.group + g + i]);
+      }
     }
   }
 }

@@ -123,10 +123,11 @@ struct KvInt8AttentionArgs {
 // group) at once; with AVX-512 VNNI (Int8VnniActive(), simd/matmul_int8.h)
 // one vpdpbusd per quad of dimensions, else each quad's int8 values
 // converted to floats in registers once (exact integer sums either way).
-// Softmax: simd::MaskedSoftmax's. Values: per tile, each query's 16 weights
-// p_j * vscale_j (0 outside the visible keys) once per block, then per
-// vector of dimensions of a group of 4 tokens, their int8 values converted
-// once and added into up to four queries' outputs. No float copy of the
+// Softmax: simd::MaskedSoftmax's exponentials (and its NaN rules), the
+// division by their sum applied to the outputs. Values: per tile, each
+// query's 16 weights p_j * vscale_j (0 outside the visible keys) once per
+// block, then per vector of dimensions of a group of 4 tokens, their int8
+// values converted once and added into up to four queries' outputs. No float copy of the
 // cache is made. Tuned on AVX-512 (Zen 4) for head_dim 64 and groups of 1
 // and 4.
 //

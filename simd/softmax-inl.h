@@ -1,7 +1,8 @@
 // Per-target masked softmax behind simd/softmax.h (included once per Highway
 // target by simd/softmax.cc and by tests/simd/softmax_test.cc).
 //
-// Per row, three passes over the valid(r) columns only:
+// Per row, three passes over the valid(r) columns only (SoftmaxExpRow is the
+// first two, for callers that fold the normalization into later work):
 //   pass 1: m = max_j s*x[j], and whether any s*x[j] is NaN
 //   pass 2: out[j] = exp(s*x[j] - m) = 2^((s*x[j] - m) log2(e)),
 //           sum += out[j]     (simd/exp2-inl.h's Exp2Below128: relative error
@@ -24,6 +25,7 @@
 #include <stddef.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 #include "hwy/highway.h"
@@ -56,8 +58,10 @@ HWY_INLINE VF SoftmaxExp(DF d, VF y, VF vmax) {
   return Exp2Below128(d, hn::Mul(hn::Sub(y, vmax), hn::Set(d, kLog2E)));
 }
 
-// Softmax of s * in[0, valid) into out[0, valid); valid >= 1.
-HWY_INLINE void SoftmaxRow(const float* in, float* out, size_t valid, float scale) {
+// Passes 1 and 2 of a row: out[j] = exp(s * in[j] - m) for j < valid (>= 1),
+// returning their sum (>= 1); a row that the softmax makes all NaN gets out
+// all NaN and returns NaN. For callers that fold the 1 / sum into later work.
+HWY_INLINE float SoftmaxExpRow(const float* in, float* out, size_t valid, float scale) {
   const DF d;
   const size_t N = hn::Lanes(d);
   const VF vscale = hn::Set(d, scale);
@@ -88,7 +92,7 @@ HWY_INLINE void SoftmaxRow(const float* in, float* out, size_t valid, float scal
   if (!hn::AllFalse(d, nan) || m == std::numeric_limits<float>::infinity() ||
       m == -std::numeric_limits<float>::infinity()) {
     std::fill(out, out + valid, std::numeric_limits<float>::quiet_NaN());
-    return;
+    return std::numeric_limits<float>::quiet_NaN();
   }
 
   // Pass 2: exponentials into out, and their sum.
@@ -118,12 +122,20 @@ HWY_INLINE void SoftmaxRow(const float* in, float* out, size_t valid, float scal
     sum0 = hn::Add(sum0, e);
   }
   // sum >= 1: the maximum contributes exp(0).
-  const float sum = hn::GetLane(hn::SumOfLanes(d, hn::Add(sum0, sum1)));
+  return hn::GetLane(hn::SumOfLanes(d, hn::Add(sum0, sum1)));
+}
+
+// Softmax of s * in[0, valid) into out[0, valid); valid >= 1.
+HWY_INLINE void SoftmaxRow(const float* in, float* out, size_t valid, float scale) {
+  const float sum = SoftmaxExpRow(in, out, valid, scale);
+  if (std::isnan(sum)) return;  // all NaN already
 
   // Pass 3: normalise.
+  const DF d;
+  const size_t N = hn::Lanes(d);
   const float inv = 1.0f / sum;
   const VF vinv = hn::Set(d, inv);
-  i = 0;
+  size_t i = 0;
   for (; i + N <= valid; i += N) hn::StoreU(hn::Mul(hn::LoadU(d, out + i), vinv), d, out + i);
   for (; i < valid; ++i) out[i] *= inv;
 }
