@@ -185,8 +185,9 @@ inline size_t KvInt8ValuesScratch(size_t rows, size_t tiles) {
 // not follow the values' block-strided reads. The VNNI scores prefetch, with
 // each line they load, the same line that many tiles ahead, the portable
 // ones whole tiles; the VNNI values prefetch the scales in their first pass
-// and the int8 values in the first block's sums, the portable ones whole
-// tiles in their first pass. Tuned on Zen 4 at head_dim 64 (4.5 KiB ahead).
+// (and the next chunk of tiles evenly over every block's sums), the portable
+// ones whole tiles in their first pass. Tuned on Zen 4 at head_dim 64 (4.5
+// KiB ahead).
 constexpr size_t kKvInt8PrefetchTiles = 4;
 
 // Prefetches the `bytes` bytes at `tile` (a whole tile) into the caches.

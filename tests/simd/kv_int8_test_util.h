@@ -28,7 +28,7 @@ constexpr size_t kHeadDims[] = {1,  2,  3,  4,  7,  8,  15, 16,  17,  31,
                                 32, 33, 48, 63, 64, 65, 96, 127, 128, 130};
 constexpr size_t kGroups[] = {1, 2, 3, 4, 8};
 constexpr size_t kTokens[] = {1, 2, 5};
-constexpr size_t kNumKeys[] = {1, 3, 15, 16, 17, 33, 100, 257};
+constexpr size_t kNumKeys[] = {1, 3, 15, 16, 17, 33, 100, 257, 600};
 
 using Kernel = void (*)(const simd::KvInt8AttentionArgs&);
 
