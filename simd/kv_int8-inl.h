@@ -280,16 +280,6 @@ HWY_INLINE void WeightedValues(const float* HWY_RESTRICT p0, size_t ldp, const u
   }
 }
 
-// x[0, n) *= factor.
-HWY_INLINE void ScaleRow(float* HWY_RESTRICT x, size_t n, float factor) {
-  const hn::ScalableTag<float> d;
-  const size_t N = hn::Lanes(d);
-  const auto f = hn::Set(d, factor);
-  size_t i = 0;
-  for (; i + N <= n; i += N) hn::StoreU(hn::Mul(hn::LoadU(d, x + i), f), d, x + i);
-  for (; i < n; ++i) x[i] *= factor;
-}
-
 // simd::KvInt8Attention for this target, without argument checks; the
 // scores and the weighted values by `vnni_scores` and `vnni_values` where
 // given (simd::detail::KvInt8ScoresVnni, KvInt8ValuesVnni), else by this
@@ -375,7 +365,7 @@ inline void KvInt8AttentionKernel(const simd::KvInt8AttentionArgs& a,
         WeightedValues<1>(p, lds, a.values, begin, end, hd, out, weights);
       }
       for (size_t i = 0; i < r; ++i) {
-        ScaleRow(out + i * hd, hd, inv_sums[t * a.group + g + i]);
+        softmax_detail::ScaleRow(out + i * hd, hd, inv_sums[t * a.group + g + i]);
       }
     }
   }

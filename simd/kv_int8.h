@@ -127,9 +127,9 @@ struct KvInt8AttentionArgs {
 // division by their sum applied to the outputs. Values: per tile, each
 // query's 16 weights p_j * vscale_j (0 outside the visible keys) once per
 // block, then per vector of dimensions of a group of 4 tokens, their int8
-// values converted once and added into up to four queries' outputs. No float copy of the
-// cache is made. Tuned on AVX-512 (Zen 4) for head_dim 64 and groups of 1
-// and 4.
+// values converted once and added into up to four queries' outputs. No
+// float copy of the cache is made. Tuned on AVX-512 (Zen 4) for head_dim 64
+// and groups of 1 and 4.
 //
 // With VNNI the values are weighted by integer dot products too: per query
 // and block, the weights p_j * vscale_j are rounded to 16 bits relative to
@@ -155,7 +155,7 @@ using KvInt8ScoresFn = void (*)(const uint8_t* queries, size_t rows, size_t head
                                 const uint8_t* keys, size_t tile_begin, size_t tile_end,
                                 float* scores, size_t lds);
 
-// The AVX-512 VNNI scores (simd/kv_int8_vnni.cc): vpdpbusd on the key
+// The AVX-512 VNNI scores (simd/kv_int8_vnni_scores.cc): vpdpbusd on the key
 // quads. Only called when Int8VnniActive(); does nothing where the kernel is
 // not compiled.
 void KvInt8ScoresVnni(const uint8_t* queries, size_t rows, size_t head_dim, const uint8_t* keys,
@@ -195,7 +195,7 @@ inline void PrefetchKvInt8Tile(const uint8_t* tile, size_t bytes) {
   for (size_t i = 0; i < bytes; i += 64) hwy::Prefetch(tile + i);
 }
 
-// The AVX-512 VNNI weighted values (simd/kv_int8_vnni.cc): weights rounded
+// The AVX-512 VNNI weighted values (simd/kv_int8_vnni_values.cc): weights rounded
 // to 16 bits per query and block (KvInt8Attention), vpdpbusd on the value
 // groups. As KvInt8ScoresVnni, only called when Int8VnniActive().
 void KvInt8ValuesVnni(const float* p, size_t ldp, size_t rows, size_t head_dim,

@@ -40,7 +40,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <string.h>
 
 #include <algorithm>
 
@@ -131,9 +130,7 @@ ATTN_VNNI_INLINE void GroupStep(const uint8_t* ap, const uint8_t* bp,
   __m512i bv[kVecs];
   for (size_t j = 0; j < kVecs; ++j) bv[j] = _mm512_load_si512(bp + j * 64);
   for (size_t i = 0; i < kRows; ++i) {
-    int32_t four;
-    memcpy(&four, ap + i * 4, sizeof(four));
-    const __m512i av = _mm512_set1_epi32(four);
+    const __m512i av = Broadcast4(ap, i);
     for (size_t j = 0; j < kVecs; ++j) acc[i][j] = Dpbusd(acc[i][j], av, bv[j]);
   }
 }

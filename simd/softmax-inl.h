@@ -58,6 +58,16 @@ HWY_INLINE VF SoftmaxExp(DF d, VF y, VF vmax) {
   return Exp2Below128(d, hn::Mul(hn::Sub(y, vmax), hn::Set(d, kLog2E)));
 }
 
+// x[0, n) *= factor.
+HWY_INLINE void ScaleRow(float* HWY_RESTRICT x, size_t n, float factor) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  const VF f = hn::Set(d, factor);
+  size_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(hn::Mul(hn::LoadU(d, x + i), f), d, x + i);
+  for (; i < n; ++i) x[i] *= factor;
+}
+
 // Passes 1 and 2 of a row: out[j] = exp(s * in[j] - m) for j < valid (>= 1),
 // returning their sum (>= 1); a row that the softmax makes all NaN gets out
 // all NaN and returns NaN. For callers that fold the 1 / sum into later work.
@@ -130,14 +140,7 @@ HWY_INLINE void SoftmaxRow(const float* in, float* out, size_t valid, float scal
   const float sum = SoftmaxExpRow(in, out, valid, scale);
   if (std::isnan(sum)) return;  // all NaN already
 
-  // Pass 3: normalise.
-  const DF d;
-  const size_t N = hn::Lanes(d);
-  const float inv = 1.0f / sum;
-  const VF vinv = hn::Set(d, inv);
-  size_t i = 0;
-  for (; i + N <= valid; i += N) hn::StoreU(hn::Mul(hn::LoadU(d, out + i), vinv), d, out + i);
-  for (; i < valid; ++i) out[i] *= inv;
+  ScaleRow(out, valid, 1.0f / sum);  // pass 3: normalise
 }
 
 }  // namespace softmax_detail

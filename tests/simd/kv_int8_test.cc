@@ -54,7 +54,7 @@ void Views(Problem* p, uint32_t i) {
   p->Fill(i);
 }
 // This target's kernel with its own (Highway) scores and values; with the
-// VNNI ones (simd/kv_int8_vnni.cc), which the AVX3 target's dispatch uses
+// VNNI ones (simd/kv_int8_vnni_*.cc), which the AVX3 target's dispatch uses
 // on a VNNI CPU.
 void PortableKernel(const simd::KvInt8AttentionArgs& a) { KvInt8AttentionKernel(a); }
 #if HWY_TARGET == HWY_AVX3
@@ -339,7 +339,7 @@ TEST_P(KvInt8Test, DispatchedKvInt8Attention) {
   kv_int8_test::ExpectMatches(p, &simd::KvInt8Attention, "simd::KvInt8Attention", false, 1e-4);
 }
 
-// The AVX-512 VNNI kernels (simd/kv_int8_vnni.cc) through the dispatched
+// The AVX-512 VNNI kernels (simd/kv_int8_vnni_*.cc) through the dispatched
 // entry point, against the reference within 1e-4 of the largest value (the
 // weights rounded to 16 bits: 1.2e-5 measured) on every head_dim x key
 // count and every group x
